@@ -1,0 +1,16 @@
+//! The contract shared by `apikeyd`, the `apikey` command line and
+//! `pam_apikey.so`: bus names, the key format, the error names, the types
+//! that travel on the bus and the client proxy.
+
+pub mod duration;
+pub mod errors;
+pub mod names;
+pub mod proxy;
+pub mod services;
+pub mod token;
+pub mod types;
+
+pub use errors::KeysError;
+pub use proxy::Keys1Proxy;
+pub use token::{Token, TokenError};
+pub use types::{Expiry, KeyInfo, Settings, StatusInfo};

@@ -1,0 +1,65 @@
+//! Client side of `org.apikey.Keys1`, used by the command line and tests.
+
+use crate::errors::KeysError;
+use crate::types::{KeyInfo, Settings, StatusInfo};
+
+#[zbus::proxy(
+    interface = "org.apikey.Keys1",
+    default_service = "org.apikey.Keys1",
+    default_path = "/org/apikey/Keys1"
+)]
+pub trait Keys1 {
+    /// A new long-lived key. Empty `name`/`expires`/`user` and an empty
+    /// `services` list take the defaults. Returns the token (shown once)
+    /// and the key's record.
+    fn generate(
+        &self,
+        name: &str,
+        expires: &str,
+        services: &[&str],
+        user: &str,
+    ) -> Result<(String, KeyInfo), KeysError>;
+
+    /// Keys visible to the caller: its own (`user` empty, `all` false),
+    /// one user's (`user`), or every key (`all`). Session keys only with
+    /// `sessions` and only for administrators.
+    fn list(&self, user: &str, all: bool, sessions: bool) -> Result<Vec<KeyInfo>, KeysError>;
+
+    /// Revokes the given key ids; returns the ids revoked.
+    fn revoke(&self, ids: &[&str]) -> Result<Vec<String>, KeysError>;
+
+    /// Revokes every key of `user` (empty: the caller); returns the ids.
+    fn revoke_all(&self, user: &str) -> Result<Vec<String>, KeysError>;
+
+    /// Revokes every key on the host (administrators).
+    fn revoke_site(&self) -> Result<Vec<String>, KeysError>;
+
+    /// Replaces a key with a new one of the same owner, name and scope.
+    fn rotate(&self, id: &str) -> Result<(String, KeyInfo), KeysError>;
+
+    fn get_settings(&self) -> Result<Settings, KeysError>;
+
+    /// Each argument empty leaves that setting unchanged; the booleans
+    /// take "yes"/"no", `expires` one of never/7d/30d/90d/365d,
+    /// `session_timeout` a duration such as 30m.
+    fn set_settings(
+        &self,
+        allow_user_keys: &str,
+        expires: &str,
+        users_see_own: &str,
+        session_timeout: &str,
+    ) -> Result<Settings, KeysError>;
+
+    fn status(&self) -> Result<StatusInfo, KeysError>;
+
+    /// Checks a key for a login. `user` empty accepts any owner (user
+    /// mapping); `service` empty (root only) checks validity, not scope.
+    /// Returns the owner's user name and the key id.
+    fn verify(
+        &self,
+        token: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(String, String), KeysError>;
+}
