@@ -1,0 +1,279 @@
+//! `/etc/apikey/apikeyd.toml`. A missing file means defaults; anything
+//! malformed or unknown is refused with the file, line and reason, because
+//! a typo in a security setting must not silently become a default.
+
+use apikey_proto::duration::parse_duration;
+use apikey_proto::services::{is_never_key_service, is_valid_pattern};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG: &str = "/etc/apikey/apikeyd.toml";
+pub const DEFAULT_DATABASE: &str = "/var/lib/apikey/keys.db";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    database: PathBuf,
+    admin_groups: Vec<String>,
+    key_services: Vec<String>,
+    allow_system_accounts: Vec<String>,
+    max_keys_per_user: u32,
+    session_key_max_lifetime: String,
+    syslog_socket: PathBuf,
+    min_free_disk_mb: u64,
+    throttle: RawThrottle,
+    verifier_groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawThrottle {
+    free_failures: u32,
+    max_delay: String,
+    forget_after: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            database: DEFAULT_DATABASE.into(),
+            admin_groups: vec!["apikey-admin".into()],
+            key_services: vec!["sshd*".into(), "vsftpd*".into(), "nginx*".into()],
+            allow_system_accounts: vec![],
+            max_keys_per_user: 100,
+            session_key_max_lifetime: "12h".into(),
+            syslog_socket: "/dev/log".into(),
+            min_free_disk_mb: 64,
+            throttle: RawThrottle::default(),
+            verifier_groups: BTreeMap::from([("apikey-auth".into(), vec!["nginx*".into()])]),
+        }
+    }
+}
+
+impl Default for RawThrottle {
+    fn default() -> Self {
+        RawThrottle {
+            free_failures: 10,
+            max_delay: "8s".into(),
+            forget_after: "15m".into(),
+        }
+    }
+}
+
+/// Limits on invalid attempts per (caller uid, remote host), S7.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures answered without delay.
+    pub free_failures: u32,
+    pub max_delay_ms: u64,
+    /// A source with no failure for this long starts afresh.
+    pub forget_after_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub database: PathBuf,
+    pub admin_groups: Vec<String>,
+    pub key_services: Vec<String>,
+    pub allow_system_accounts: Vec<String>,
+    pub max_keys_per_user: u32,
+    pub session_key_max_lifetime_secs: u64,
+    pub syslog_socket: PathBuf,
+    /// Writes that add keys stop with QuotaExceeded below this much free space.
+    pub min_free_disk_bytes: u64,
+    pub throttle: ThrottleConfig,
+    pub verifier_groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for Config {
+    fn default() -> Self {
+        validate(RawConfig::default()).expect("built-in defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads the file; a file that does not exist means defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(ConfigError {
+                file: path.into(),
+                line: None,
+                reason: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.into(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            reason: e.message().trim().to_string(),
+        })?;
+        validate(raw).map_err(|(key, reason)| ConfigError {
+            file: path.into(),
+            line: find_key_line(text, key),
+            reason: format!("{key}: {reason}"),
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(leaf) && l[leaf.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
+    check_patterns(&raw.key_services).map_err(|e| ("key_services", e))?;
+    for (group, patterns) in &raw.verifier_groups {
+        check_patterns(patterns).map_err(|e| ("verifier_groups", format!("{group}: {e}")))?;
+    }
+    if raw.max_keys_per_user == 0 {
+        return Err(("max_keys_per_user", "must be at least 1".into()));
+    }
+    let lifetime = parse_duration(&raw.session_key_max_lifetime)
+        .map_err(|e| ("session_key_max_lifetime", e))?;
+    if lifetime == 0 {
+        return Err(("session_key_max_lifetime", "must be longer than 0s".into()));
+    }
+    let max_delay = parse_duration(&raw.throttle.max_delay).map_err(|e| ("max_delay", e))?;
+    let forget = parse_duration(&raw.throttle.forget_after).map_err(|e| ("forget_after", e))?;
+    if !raw.database.is_absolute() {
+        return Err(("database", "must be an absolute path".into()));
+    }
+    Ok(Config {
+        database: raw.database,
+        admin_groups: raw.admin_groups,
+        key_services: raw.key_services,
+        allow_system_accounts: raw.allow_system_accounts,
+        max_keys_per_user: raw.max_keys_per_user,
+        session_key_max_lifetime_secs: lifetime,
+        syslog_socket: raw.syslog_socket,
+        min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
+        throttle: ThrottleConfig {
+            free_failures: raw.throttle.free_failures,
+            max_delay_ms: max_delay.saturating_mul(1000),
+            forget_after_secs: forget.max(1),
+        },
+        verifier_groups: raw.verifier_groups,
+    })
+}
+
+fn check_patterns(patterns: &[String]) -> Result<(), String> {
+    for p in patterns {
+        if !is_valid_pattern(p) {
+            return Err(format!(
+                "'{}' is not a service name or a prefix ending in '*'",
+                apikey_proto::services::printable(p, 40)
+            ));
+        }
+        if is_never_key_service(p.trim_end_matches('*')) {
+            return Err(format!(
+                "'{p}' names a service that never accepts keys (su, sudo, login, ...)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"
+database = "/var/lib/apikey/keys.db"
+admin_groups = ["apikey-admin"]
+# PAM services that may accept keys: a name, or a prefix ending in '*'
+key_services = ["sshd*", "vsftpd*", "nginx*"]
+# accounts with uid 0 or a system uid that may hold keys
+allow_system_accounts = []
+max_keys_per_user = 100
+session_key_max_lifetime = "12h"
+# where audit lines go; tests point it at a socket of their own
+syslog_socket = "/dev/log"
+
+# non-root verifiers: group = the services its members may name
+[verifier_groups]
+apikey-auth = ["nginx*"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/apikey/apikeyd.toml"))
+    }
+
+    #[test]
+    fn the_documented_example_is_the_default() {
+        assert_eq!(parse(SPEC_EXAMPLE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = Config::load(Path::new("/nonexistent/apikeyd.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let err = parse("max_keys_per_user = 5\nallow_root = true\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/apikey/apikeyd.toml:2:"), "{text}");
+        assert!(text.contains("allow_root"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = parse("\n\nmax_keys_per_user = \"many\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_line() {
+        let err = parse("key_services = [\"sshd\", \"su\"]\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+        assert!(err.reason.contains("never accepts keys"), "{err}");
+        let err = parse("a = 1\n").unwrap_err();
+        assert!(err.reason.contains("unknown field"), "{err}");
+        let err = parse("session_key_max_lifetime = \"12 hours\"\n").unwrap_err();
+        assert!(err.reason.contains("session_key_max_lifetime"), "{err}");
+        assert!(parse("database = \"relative.db\"\n").is_err());
+        assert!(parse("[verifier_groups]\nwww = [\"*\"]\n").is_err());
+    }
+
+    #[test]
+    fn throttle_table_is_read() {
+        let c = parse("[throttle]\nfree_failures = 3\nmax_delay = \"2s\"\n").unwrap();
+        assert_eq!(c.throttle.free_failures, 3);
+        assert_eq!(c.throttle.max_delay_ms, 2000);
+        assert_eq!(c.throttle.forget_after_secs, 900);
+    }
+}

@@ -1,0 +1,151 @@
+//! The key store behind a small interface, so that a second backend (a
+//! shared PostgreSQL database for fleets) can be added without touching
+//! the bus layer or the policy code.
+
+mod migrations;
+pub mod sqlite;
+
+use apikey_proto::Expiry;
+use std::fmt;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    LongLived,
+    Session,
+}
+
+impl KeyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::LongLived => "long",
+            KeyKind::Session => "session",
+        }
+    }
+
+    fn from_str(s: &str) -> Option<KeyKind> {
+        match s {
+            "long" => Some(KeyKind::LongLived),
+            "session" => Some(KeyKind::Session),
+            _ => None,
+        }
+    }
+}
+
+/// One key as stored. `hash` is SHA-256 of the token; the token itself is
+/// never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub hash: [u8; 32],
+    pub kind: KeyKind,
+    pub owner_uid: u32,
+    /// The owner's user name at generation: a key of a renamed account dies.
+    pub owner_name: String,
+    pub created_by_uid: u32,
+    pub created_by_loginuid: Option<u32>,
+    pub name: String,
+    /// Service patterns; empty means every service the site allows.
+    pub services: Vec<String>,
+    pub created: i64,
+    /// The key's own expiry; the policy may cap it further.
+    pub expires: Option<i64>,
+    pub last_used: Option<KeyUse>,
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    pub key_id: String,
+    pub at: i64,
+    pub service: String,
+    pub rhost: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: i64,
+    pub by_uid: u32,
+    pub reason: String,
+}
+
+/// Who revokes, when and why: kept with the key for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct RevokeBy<'a> {
+    pub uid: u32,
+    pub at: i64,
+    pub reason: &'a str,
+}
+
+/// The site policy as the daemon uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub allow_user_keys: bool,
+    pub expiry: Expiry,
+    pub users_see_own: bool,
+    pub session_timeout_secs: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allow_user_keys: false,
+            expiry: Expiry::Never,
+            users_see_own: true,
+            session_timeout_secs: 30 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The owner already has `max_keys_per_user` active keys.
+    TooManyKeys(u32),
+    /// The disk is full: nothing was written.
+    DiskFull,
+    /// Rotate named a key that does not exist or is no longer active.
+    NotActive,
+    /// Anything else: the store could not complete the operation.
+    Failed(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::TooManyKeys(n) => write!(f, "the user already has {n} active keys"),
+            StoreError::DiskFull => f.write_str("the disk holding the key store is full"),
+            StoreError::NotActive => f.write_str("the key is not active"),
+            StoreError::Failed(m) => write!(f, "key store error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Every write is durable before it returns: a caller told "done" keeps
+/// its revocation through a crash or a power cut.
+pub trait Store: Send + Sync {
+    /// Adds a key unless its owner already has `max_active` active keys
+    /// (checked in the same transaction).
+    fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()>;
+    fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>>;
+    fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
+    /// Unrevoked keys, of one owner or all.
+    fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>>;
+    /// Revokes those of `ids` still active; returns the ids revoked.
+    fn revoke(&self, ids: &[String], by: RevokeBy<'_>) -> StoreResult<Vec<String>>;
+    /// Revokes every active key of `owner`, or of everyone.
+    fn revoke_owner(&self, owner: Option<u32>, by: RevokeBy<'_>) -> StoreResult<Vec<String>>;
+    /// Revokes `old_id` and inserts `new` in one transaction.
+    fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()>;
+    fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()>;
+    fn policy(&self) -> StoreResult<Policy>;
+    fn save_policy(&self, policy: &Policy) -> StoreResult<()>;
+    /// Bytes free for the store, where the backend can tell.
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
+}

@@ -1,0 +1,652 @@
+//! The embedded default backend: one SQLite file in WAL mode with
+//! synchronous=FULL, so a write is on disk before the caller hears "done".
+//! One connection writes; a second one serves reads, so a Verify never
+//! waits behind a writer's fsync.
+
+use super::migrations::MIGRATIONS;
+use super::{
+    KeyKind, KeyRecord, KeyUse, Policy, Revocation, RevokeBy, Store, StoreError, StoreResult,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory store, which has a single connection.
+    reader: Option<Mutex<Connection>>,
+    dir: Option<PathBuf>,
+}
+
+/// Why the store could not be opened; the daemon prints it and exits.
+#[derive(Debug)]
+pub struct OpenError {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.reason)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+const KEY_COLUMNS: &str = "id, hash, kind, owner_uid, owner_name, created_by_uid, \
+    created_by_loginuid, name, services, created, expires, last_used, last_service, \
+    last_rhost, revoked, revoked_by_uid, revoke_reason";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`: the directory must
+    /// not be writable by others, the file is created 0600, the schema is
+    /// migrated and the file's integrity checked.
+    pub fn open(path: &Path) -> Result<SqliteStore, OpenError> {
+        let fail = |reason: String| OpenError {
+            file: path.into(),
+            reason,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .ok_or_else(|| fail("the store must be a file path with a directory".into()))?;
+        prepare_dir(dir).map_err(|reason| OpenError {
+            file: dir.into(),
+            reason,
+        })?;
+        // Create it ourselves so that it is 0600 from the first byte; SQLite
+        // gives the -wal and -shm files the main file's mode.
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| fail(format!("cannot open: {e}")))?;
+        let meta = fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                .map_err(|e| fail(format!("cannot make it 0600: {e}")))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut writer =
+            Connection::open_with_flags(path, flags).map_err(|e| fail(describe(&e)))?;
+        configure(&writer).map_err(fail)?;
+        let quick: String = writer
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| fail(describe(&e)))?;
+        if quick != "ok" {
+            return Err(fail(format!("the database is corrupt ({quick})")));
+        }
+        migrate(&mut writer).map_err(fail)?;
+        let reader = Connection::open_with_flags(path, flags).map_err(|e| fail(describe(&e)))?;
+        configure(&reader).map_err(fail)?;
+        reader
+            .execute_batch("PRAGMA query_only = ON")
+            .map_err(|e| fail(describe(&e)))?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Some(Mutex::new(reader)),
+            dir: Some(dir.into()),
+        })
+    }
+
+    /// A private in-memory store for unit tests.
+    pub fn open_in_memory() -> SqliteStore {
+        let mut conn = Connection::open_in_memory().expect("in-memory SQLite");
+        migrate(&mut conn).expect("migrations apply to an empty database");
+        SqliteStore {
+            writer: Mutex::new(conn),
+            reader: None,
+            dir: None,
+        }
+    }
+
+    fn write(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back on drop), so a poisoned lock is usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()),
+            None => self.write(),
+        }
+    }
+
+    fn query_keys(
+        &self,
+        where_clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> StoreResult<Vec<KeyRecord>> {
+        let conn = self.read();
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE {where_clause}");
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        let rows = stmt.query_map(args, key_from_row).map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn revoke_where(
+        &self,
+        where_clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+        by: RevokeBy<'_>,
+    ) -> StoreResult<Vec<String>> {
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let ids = {
+            let sql = format!(
+                "UPDATE keys SET revoked = ?1, revoked_by_uid = ?2, revoke_reason = ?3 \
+                 WHERE revoked IS NULL AND ({where_clause}) RETURNING id"
+            );
+            let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+            let mut all: Vec<&dyn rusqlite::ToSql> = vec![&by.at, &by.uid, &by.reason];
+            all.extend_from_slice(args);
+            let rows = stmt
+                .query_map(all.as_slice(), |r| r.get::<_, String>(0))
+                .map_err(map_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)?
+        };
+        tx.commit().map_err(map_err)?;
+        Ok(ids)
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()> {
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let active: u32 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM keys WHERE owner_uid = ?1 AND revoked IS NULL \
+                 AND (expires IS NULL OR expires > ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![key.owner_uid, now], |r| r.get(0)))
+            .map_err(map_err)?;
+        if active >= max_active {
+            return Err(StoreError::TooManyKeys(active));
+        }
+        insert_row(&tx, key)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
+        let conn = self.read();
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1");
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        stmt.query_row([&hash[..]], key_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
+    fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        Ok(self.query_keys("id = ?1", &[&id])?.pop())
+    }
+
+    fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>> {
+        match owner {
+            Some(uid) => self.query_keys(
+                "owner_uid = ?1 AND revoked IS NULL ORDER BY created, id",
+                &[&uid],
+            ),
+            None => self.query_keys("revoked IS NULL ORDER BY owner_name, created, id", &[]),
+        }
+    }
+
+    fn revoke(&self, ids: &[String], by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // One placeholder per id; ids were validated as base62 by the caller.
+        let marks = (0..ids.len())
+            .map(|i| format!("?{}", i + 4))
+            .collect::<Vec<_>>()
+            .join(",");
+        let args: Vec<&dyn rusqlite::ToSql> =
+            ids.iter().map(|i| i as &dyn rusqlite::ToSql).collect();
+        self.revoke_where(&format!("id IN ({marks})"), &args, by)
+    }
+
+    fn revoke_owner(&self, owner: Option<u32>, by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
+        match owner {
+            Some(uid) => self.revoke_where("owner_uid = ?4", &[&uid], by),
+            None => self.revoke_where("1", &[], by),
+        }
+    }
+
+    fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()> {
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let changed = tx
+            .execute(
+                "UPDATE keys SET revoked = ?1, revoked_by_uid = ?2, revoke_reason = ?3 \
+                 WHERE id = ?4 AND revoked IS NULL",
+                params![by.at, by.uid, by.reason, old_id],
+            )
+            .map_err(map_err)?;
+        if changed != 1 {
+            return Err(StoreError::NotActive);
+        }
+        insert_row(&tx, new)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE keys SET last_used = ?2, last_service = ?3, last_rhost = ?4 \
+                     WHERE id = ?1 AND (last_used IS NULL OR last_used <= ?2)",
+                )
+                .map_err(map_err)?;
+            for u in uses {
+                stmt.execute(params![u.key_id, u.at, u.service, u.rhost])
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn policy(&self) -> StoreResult<Policy> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, value FROM settings")
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(map_err)?;
+        let mut policy = Policy::default();
+        for row in rows {
+            let (name, value) = row.map_err(map_err)?;
+            let bad = || StoreError::Failed(format!("stored setting {name} = '{value}' is invalid"));
+            match name.as_str() {
+                "allow_user_keys" => policy.allow_user_keys = parse_bool(&value).ok_or_else(bad)?,
+                "expiry" => policy.expiry = value.parse().map_err(|_| bad())?,
+                "users_see_own" => policy.users_see_own = parse_bool(&value).ok_or_else(bad)?,
+                "session_timeout" => {
+                    policy.session_timeout_secs = value.parse().map_err(|_| bad())?
+                }
+                // A newer version's setting: keep it, ignore it.
+                _ => {}
+            }
+        }
+        Ok(policy)
+    }
+
+    fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+                     ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(map_err)?;
+            let rows = [
+                ("allow_user_keys", yes_no(policy.allow_user_keys).to_string()),
+                ("expiry", policy.expiry.to_string()),
+                ("users_see_own", yes_no(policy.users_see_own).to_string()),
+                ("session_timeout", policy.session_timeout_secs.to_string()),
+            ];
+            for (name, value) in rows {
+                stmt.execute(params![name, value]).map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(self.dir.as_deref()?).ok()?;
+        Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+    }
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err("is not a directory".into());
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o022 != 0 {
+                return Err(format!(
+                    "is writable by group or others (mode {:04o}); it must be 0700",
+                    mode & 0o7777
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), String> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| describe(&e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| describe(&e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("cannot switch to WAL mode (journal mode is {mode})"));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(|e| describe(&e))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| describe(&e))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "schema version {version} is newer than this apikeyd knows ({}); \
+             refusing to touch it",
+            MIGRATIONS.len()
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|e| describe(&e))?;
+        tx.execute_batch(sql)
+            .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
+            .and_then(|_| tx.commit())
+            .map_err(|e| format!("migration {} failed: {}", i + 1, describe(&e)))?;
+    }
+    Ok(())
+}
+
+fn insert_row(tx: &rusqlite::Transaction<'_>, key: &KeyRecord) -> StoreResult<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))
+    .and_then(|mut s| {
+        let (last_used, last_service, last_rhost) = match &key.last_used {
+            Some(u) => (Some(u.at), Some(u.service.as_str()), Some(u.rhost.as_str())),
+            None => (None, None, None),
+        };
+        let (revoked, revoked_by, reason) = match &key.revoked {
+            Some(r) => (Some(r.at), Some(r.by_uid), Some(r.reason.as_str())),
+            None => (None, None, None),
+        };
+        s.execute(params![
+            key.id,
+            &key.hash[..],
+            key.kind.as_str(),
+            key.owner_uid,
+            key.owner_name,
+            key.created_by_uid,
+            key.created_by_loginuid,
+            key.name,
+            key.services.join(","),
+            key.created,
+            key.expires,
+            last_used,
+            last_service,
+            last_rhost,
+            revoked,
+            revoked_by,
+            reason,
+        ])
+    })
+    .map(|_| ())
+    .map_err(map_err)
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let hash: Vec<u8> = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let services: String = row.get(8)?;
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("stored {what} is invalid").into(),
+        )
+    };
+    let last_used = match row.get::<_, Option<i64>>(11)? {
+        Some(at) => Some(KeyUse {
+            key_id: row.get(0)?,
+            at,
+            service: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            rhost: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let revoked = match row.get::<_, Option<i64>>(14)? {
+        Some(at) => Some(Revocation {
+            at,
+            by_uid: row.get::<_, Option<u32>>(15)?.unwrap_or(0),
+            reason: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        hash: hash.try_into().map_err(|_| bad("hash"))?,
+        kind: KeyKind::from_str(&kind).ok_or_else(|| bad("kind"))?,
+        owner_uid: row.get(3)?,
+        owner_name: row.get(4)?,
+        created_by_uid: row.get(5)?,
+        created_by_loginuid: row.get(6)?,
+        name: row.get(7)?,
+        services: services
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        created: row.get(9)?,
+        expires: row.get(10)?,
+        last_used,
+        revoked,
+    })
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StoreError::DiskFull
+        }
+        _ => StoreError::Failed(describe(&e)),
+    }
+}
+
+fn describe(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({:?})", f.code),
+        rusqlite::Error::SqliteFailure(f, None) => format!("{f}"),
+        other => other.to_string(),
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apikey_proto::{Expiry, Token};
+
+    fn key(id: &str, owner: u32, created: i64) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            hash: Token::generate().unwrap().hash(),
+            kind: KeyKind::LongLived,
+            owner_uid: owner,
+            owner_name: format!("user{owner}"),
+            created_by_uid: owner,
+            created_by_loginuid: Some(owner),
+            name: "ci".into(),
+            services: vec!["sshd*".into()],
+            created,
+            expires: None,
+            last_used: None,
+            revoked: None,
+        }
+    }
+
+    fn by(at: i64) -> RevokeBy<'static> {
+        RevokeBy {
+            uid: 0,
+            at,
+            reason: "test",
+        }
+    }
+
+    #[test]
+    fn insert_then_find_by_hash_and_id() {
+        let s = SqliteStore::open_in_memory();
+        let k = key("aaaaaaaaaaaa", 1000, 10);
+        s.insert(&k, 5, 10).unwrap();
+        assert_eq!(s.by_hash(&k.hash).unwrap(), Some(k.clone()));
+        assert_eq!(s.by_id("aaaaaaaaaaaa").unwrap(), Some(k));
+        assert_eq!(s.by_id("bbbbbbbbbbbb").unwrap(), None);
+    }
+
+    #[test]
+    fn quota_counts_only_active_keys() {
+        let s = SqliteStore::open_in_memory();
+        s.insert(&key("k00000000001", 1000, 0), 2, 0).unwrap();
+        let mut expiring = key("k00000000002", 1000, 0);
+        expiring.expires = Some(50);
+        s.insert(&expiring, 2, 0).unwrap();
+        assert_eq!(
+            s.insert(&key("k00000000003", 1000, 0), 2, 10),
+            Err(StoreError::TooManyKeys(2))
+        );
+        // Once the second has expired there is room again.
+        s.insert(&key("k00000000003", 1000, 0), 2, 60).unwrap();
+        // Another owner is unaffected.
+        s.insert(&key("k00000000004", 1001, 0), 2, 60).unwrap();
+    }
+
+    #[test]
+    fn revoke_reports_only_what_it_changed() {
+        let s = SqliteStore::open_in_memory();
+        for (i, owner) in [1000, 1000, 1001].into_iter().enumerate() {
+            s.insert(&key(&format!("k0000000000{i}"), owner, 0), 9, 0)
+                .unwrap();
+        }
+        let ids = vec!["k00000000000".to_string(), "nothere00000".to_string()];
+        assert_eq!(s.revoke(&ids, by(5)).unwrap(), vec!["k00000000000"]);
+        assert_eq!(s.revoke(&ids, by(6)).unwrap(), Vec::<String>::new());
+        let r = s.by_id("k00000000000").unwrap().unwrap().revoked.unwrap();
+        assert_eq!((r.at, r.reason.as_str()), (5, "test"));
+        assert_eq!(s.revoke_owner(Some(1000), by(7)).unwrap().len(), 1);
+        assert_eq!(s.list_active(None).unwrap().len(), 1);
+        assert_eq!(s.revoke_owner(None, by(8)).unwrap(), vec!["k00000000002"]);
+        assert!(s.list_active(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn replace_is_atomic() {
+        let s = SqliteStore::open_in_memory();
+        s.insert(&key("old000000000", 1000, 0), 9, 0).unwrap();
+        let new = key("new000000000", 1000, 1);
+        s.replace("old000000000", &new, by(1)).unwrap();
+        assert!(s.by_id("old000000000").unwrap().unwrap().revoked.is_some());
+        // Replacing a revoked key changes nothing.
+        let newer = key("newer0000000", 1000, 2);
+        assert_eq!(
+            s.replace("old000000000", &newer, by(2)),
+            Err(StoreError::NotActive)
+        );
+        assert_eq!(s.by_id("newer0000000").unwrap(), None);
+    }
+
+    #[test]
+    fn uses_never_move_backwards() {
+        let s = SqliteStore::open_in_memory();
+        s.insert(&key("k00000000001", 1000, 0), 9, 0).unwrap();
+        let used = |at, svc: &str| KeyUse {
+            key_id: "k00000000001".into(),
+            at,
+            service: svc.into(),
+            rhost: "10.0.0.1".into(),
+        };
+        s.record_uses(&[used(20, "sshd")]).unwrap();
+        s.record_uses(&[used(10, "vsftpd")]).unwrap();
+        let k = s.by_id("k00000000001").unwrap().unwrap();
+        assert_eq!(k.last_used, Some(used(20, "sshd")));
+    }
+
+    #[test]
+    fn policy_round_trips_with_defaults() {
+        let s = SqliteStore::open_in_memory();
+        assert_eq!(s.policy().unwrap(), Policy::default());
+        let p = Policy {
+            allow_user_keys: true,
+            expiry: Expiry::Days(30),
+            users_see_own: false,
+            session_timeout_secs: 600,
+        };
+        s.save_policy(&p).unwrap();
+        assert_eq!(s.policy().unwrap(), p);
+    }
+
+    #[test]
+    fn file_store_is_private_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("keys.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.insert(&key("k00000000001", 1000, 0), 9, 0).unwrap();
+        drop(s);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.list_active(None).unwrap().len(), 1);
+        assert!(s.free_space().unwrap() > 0);
+    }
+
+    #[test]
+    fn open_refuses_corrupt_and_unsafe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = SqliteStore::open(&path).err().unwrap();
+        assert!(err.to_string().contains("keys.db"), "{err}");
+        let open_dir = dir.path().join("open");
+        fs::create_dir(&open_dir).unwrap();
+        fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = SqliteStore::open(&open_dir.join("keys.db")).err().unwrap();
+        assert!(err.reason.contains("writable"), "{err}");
+    }
+}
