@@ -4,3 +4,8 @@
 pub mod args;
 pub mod config;
 pub mod store;
+pub mod policy;
+pub mod audit;
+pub mod host;
+pub mod throttle;
+pub mod usage;

@@ -1,0 +1,304 @@
+//! Everything the daemon asks the operating system: the time, a caller's
+//! /proc entry, accounts and groups. Behind a trait so the service logic
+//! can be tested with a scripted host and an injected clock.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
+/// What /proc says about a bus caller (S4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcIdentity {
+    pub loginuid: Option<u32>,
+    pub sessionid: Option<u32>,
+}
+
+/// An account as NSS reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub name: String,
+}
+
+/// An NSS answer that tells "definitely gone" from "could not ask".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    Found(T),
+    Gone,
+    Unavailable(String),
+}
+
+/// What shadow says about an account's usability (S8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowState {
+    Usable,
+    Locked,
+    Expired,
+}
+
+pub trait Host: Send + Sync {
+    /// Unix seconds.
+    fn now(&self) -> i64;
+    /// Reads /proc/PID for a caller whose bus uid is `uid`; every Uid
+    /// field must match, and anything unreadable is an error.
+    fn proc_identity(&self, pid: u32, uid: u32) -> Result<ProcIdentity, String>;
+    fn account_by_uid(&self, uid: u32) -> Lookup<Account>;
+    fn account_by_name(&self, name: &str) -> Lookup<Account>;
+    /// Shadow state; an error means it could not be determined.
+    fn shadow_state(&self, name: &str, today: i64) -> Result<ShadowState, String>;
+    fn group_gid(&self, name: &str) -> Option<u32>;
+    /// UID_MIN of /etc/login.defs: below it are system accounts.
+    fn uid_min(&self) -> u32;
+}
+
+/// The real operating system.
+pub struct SystemHost {
+    uid_min: u32,
+}
+
+impl SystemHost {
+    pub fn new() -> SystemHost {
+        let uid_min = std::fs::read_to_string("/etc/login.defs")
+            .ok()
+            .and_then(|t| parse_uid_min(&t))
+            .unwrap_or(1000);
+        SystemHost { uid_min }
+    }
+}
+
+impl Default for SystemHost {
+    fn default() -> Self {
+        SystemHost::new()
+    }
+}
+
+impl Host for SystemHost {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn proc_identity(&self, pid: u32, uid: u32) -> Result<ProcIdentity, String> {
+        // One directory handle for all three files, so they describe the
+        // same process even if the pid is reused meanwhile.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(format!("/proc/{pid}"))
+            .map_err(|e| format!("cannot open /proc/{pid}: {e}"))?;
+        let status = read_at(&dir, "status")?;
+        let uids = parse_status_uids(&status).ok_or("no Uid line in status")?;
+        if uids.iter().any(|u| *u != uid) {
+            return Err(format!(
+                "process {pid} runs with uids {uids:?}, the bus says {uid}"
+            ));
+        }
+        let loginuid = parse_audit_id(&read_at(&dir, "loginuid")?).ok_or("bad loginuid")?;
+        let sessionid = parse_audit_id(&read_at(&dir, "sessionid")?).ok_or("bad sessionid")?;
+        Ok(ProcIdentity {
+            loginuid,
+            sessionid,
+        })
+    }
+
+    fn account_by_uid(&self, uid: u32) -> Lookup<Account> {
+        lookup(nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)))
+    }
+
+    fn account_by_name(&self, name: &str) -> Lookup<Account> {
+        if name.is_empty() || name.contains('\0') {
+            return Lookup::Gone;
+        }
+        lookup(nix::unistd::User::from_name(name))
+    }
+
+    fn shadow_state(&self, name: &str, today: i64) -> Result<ShadowState, String> {
+        let entry = getspnam(name)?;
+        Ok(match entry {
+            None => ShadowState::Usable,
+            Some((hash, expire)) => shadow_state(&hash, expire, today),
+        })
+    }
+
+    fn group_gid(&self, name: &str) -> Option<u32> {
+        nix::unistd::Group::from_name(name)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    }
+
+    fn uid_min(&self) -> u32 {
+        self.uid_min
+    }
+}
+
+fn lookup(r: nix::Result<Option<nix::unistd::User>>) -> Lookup<Account> {
+    match r {
+        Ok(Some(u)) => Lookup::Found(Account {
+            uid: u.uid.as_raw(),
+            name: u.name,
+        }),
+        Ok(None) => Lookup::Gone,
+        Err(e) => Lookup::Unavailable(e.to_string()),
+    }
+}
+
+fn read_at(dir: &File, name: &str) -> Result<String, String> {
+    use std::os::fd::AsFd;
+    let fd = nix::fcntl::openat(
+        dir.as_fd(),
+        name,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open {name}: {e}"))?;
+    let mut text = String::new();
+    File::from(fd)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    Ok(text)
+}
+
+/// The four ids of the `Uid:` line (real, effective, saved, filesystem).
+pub fn parse_status_uids(status: &str) -> Option<[u32; 4]> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let ids: Vec<u32> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    ids.try_into().ok()
+}
+
+/// loginuid/sessionid: `None` for the unset value 4294967295; `Some(None)`
+/// is never returned, garbage is `None` at the outer level.
+pub fn parse_audit_id(text: &str) -> Option<Option<u32>> {
+    let n: u32 = text.trim().parse().ok()?;
+    Some((n != u32::MAX).then_some(n))
+}
+
+pub fn parse_uid_min(login_defs: &str) -> Option<u32> {
+    login_defs.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("UID_MIN"))
+            .then(|| words.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// `usermod -L` puts a `!` in front of a real hash; a bare `!`, `!!`, `*`
+/// or `!*` only means "no password" and does not lock key logins. The
+/// shadow expiry is in days since the epoch, -1 for none; pam_unix treats
+/// the account as expired from that day on.
+pub fn shadow_state(hash: &str, expire_day: i64, today: i64) -> ShadowState {
+    let rest = hash.trim_start_matches('!');
+    if hash.starts_with('!') && !rest.is_empty() && rest != "*" {
+        return ShadowState::Locked;
+    }
+    if expire_day >= 0 && today >= expire_day {
+        return ShadowState::Expired;
+    }
+    ShadowState::Usable
+}
+
+/// getspnam_r: `Ok(None)` when the account has no shadow entry (NSS
+/// sources without shadow data), an error when shadow cannot be read.
+fn getspnam(name: &str) -> Result<Option<(String, i64)>, String> {
+    let cname = CString::new(name).map_err(|_| "user name contains NUL".to_string())?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        let mut entry: libc::spwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::spwd = std::ptr::null_mut();
+        // SAFETY: every pointer refers to live, correctly sized memory.
+        let rc = unsafe {
+            libc::getspnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc == libc::ENOENT || (rc == 0 && result.is_null()) {
+            return Ok(None);
+        }
+        if rc != 0 {
+            return Err(format!(
+                "cannot read the shadow entry of {}: {}",
+                apikey_proto::services::printable(name, 32),
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        // SAFETY: on success sp_pwdp points into `buf` and is NUL-terminated.
+        let hash = unsafe { std::ffi::CStr::from_ptr(entry.sp_pwdp) }
+            .to_string_lossy()
+            .into_owned();
+        return Ok(Some((hash, entry.sp_expire as i64)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_uids() {
+        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\n";
+        assert_eq!(parse_status_uids(status), Some([1000; 4]));
+        assert_eq!(
+            parse_status_uids("Uid:\t1000\t0\t1000\t1000\n"),
+            Some([1000, 0, 1000, 1000])
+        );
+        assert_eq!(parse_status_uids("Uid:\t1000\n"), None);
+        assert_eq!(parse_status_uids("Gid:\t1\t1\t1\t1\n"), None);
+    }
+
+    #[test]
+    fn audit_ids() {
+        assert_eq!(parse_audit_id("4294967295"), Some(None));
+        assert_eq!(parse_audit_id("1000\n"), Some(Some(1000)));
+        assert_eq!(parse_audit_id("junk"), None);
+    }
+
+    #[test]
+    fn uid_min_from_login_defs() {
+        let defs = "# UID_MIN 5\nUID_MIN\t\t\t 1000\nUID_MAX 60000\n";
+        assert_eq!(parse_uid_min(defs), Some(1000));
+        assert_eq!(parse_uid_min("UID_MAX 1\n"), None);
+    }
+
+    #[test]
+    fn locked_means_a_bang_in_front_of_a_real_hash() {
+        assert_eq!(shadow_state("!$y$j9T$abc", -1, 100), ShadowState::Locked);
+        assert_eq!(shadow_state("!!$6$abc", -1, 100), ShadowState::Locked);
+        for no_password in ["!", "!!", "*", "!*", ""] {
+            assert_eq!(shadow_state(no_password, -1, 100), ShadowState::Usable, "{no_password}");
+        }
+        assert_eq!(shadow_state("$y$j9T$abc", -1, 100), ShadowState::Usable);
+    }
+
+    #[test]
+    fn expiry_day_counts_from_that_day() {
+        assert_eq!(shadow_state("*", 100, 99), ShadowState::Usable);
+        assert_eq!(shadow_state("*", 100, 100), ShadowState::Expired);
+        assert_eq!(shadow_state("*", 0, 100), ShadowState::Expired);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let host = SystemHost::new();
+        let me = std::process::id();
+        let uid = nix::unistd::getuid().as_raw();
+        assert!(host.proc_identity(me, uid).is_ok());
+        assert!(host.proc_identity(me, uid + 1).is_err());
+        assert!(host.proc_identity(u32::MAX - 1, uid).is_err());
+    }
+}
