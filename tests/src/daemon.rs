@@ -1,0 +1,409 @@
+//! The real `apikeyd`, started as root on a private bus with a config file
+//! and a database of its own.
+
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use apikey_proto::names::BUS_NAME;
+use tempfile::TempDir;
+
+use crate::bins;
+use crate::bus::{self, PrivateBus};
+use crate::syslog::LogSink;
+
+/// How long the daemon may take to own its name, and to stop.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failure throttling limits (`[throttle]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    pub free_failures: u32,
+    pub max_delay: String,
+    pub forget_after: String,
+}
+
+/// The daemon's configuration file. `database` is not here: each daemon
+/// gets its own, in its temp dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub admin_groups: Vec<String>,
+    pub key_services: Vec<String>,
+    pub allow_system_accounts: Vec<String>,
+    pub max_keys_per_user: u32,
+    pub session_key_max_lifetime: String,
+    /// `None`: [`Daemon::start`] binds a [`LogSink`] of its own and points
+    /// the daemon at it. A path that does not exist tests the stderr
+    /// fallback.
+    pub syslog_socket: Option<PathBuf>,
+    pub min_free_disk_mb: u64,
+    pub throttle: Throttle,
+    /// Group name → service patterns, in file order.
+    pub verifier_groups: Vec<(String, Vec<String>)>,
+    /// Raw TOML appended to the top-level keys, for tests of how the
+    /// daemon treats a bad file (unknown key, wrong type).
+    pub extra_toml: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            admin_groups: vec!["apikey-admin".into()],
+            key_services: vec!["sshd*".into(), "vsftpd*".into(), "nginx*".into()],
+            allow_system_accounts: Vec::new(),
+            max_keys_per_user: 100,
+            session_key_max_lifetime: "12h".into(),
+            syslog_socket: None,
+            min_free_disk_mb: 64,
+            throttle: Throttle {
+                free_failures: 10,
+                max_delay: "8s".into(),
+                forget_after: "15m".into(),
+            },
+            verifier_groups: vec![("apikey-auth".into(), vec!["nginx*".into()])],
+            extra_toml: String::new(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The file's text; tables come last, as TOML requires.
+    pub fn to_toml(&self, database: &Path, syslog_socket: &Path) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "database = {}", quote(&database.to_string_lossy()));
+        let _ = writeln!(s, "admin_groups = {}", list(&self.admin_groups));
+        let _ = writeln!(s, "key_services = {}", list(&self.key_services));
+        let _ = writeln!(
+            s,
+            "allow_system_accounts = {}",
+            list(&self.allow_system_accounts)
+        );
+        let _ = writeln!(s, "max_keys_per_user = {}", self.max_keys_per_user);
+        let _ = writeln!(
+            s,
+            "session_key_max_lifetime = {}",
+            quote(&self.session_key_max_lifetime)
+        );
+        let _ = writeln!(
+            s,
+            "syslog_socket = {}",
+            quote(&syslog_socket.to_string_lossy())
+        );
+        let _ = writeln!(s, "min_free_disk_mb = {}", self.min_free_disk_mb);
+        if !self.extra_toml.is_empty() {
+            let _ = writeln!(s, "{}", self.extra_toml.trim_end());
+        }
+        let _ = writeln!(s, "\n[throttle]");
+        let _ = writeln!(s, "free_failures = {}", self.throttle.free_failures);
+        let _ = writeln!(s, "max_delay = {}", quote(&self.throttle.max_delay));
+        let _ = writeln!(s, "forget_after = {}", quote(&self.throttle.forget_after));
+        let _ = writeln!(s, "\n[verifier_groups]");
+        for (group, services) in &self.verifier_groups {
+            let _ = writeln!(s, "{} = {}", quote(group), list(services));
+        }
+        s
+    }
+}
+
+/// A TOML basic string.
+fn quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+/// Why the daemon did not come up.
+#[derive(Debug)]
+pub struct StartError {
+    /// Exit status, if it exited; `None` if it ran but never owned its name.
+    pub status: Option<ExitStatus>,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(st) => write!(f, "apikeyd exited early ({st})")?,
+            None => write!(f, "apikeyd did not own {BUS_NAME} within {START_TIMEOUT:?}")?,
+        }
+        write!(f, "; its stderr:\n{}", self.stderr)
+    }
+}
+
+/// A running `apikeyd`, killed on drop. Its files (config, database,
+/// stderr, own log socket) live in a temp dir and survive restarts.
+pub struct Daemon {
+    child: Option<Child>,
+    bus_address: String,
+    config: DaemonConfig,
+    config_path: PathBuf,
+    db_path: PathBuf,
+    stderr_path: PathBuf,
+    own_log: Option<LogSink>,
+    dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until it owns `org.apikey.Keys1`;
+    /// panics with its stderr if it does not.
+    pub fn start(bus: &PrivateBus, config: &DaemonConfig) -> Daemon {
+        Daemon::try_start(bus, config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`start`](Self::start), for tests that expect a refusal (a
+    /// bad config file): the error carries the exit status and stderr.
+    pub fn try_start(bus: &PrivateBus, config: &DaemonConfig) -> Result<Daemon, StartError> {
+        let binary = bins::apikeyd();
+        let dir = tempfile::Builder::new()
+            .prefix("apikey-daemon-")
+            .tempdir_in("/tmp")
+            .expect("create daemon temp dir");
+        let mut daemon = Daemon {
+            child: None,
+            bus_address: bus.address().to_string(),
+            config: config.clone(),
+            config_path: dir.path().join("apikeyd.toml"),
+            db_path: dir.path().join("keys.db"),
+            stderr_path: dir.path().join("apikeyd.stderr"),
+            own_log: None,
+            dir,
+        };
+        daemon.write_config();
+        daemon.spawn(&binary)?;
+        Ok(daemon)
+    }
+
+    fn write_config(&mut self) {
+        let syslog = match &self.config.syslog_socket {
+            Some(path) => path.clone(),
+            None => self
+                .own_log
+                .get_or_insert_with(|| LogSink::bind(self.dir.path()))
+                .path()
+                .to_path_buf(),
+        };
+        std::fs::write(
+            &self.config_path,
+            self.config.to_toml(&self.db_path, &syslog),
+        )
+        .expect("write apikeyd.toml");
+    }
+
+    fn spawn(&mut self, binary: &Path) -> Result<(), StartError> {
+        // Appended to across restarts, so a test sees the whole history.
+        let stderr = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("open apikeyd.stderr");
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .arg("--database")
+            .arg(&self.db_path)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C")
+            .env("RUST_BACKTRACE", "1")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(stderr.try_clone().expect("dup stderr file"))
+            .stderr(stderr);
+        // SAFETY: die_with_parent only calls prctl.
+        unsafe {
+            cmd.pre_exec(bus::die_with_parent);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        self.child = Some(child);
+        self.wait_until_owned()
+    }
+
+    /// Polls NameHasOwner until the daemon owns its name, or fails with
+    /// its stderr once it has exited or the time is up.
+    fn wait_until_owned(&mut self) -> Result<(), StartError> {
+        let address = self.bus_address.clone();
+        let child = self.child.as_mut().expect("spawned");
+        let outcome = bus::block_on_fresh(move || async move {
+            let deadline = Instant::now() + START_TIMEOUT;
+            let conn = bus::connect(&address).await.ok();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(Some(status));
+                }
+                if let Some(conn) = &conn {
+                    if bus::name_has_owner(conn, BUS_NAME).await.unwrap_or(false) {
+                        return Ok(());
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(None);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        outcome.map_err(|status| {
+            if status.is_none() {
+                self.kill9();
+            }
+            self.child = None;
+            StartError {
+                status,
+                stderr: self.stderr_text(),
+            }
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("apikeyd is not running").id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after 10 s, and a panic:
+    /// a daemon that ignores SIGTERM is a bug).
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("apikeyd is not running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for apikeyd") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "apikeyd ignored SIGTERM for {STOP_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops (if running) and starts again with the same files.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let binary = bins::apikeyd();
+        self.spawn(&binary).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Rewrites the config file and restarts.
+    pub fn reconfigure(&mut self, config: &DaemonConfig) {
+        self.config = config.clone();
+        self.write_config();
+        self.restart();
+    }
+
+    pub fn config(&self) -> &DaemonConfig {
+        &self.config
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The sink the daemon logs to when the config named no socket.
+    pub fn log(&self) -> Option<&LogSink> {
+        self.own_log.as_ref()
+    }
+
+    /// Everything the daemon wrote to stdout and stderr, across restarts.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The store, read-only, for checks such as "no token in the file".
+    pub fn open_db_readonly(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .unwrap_or_else(|e| panic!("open {}: {e}", self.db_path.display()))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_key_with_tables_last() {
+        let text = DaemonConfig::default().to_toml(Path::new("/d/keys.db"), Path::new("/d/l"));
+        let expected = "\
+database = \"/d/keys.db\"
+admin_groups = [\"apikey-admin\"]
+key_services = [\"sshd*\", \"vsftpd*\", \"nginx*\"]
+allow_system_accounts = []
+max_keys_per_user = 100
+session_key_max_lifetime = \"12h\"
+syslog_socket = \"/d/l\"
+min_free_disk_mb = 64
+
+[throttle]
+free_failures = 10
+max_delay = \"8s\"
+forget_after = \"15m\"
+
+[verifier_groups]
+\"apikey-auth\" = [\"nginx*\"]
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn quotes_what_toml_needs_quoted() {
+        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
+    }
+}

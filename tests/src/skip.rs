@@ -1,0 +1,162 @@
+//! Deciding whether an end-to-end test can run here.
+//!
+//! These tests need root, a real `dbus-daemon`, `useradd` and friends. On a
+//! developer's laptop without them a test says `SKIP <test>: <reason>` and
+//! passes; in CI (`APIKEY_STRICT_TESTS=1`) a missing prerequisite is a
+//! failure, so that a broken machine cannot turn the suite silently green.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Environment variable that turns skips into failures.
+pub const STRICT_ENV: &str = "APIKEY_STRICT_TESTS";
+
+/// One prerequisite of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Effective uid 0.
+    Root,
+    /// An executable of this name on PATH (or in /usr/sbin, /sbin).
+    Program(&'static str),
+    /// Writing `/proc/self/loginuid` works (audit support and
+    /// CAP_AUDIT_CONTROL), so a test can make a logged-in process.
+    LoginUid,
+    /// Everything `World::new()` and `TestUser` use.
+    World,
+}
+
+/// Programs the harness runs; `Need::World` checks all of them.
+pub const WORLD_PROGRAMS: &[&str] = &[
+    "dbus-daemon",
+    "setpriv",
+    "useradd",
+    "userdel",
+    "usermod",
+    "groupadd",
+    "groupdel",
+    "gpasswd",
+    "chpasswd",
+];
+
+/// What a test does once its prerequisites are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Run,
+    /// Print the message and return without testing anything.
+    Skip(String),
+    /// Panic with the message (strict mode).
+    Fail(String),
+}
+
+/// The whole policy in one pure function, so it can be tested without
+/// touching the environment of the test process.
+pub fn decide(test: &str, unmet: Option<&str>, strict: bool) -> Verdict {
+    match unmet {
+        None => Verdict::Run,
+        Some(reason) if strict => Verdict::Fail(format!(
+            "{test}: {reason} ({STRICT_ENV}=1 forbids skipping)"
+        )),
+        Some(reason) => Verdict::Skip(format!("SKIP {test}: {reason}")),
+    }
+}
+
+/// True when `APIKEY_STRICT_TESTS=1`.
+pub fn strict_from_env() -> bool {
+    std::env::var(STRICT_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// The reason the first unmet need is unmet, or `None` when all are met.
+pub fn unmet(needs: &[Need]) -> Option<String> {
+    needs.iter().find_map(|need| check(*need))
+}
+
+fn check(need: Need) -> Option<String> {
+    match need {
+        Need::Root => (!nix::unistd::geteuid().is_root()).then(|| "needs root".to_string()),
+        Need::Program(name) => which(name)
+            .is_none()
+            .then(|| format!("needs program `{name}` on PATH")),
+        Need::LoginUid => loginuid_unavailable(),
+        Need::World => {
+            let mut needs = vec![Need::Root, Need::LoginUid];
+            needs.extend(WORLD_PROGRAMS.iter().map(|p| Need::Program(p)));
+            unmet(&needs)
+        }
+    }
+}
+
+fn loginuid_unavailable() -> Option<String> {
+    if !Path::new("/proc/self/loginuid").exists() {
+        return Some("kernel without audit support (/proc/self/loginuid missing)".into());
+    }
+    // Only CAP_AUDIT_CONTROL may set the loginuid of a process; the file
+    // itself is writable by its owner, so its mode tells nothing.
+    const CAP_AUDIT_CONTROL: u32 = 30;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    (eff & (1 << CAP_AUDIT_CONTROL) == 0)
+        .then(|| "needs CAP_AUDIT_CONTROL to write /proc/self/loginuid".into())
+}
+
+/// Looks a program up on PATH and in the sbin directories, where root's
+/// tools live even when PATH lacks them.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
+    found
+}
+
+/// Like [`which`], but panics with a clear message: for programs a test has
+/// already declared with `require!`.
+pub fn program(name: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| panic!("program `{name}` not found; declare it with require!"))
+}
+
+/// The running test's name: libtest (and nextest) name the test thread
+/// after the test.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("<unnamed test>")
+        .to_string()
+}
+
+/// Used by [`require!`](crate::require): true when the test should go on.
+pub fn proceed(needs: &[Need]) -> bool {
+    let test = current_test();
+    match decide(&test, unmet(needs).as_deref(), strict_from_env()) {
+        Verdict::Run => true,
+        Verdict::Skip(msg) => {
+            // Straight to fd 2: libtest captures `eprintln!`, which would
+            // hide the skip from anyone reading the run.
+            let _ = writeln!(std::io::stderr(), "{msg}");
+            false
+        }
+        Verdict::Fail(msg) => panic!("{msg}"),
+    }
+}
+
+/// First statement of every end-to-end test:
+/// `require!(Need::World);` or `require!(Need::Root, Need::Program("sshd"));`.
+/// Returns from the test (a skip) when something is missing, or panics
+/// under `APIKEY_STRICT_TESTS=1`.
+#[macro_export]
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if !$crate::skip::proceed(&[$($need),+]) {
+            return;
+        }
+    };
+}
