@@ -114,7 +114,10 @@ fn connect(socket: &Path) -> Result<Logger<LoggerBackend, Formatter3164>, syslog
     syslog::unix_custom(formatter, socket)
 }
 
-fn send(logger: &mut Logger<LoggerBackend, Formatter3164>, line: &Line) -> Result<(), syslog::Error> {
+fn send(
+    logger: &mut Logger<LoggerBackend, Formatter3164>,
+    line: &Line,
+) -> Result<(), syslog::Error> {
     if line.warning {
         logger.warning(line.text())
     } else {
@@ -134,14 +137,20 @@ mod tests {
             .field("rhost", &"x".repeat(300));
         let text = line.text();
         assert!(!text.contains('\n'));
-        assert!(text.starts_with("event=verify user=\"bob\\x0a<13>"), "{text}");
+        assert!(
+            text.starts_with("event=verify user=\"bob\\x0a<13>"),
+            "{text}"
+        );
         assert!(text.contains(" uid=1000 "));
         assert!(text.len() < 250, "{}", text.len());
     }
 
     #[test]
     fn quotes_cannot_close_a_field() {
-        let text = Line::new("x").field("name", "a\" outcome=\"ok").text().to_string();
+        let text = Line::new("x")
+            .field("name", "a\" outcome=\"ok")
+            .text()
+            .to_string();
         assert_eq!(text, "event=x name=\"a\\\" outcome=\\\"ok\"");
     }
 

@@ -280,7 +280,11 @@ mod tests {
         assert_eq!(shadow_state("!$y$j9T$abc", -1, 100), ShadowState::Locked);
         assert_eq!(shadow_state("!!$6$abc", -1, 100), ShadowState::Locked);
         for no_password in ["!", "!!", "*", "!*", ""] {
-            assert_eq!(shadow_state(no_password, -1, 100), ShadowState::Usable, "{no_password}");
+            assert_eq!(
+                shadow_state(no_password, -1, 100),
+                ShadowState::Usable,
+                "{no_password}"
+            );
         }
         assert_eq!(shadow_state("$y$j9T$abc", -1, 100), ShadowState::Usable);
     }

@@ -2,10 +2,12 @@
 //! process set-up, so that tests and benchmarks use the same code.
 
 pub mod args;
-pub mod config;
-pub mod store;
-pub mod policy;
 pub mod audit;
+pub mod bus;
+pub mod config;
 pub mod host;
+pub mod policy;
+pub mod service;
+pub mod store;
 pub mod throttle;
 pub mod usage;

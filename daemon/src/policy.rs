@@ -39,7 +39,11 @@ pub enum VerifierScope {
     None,
 }
 
-pub fn verifier_scope(uid: u32, caller_gids: &[u32], groups: &[(u32, Vec<String>)]) -> VerifierScope {
+pub fn verifier_scope(
+    uid: u32,
+    caller_gids: &[u32],
+    groups: &[(u32, Vec<String>)],
+) -> VerifierScope {
     if uid == 0 {
         return VerifierScope::Any;
     }
@@ -125,7 +129,11 @@ pub fn may_hold_keys(uid: u32, name: &str, uid_min: u32, allowed_system: &[Strin
 
 /// The expiry time of a new key. A caller may ask for a shorter expiry
 /// than the policy, never a longer one.
-pub fn new_key_expiry(now: i64, requested: Option<Expiry>, policy: Expiry) -> Result<Option<i64>, KeysError> {
+pub fn new_key_expiry(
+    now: i64,
+    requested: Option<Expiry>,
+    policy: Expiry,
+) -> Result<Option<i64>, KeysError> {
     let chosen = match requested {
         Some(r) if r > policy => {
             return Err(KeysError::PolicyForbids(format!(
@@ -239,7 +247,12 @@ pub enum ListTarget {
     All,
 }
 
-pub fn may_list(caller_uid: u32, admin: bool, target: ListTarget, policy: &Policy) -> Result<(), KeysError> {
+pub fn may_list(
+    caller_uid: u32,
+    admin: bool,
+    target: ListTarget,
+    policy: &Policy,
+) -> Result<(), KeysError> {
     let own = match target {
         ListTarget::Own => true,
         ListTarget::User(uid) => uid == caller_uid,
@@ -273,7 +286,9 @@ pub fn may_change_settings(admin: bool) -> Result<(), KeysError> {
     if admin {
         Ok(())
     } else {
-        Err(KeysError::Denied("only administrators may change the site policy".into()))
+        Err(KeysError::Denied(
+            "only administrators may change the site policy".into(),
+        ))
     }
 }
 
@@ -390,7 +405,10 @@ mod tests {
     fn tightened_policy_caps_old_keys() {
         assert_eq!(effective_expiry(100, None, Expiry::Never), None);
         assert_eq!(effective_expiry(100, Some(500), Expiry::Never), Some(500));
-        assert_eq!(effective_expiry(100, None, Expiry::Days(7)), Some(100 + 604800));
+        assert_eq!(
+            effective_expiry(100, None, Expiry::Days(7)),
+            Some(100 + 604800)
+        );
         assert_eq!(effective_expiry(100, Some(500), Expiry::Days(7)), Some(500));
     }
 
@@ -446,7 +464,10 @@ mod tests {
     #[test]
     fn scope_narrowing() {
         let site = v(&["sshd*", "nginx*"]);
-        assert_eq!(key_scope(&v(&["nginx", "nginx"]), &site).unwrap(), v(&["nginx"]));
+        assert_eq!(
+            key_scope(&v(&["nginx", "nginx"]), &site).unwrap(),
+            v(&["nginx"])
+        );
         assert!(matches!(
             key_scope(&v(&["vsftpd"]), &site),
             Err(KeysError::PolicyForbids(_))
@@ -464,8 +485,14 @@ mod tests {
         assert_eq!(verifier_scope(33, &[7], &groups), VerifierScope::None);
         let www = verifier_scope(33, &[50], &groups);
         assert!(may_verify_for(&www, "nginx").is_ok());
-        assert!(matches!(may_verify_for(&www, "sshd"), Err(KeysError::Denied(_))));
-        assert!(matches!(may_verify_for(&www, ""), Err(KeysError::Denied(_))));
+        assert!(matches!(
+            may_verify_for(&www, "sshd"),
+            Err(KeysError::Denied(_))
+        ));
+        assert!(matches!(
+            may_verify_for(&www, ""),
+            Err(KeysError::Denied(_))
+        ));
         assert!(may_verify_for(&VerifierScope::Any, "").is_ok());
         assert!(may_verify_for(&VerifierScope::None, "nginx").is_err());
     }

@@ -26,7 +26,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 /// Writes seconds back in the largest unit that divides them exactly.
 pub fn format_duration(secs: u64) -> String {
     for (unit, scale) in [("d", 86400), ("h", 3600), ("m", 60)] {
-        if secs != 0 && secs % scale == 0 {
+        if secs != 0 && secs.is_multiple_of(scale) {
             return format!("{}{unit}", secs / scale);
         }
     }

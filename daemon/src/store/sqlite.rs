@@ -274,7 +274,8 @@ impl Store for SqliteStore {
         let mut policy = Policy::default();
         for row in rows {
             let (name, value) = row.map_err(map_err)?;
-            let bad = || StoreError::Failed(format!("stored setting {name} = '{value}' is invalid"));
+            let bad =
+                || StoreError::Failed(format!("stored setting {name} = '{value}' is invalid"));
             match name.as_str() {
                 "allow_user_keys" => policy.allow_user_keys = parse_bool(&value).ok_or_else(bad)?,
                 "expiry" => policy.expiry = value.parse().map_err(|_| bad())?,
@@ -302,7 +303,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(map_err)?;
             let rows = [
-                ("allow_user_keys", yes_no(policy.allow_user_keys).to_string()),
+                (
+                    "allow_user_keys",
+                    yes_no(policy.allow_user_keys).to_string(),
+                ),
                 ("expiry", policy.expiry.to_string()),
                 ("users_see_own", yes_no(policy.users_see_own).to_string()),
                 ("session_timeout", policy.session_timeout_secs.to_string()),
@@ -350,7 +354,9 @@ fn configure(conn: &Connection) -> Result<(), String> {
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(|e| describe(&e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("cannot switch to WAL mode (journal mode is {mode})"));
+        return Err(format!(
+            "cannot switch to WAL mode (journal mode is {mode})"
+        ));
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(|e| describe(&e))

@@ -1,0 +1,199 @@
+//! The `org.apikey.Keys1` interface: a thin layer that takes the caller's
+//! identity from the bus daemon (never from an argument), runs the request
+//! on a blocking thread (store writes fsync) and maps the result.
+
+use crate::service::{Caller, KeyService};
+use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::names::BusName;
+
+/// Unique names are never reused by a bus, so credentials can be cached
+/// per name; the cache is bounded and simply emptied when full.
+const MAX_CACHED_CALLERS: usize = 4096;
+
+pub struct Keys1 {
+    svc: Arc<KeyService>,
+    dbus: DBusProxy<'static>,
+    callers: Mutex<HashMap<String, Caller>>,
+}
+
+type Reply<T> = Result<T, KeysError>;
+
+impl Keys1 {
+    pub fn new(svc: Arc<KeyService>, dbus: DBusProxy<'static>) -> Keys1 {
+        Keys1 {
+            svc,
+            dbus,
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn caller(&self, header: &Header<'_>) -> Reply<Caller> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| KeysError::Denied("the message has no sender".into()))?;
+        if let Some(c) = self.lock().get(sender.as_str()) {
+            return Ok(c.clone());
+        }
+        let creds = self
+            .dbus
+            .get_connection_credentials(BusName::from(sender.to_owned()))
+            .await
+            .map_err(|e| KeysError::Denied(format!("the bus did not identify the caller: {e}")))?;
+        let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) else {
+            return Err(KeysError::Denied(
+                "the bus did not report the caller's uid and pid".into(),
+            ));
+        };
+        let caller = Caller {
+            uid,
+            pid,
+            gids: creds.unix_group_ids().cloned().unwrap_or_default(),
+        };
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED_CALLERS {
+            cache.clear();
+        }
+        cache.insert(sender.to_string(), caller.clone());
+        Ok(caller)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
+        self.callers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the caller on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        header: &Header<'_>,
+        f: impl FnOnce(&KeyService, &Caller) -> Reply<T> + Send + 'static,
+    ) -> Reply<T> {
+        let caller = self.caller(header).await?;
+        let svc = self.svc.clone();
+        tokio::task::spawn_blocking(move || f(&svc, &caller))
+            .await
+            .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+    }
+}
+
+#[zbus::interface(name = "org.apikey.Keys1")]
+impl Keys1 {
+    async fn generate(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        name: String,
+        expires: String,
+        services: Vec<String>,
+        user: String,
+    ) -> Result<(String, KeyInfo), KeysError> {
+        self.run(&header, move |s, c| {
+            s.generate(c, &name, &expires, &services, &user)
+                .map(|(token, info)| (token.as_str().to_string(), info))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+        all: bool,
+        sessions: bool,
+    ) -> Result<Vec<KeyInfo>, KeysError> {
+        self.run(&header, move |s, c| s.list(c, &user, all, sessions))
+            .await
+    }
+
+    async fn revoke(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        ids: Vec<String>,
+    ) -> Result<Vec<String>, KeysError> {
+        self.run(&header, move |s, c| s.revoke(c, &ids)).await
+    }
+
+    async fn revoke_all(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+    ) -> Result<Vec<String>, KeysError> {
+        self.run(&header, move |s, c| s.revoke_all(c, &user)).await
+    }
+
+    async fn revoke_site(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<String>, KeysError> {
+        self.run(&header, move |s, c| s.revoke_site(c)).await
+    }
+
+    async fn rotate(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: String,
+    ) -> Result<(String, KeyInfo), KeysError> {
+        self.run(&header, move |s, c| {
+            s.rotate(c, &id)
+                .map(|(token, info)| (token.as_str().to_string(), info))
+        })
+        .await
+    }
+
+    async fn get_settings(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Settings, KeysError> {
+        self.run(&header, move |s, _| s.get_settings()).await
+    }
+
+    async fn set_settings(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        allow_user_keys: String,
+        expires: String,
+        users_see_own: String,
+        session_timeout: String,
+    ) -> Result<Settings, KeysError> {
+        self.run(&header, move |s, c| {
+            s.set_settings(
+                c,
+                &allow_user_keys,
+                &expires,
+                &users_see_own,
+                &session_timeout,
+            )
+        })
+        .await
+    }
+
+    async fn status(&self, #[zbus(header)] header: Header<'_>) -> Result<StatusInfo, KeysError> {
+        self.run(&header, move |s, c| s.status(c)).await
+    }
+
+    async fn verify(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        token: String,
+        user: String,
+        service: String,
+        rhost: String,
+    ) -> Result<(String, String), KeysError> {
+        let token = zeroize::Zeroizing::new(token);
+        let caller = self.caller(&header).await?;
+        let svc = self.svc.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
+        })
+        .await
+        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?;
+        if answer.delay_ms > 0 {
+            // Delays only refusals, and without holding a thread (S7).
+            tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+        }
+        answer.result
+    }
+}

@@ -1,0 +1,837 @@
+//! What each bus method does, as plain functions of the caller's facts, so
+//! the whole behaviour is testable without a bus. The bus layer only
+//! gathers the caller's credentials and maps results.
+
+use crate::audit::{Audit, Line};
+use crate::config::Config;
+use crate::host::{Host, Lookup, ShadowState};
+use crate::policy::{self, KeyRefusal, ListTarget, LoginState, VerifierScope};
+use crate::store::{KeyKind, KeyRecord, KeyUse, Policy, RevokeBy, Store, StoreError};
+use crate::throttle::{Source, Throttle};
+use crate::usage::UsageBuffer;
+use apikey_proto::duration::parse_duration;
+use apikey_proto::services::{is_valid_service, printable};
+use apikey_proto::token::{is_key_id, new_key_id};
+use apikey_proto::{Expiry, KeyInfo, KeysError, Settings, StatusInfo, Token};
+use std::sync::{Arc, Mutex};
+
+/// Longest key name.
+pub const MAX_NAME: usize = 200;
+/// Longest user name or remote host accepted in a request.
+pub const MAX_FIELD: usize = 256;
+/// Ids in one Revoke call.
+pub const MAX_IDS: usize = 1000;
+
+/// The caller as the bus daemon reports it: never from an argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub pid: u32,
+    pub gids: Vec<u32>,
+}
+
+/// A refused Verify is answered only after `delay_ms` (S7).
+pub struct VerifyAnswer {
+    pub result: Result<(String, String)>,
+    pub delay_ms: u64,
+}
+
+pub struct KeyService {
+    cfg: Config,
+    store: Arc<dyn Store>,
+    host: Arc<dyn Host>,
+    audit: Audit,
+    throttle: Mutex<Throttle>,
+    usage: UsageBuffer,
+}
+
+type Result<T> = std::result::Result<T, KeysError>;
+
+impl KeyService {
+    pub fn new(cfg: Config, store: Arc<dyn Store>, host: Arc<dyn Host>, audit: Audit) -> Self {
+        let throttle = Mutex::new(Throttle::new(cfg.throttle.clone()));
+        KeyService {
+            cfg,
+            store,
+            host,
+            audit,
+            throttle,
+            usage: UsageBuffer::default(),
+        }
+    }
+
+    pub fn generate(
+        &self,
+        c: &Caller,
+        name: &str,
+        expires: &str,
+        services: &[String],
+        user: &str,
+    ) -> Result<(Token, KeyInfo)> {
+        let outcome = self.generate_inner(c, name, expires, services, user);
+        let mut line = Line::new("generate")
+            .num("caller_uid", c.uid)
+            .num("caller_pid", c.pid);
+        line = match &outcome {
+            Ok((_, info)) => line
+                .field("user", &info.user)
+                .field("key", &info.id)
+                .field("outcome", "ok"),
+            Err(e) => line
+                .field("user", user)
+                .field("outcome", e.short_name())
+                .warn(),
+        };
+        self.audit.log(&line);
+        outcome
+    }
+
+    fn generate_inner(
+        &self,
+        c: &Caller,
+        name: &str,
+        expires: &str,
+        services: &[String],
+        user: &str,
+    ) -> Result<(Token, KeyInfo)> {
+        check_name(name)?;
+        let requested = parse_expiry(expires)?;
+        let policy = self.policy()?;
+        let admin = self.is_admin(c);
+        let proc_id = self.proc_identity(c)?;
+        let login = policy::login_state(c.uid, proc_id.loginuid);
+        let owner = if user.is_empty() {
+            policy::may_generate_own(login, admin, &policy)?;
+            self.account_by_uid(c.uid)?
+        } else {
+            check_field("user", user)?;
+            policy::may_generate_for_other(login, admin)?;
+            self.account_by_name(user)?
+        };
+        self.check_may_hold_keys(owner.uid, &owner.name)?;
+        let scope = policy::key_scope(services, &self.cfg.key_services)?;
+        let now = self.host.now();
+        let key_expires = policy::new_key_expiry(now, requested, policy.expiry)?;
+        let (token, record) =
+            self.new_record(c, proc_id.loginuid, &owner, name, scope, now, key_expires)?;
+        self.store
+            .insert(&record, self.cfg.max_keys_per_user, now)
+            .map_err(store_error)?;
+        let info = self.info(&record, &policy);
+        Ok((token, info))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_record(
+        &self,
+        c: &Caller,
+        loginuid: Option<u32>,
+        owner: &crate::host::Account,
+        name: &str,
+        services: Vec<String>,
+        now: i64,
+        expires: Option<i64>,
+    ) -> Result<(Token, KeyRecord)> {
+        self.check_disk()?;
+        let rng_failed = |e: rand::rngs::SysError| KeysError::Failed(format!("no randomness: {e}"));
+        let token = Token::generate().map_err(rng_failed)?;
+        let record = KeyRecord {
+            id: new_key_id().map_err(rng_failed)?,
+            hash: token.hash(),
+            kind: KeyKind::LongLived,
+            owner_uid: owner.uid,
+            owner_name: owner.name.clone(),
+            created_by_uid: c.uid,
+            created_by_loginuid: loginuid,
+            name: name.to_string(),
+            services,
+            created: now,
+            expires,
+            last_used: None,
+            revoked: None,
+        };
+        Ok((token, record))
+    }
+
+    pub fn list(&self, c: &Caller, user: &str, all: bool, sessions: bool) -> Result<Vec<KeyInfo>> {
+        let admin = self.is_admin(c);
+        let policy = self.policy()?;
+        let target = match (user.is_empty(), all) {
+            (true, true) => ListTarget::All,
+            (true, false) => ListTarget::Own,
+            (false, false) => {
+                check_field("user", user)?;
+                ListTarget::User(self.account_by_name(user)?.uid)
+            }
+            (false, true) => {
+                return Err(KeysError::InvalidArgument(
+                    "give either a user or all, not both".into(),
+                ))
+            }
+        };
+        policy::may_list(c.uid, admin, target, &policy)?;
+        if sessions && !admin {
+            return Err(KeysError::Denied(
+                "only administrators may list session keys".into(),
+            ));
+        }
+        let owner = match target {
+            ListTarget::Own => Some(c.uid),
+            ListTarget::User(uid) => Some(uid),
+            ListTarget::All => None,
+        };
+        let keys = self.store.list_active(owner).map_err(store_error)?;
+        Ok(keys
+            .iter()
+            .filter(|k| sessions || k.kind == KeyKind::LongLived)
+            .map(|k| self.info(k, &policy))
+            .collect())
+    }
+
+    pub fn revoke(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {
+        let outcome = self.revoke_inner(c, ids);
+        self.audit_revoke(c, "ids", &ids.join(","), &outcome);
+        outcome
+    }
+
+    fn revoke_inner(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() || ids.len() > MAX_IDS {
+            return Err(KeysError::InvalidArgument(format!(
+                "give between 1 and {MAX_IDS} key ids"
+            )));
+        }
+        let admin = self.is_admin(c);
+        // All or nothing: every id is checked before anything is revoked.
+        for id in ids {
+            if !is_key_id(id) {
+                return Err(KeysError::InvalidArgument(format!(
+                    "'{}' is not a key id",
+                    printable(id, 20)
+                )));
+            }
+            let key = self
+                .store
+                .by_id(id)
+                .map_err(store_error)?
+                .ok_or_else(|| KeysError::NotFound(format!("no key with id {id}")))?;
+            if !policy::may_revoke(c.uid, admin, key.owner_uid) {
+                return Err(KeysError::Denied(format!(
+                    "key {id} belongs to another user"
+                )));
+            }
+        }
+        self.store
+            .revoke(ids, self.revoke_by(c, "revoked"))
+            .map_err(store_error)
+    }
+
+    pub fn revoke_all(&self, c: &Caller, user: &str) -> Result<Vec<String>> {
+        let outcome = (|| {
+            let uid = if user.is_empty() {
+                c.uid
+            } else {
+                check_field("user", user)?;
+                let target = self.account_by_name(user)?;
+                if !policy::may_revoke(c.uid, self.is_admin(c), target.uid) {
+                    return Err(KeysError::Denied(
+                        "only administrators may revoke other users' keys".into(),
+                    ));
+                }
+                target.uid
+            };
+            self.store
+                .revoke_owner(Some(uid), self.revoke_by(c, "revoked-all"))
+                .map_err(store_error)
+        })();
+        self.audit_revoke(
+            c,
+            "user",
+            if user.is_empty() { "self" } else { user },
+            &outcome,
+        );
+        outcome
+    }
+
+    pub fn revoke_site(&self, c: &Caller) -> Result<Vec<String>> {
+        let outcome = if self.is_admin(c) {
+            self.store
+                .revoke_owner(None, self.revoke_by(c, "revoked-site"))
+                .map_err(store_error)
+        } else {
+            Err(KeysError::Denied(
+                "only administrators may revoke every key on the host".into(),
+            ))
+        };
+        self.audit_revoke(c, "scope", "site", &outcome);
+        outcome
+    }
+
+    pub fn rotate(&self, c: &Caller, id: &str) -> Result<(Token, KeyInfo)> {
+        let outcome = self.rotate_inner(c, id);
+        let mut line = Line::new("rotate")
+            .num("caller_uid", c.uid)
+            .num("caller_pid", c.pid)
+            .field("old_key", id);
+        line = match &outcome {
+            Ok((_, info)) => line
+                .field("user", &info.user)
+                .field("key", &info.id)
+                .field("outcome", "ok"),
+            Err(e) => line.field("outcome", e.short_name()).warn(),
+        };
+        self.audit.log(&line);
+        outcome
+    }
+
+    /// Rotate obeys every rule of generate (S6): the same login checks as a
+    /// new key for that owner, and the policy as it is now.
+    fn rotate_inner(&self, c: &Caller, id: &str) -> Result<(Token, KeyInfo)> {
+        if !is_key_id(id) {
+            return Err(KeysError::InvalidArgument(format!(
+                "'{}' is not a key id",
+                printable(id, 20)
+            )));
+        }
+        let old = self
+            .store
+            .by_id(id)
+            .map_err(store_error)?
+            .filter(|k| k.revoked.is_none() && k.kind == KeyKind::LongLived)
+            .ok_or_else(|| KeysError::NotFound(format!("no active key with id {id}")))?;
+        let admin = self.is_admin(c);
+        let policy = self.policy()?;
+        let proc_id = self.proc_identity(c)?;
+        let login = policy::login_state(c.uid, proc_id.loginuid);
+        if old.owner_uid == c.uid {
+            policy::may_generate_own(login, admin, &policy)?;
+        } else {
+            policy::may_generate_for_other(login, admin)?;
+        }
+        let owner = self.account_by_uid(old.owner_uid)?;
+        if owner.name != old.owner_name {
+            return Err(KeysError::NotFound(format!(
+                "the owner of key {id} was renamed; its keys are void"
+            )));
+        }
+        self.check_may_hold_keys(owner.uid, &owner.name)?;
+        let now = self.host.now();
+        let lifetime = old.expires.map(|e| e - old.created);
+        let own_expiry = lifetime.map(|l| now + l);
+        let expires = policy::effective_expiry(now, own_expiry, policy.expiry);
+        let (token, record) = self.new_record(
+            c,
+            proc_id.loginuid,
+            &owner,
+            &old.name,
+            old.services.clone(),
+            now,
+            expires,
+        )?;
+        self.store
+            .replace(id, &record, self.revoke_by(c, "rotated"))
+            .map_err(|e| match e {
+                StoreError::NotActive => KeysError::NotFound(format!("no active key with id {id}")),
+                other => store_error(other),
+            })?;
+        Ok((token, self.info(&record, &policy)))
+    }
+
+    pub fn get_settings(&self) -> Result<Settings> {
+        Ok(settings_of(&self.policy()?))
+    }
+
+    pub fn set_settings(
+        &self,
+        c: &Caller,
+        allow_user_keys: &str,
+        expires: &str,
+        users_see_own: &str,
+        session_timeout: &str,
+    ) -> Result<Settings> {
+        let outcome = (|| {
+            policy::may_change_settings(self.is_admin(c))?;
+            let mut p = self.policy()?;
+            if !allow_user_keys.is_empty() {
+                p.allow_user_keys = parse_yes_no("allow_user_keys", allow_user_keys)?;
+            }
+            if !expires.is_empty() {
+                p.expiry = expires.parse().map_err(KeysError::InvalidArgument)?;
+            }
+            if !users_see_own.is_empty() {
+                p.users_see_own = parse_yes_no("users_see_own", users_see_own)?;
+            }
+            if !session_timeout.is_empty() {
+                let secs = parse_duration(session_timeout).map_err(KeysError::InvalidArgument)?;
+                if secs < 60 {
+                    return Err(KeysError::InvalidArgument(
+                        "the session idle timeout must be at least 1m".into(),
+                    ));
+                }
+                p.session_timeout_secs = secs;
+            }
+            self.store.save_policy(&p).map_err(store_error)?;
+            Ok(p)
+        })();
+        let mut line = Line::new("settings")
+            .num("caller_uid", c.uid)
+            .num("caller_pid", c.pid);
+        line = match &outcome {
+            Ok(p) => line
+                .field("allow_user_keys", yes_no(p.allow_user_keys))
+                .field("expiry", &p.expiry.to_string())
+                .field("users_see_own", yes_no(p.users_see_own))
+                .num("session_timeout", p.session_timeout_secs as i64)
+                .field("outcome", "ok"),
+            Err(e) => line.field("outcome", e.short_name()).warn(),
+        };
+        self.audit.log(&line);
+        outcome.map(|p| settings_of(&p))
+    }
+
+    pub fn status(&self, c: &Caller) -> Result<StatusInfo> {
+        let user = match self.host.account_by_uid(c.uid) {
+            Lookup::Found(a) => a.name,
+            _ => String::new(),
+        };
+        let login = self
+            .host
+            .proc_identity(c.pid, c.uid)
+            .map(|p| policy::login_state(c.uid, p.loginuid))
+            .unwrap_or(LoginState::NotLoggedIn);
+        Ok(StatusInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uid: c.uid,
+            user,
+            admin: self.is_admin(c),
+            verifier: self.verifier_scope(c) != VerifierScope::None,
+            logged_in: login != LoginState::NotLoggedIn,
+            impersonating: login == LoginState::Impersonating,
+            settings: self.get_settings()?,
+        })
+    }
+
+    /// Checks a key for a login. Never writes on the success path (the
+    /// last-used time is buffered); refusals are delayed per source.
+    pub fn verify(
+        &self,
+        c: &Caller,
+        token: &[u8],
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> VerifyAnswer {
+        let scope = self.verifier_scope(c);
+        if let Err(e) = policy::may_verify_for(&scope, service)
+            .and_then(|_| check_verify_fields(user, service, rhost))
+        {
+            let line = Line::new("verify")
+                .num("caller_uid", c.uid)
+                .field("service", service)
+                .field("rhost", rhost)
+                .field("outcome", e.short_name())
+                .warn();
+            self.audit.log(&line);
+            return VerifyAnswer {
+                result: Err(e),
+                delay_ms: 0,
+            };
+        }
+        let now = self.host.now();
+        let line = Line::new("verify")
+            .num("caller_uid", c.uid)
+            .field("user", user)
+            .field("service", service)
+            .field("rhost", rhost);
+        match self.verify_inner(token, user, service, rhost, now) {
+            Ok(key) => {
+                self.audit
+                    .log(&line.field("key", &key.id).field("outcome", "ok"));
+                VerifyAnswer {
+                    result: Ok((key.owner_name, key.id)),
+                    delay_ms: 0,
+                }
+            }
+            Err((reason, key_id)) => {
+                let decision = self
+                    .throttle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .failure(Source::new(c.uid, rhost), now);
+                if decision.log_line {
+                    let line = line
+                        .field("key", key_id.as_deref().unwrap_or("-"))
+                        .field("outcome", "refused")
+                        .field("reason", reason)
+                        .warn();
+                    self.audit.log(&line);
+                }
+                VerifyAnswer {
+                    result: Err(KeysError::Refused("the key was not accepted".into())),
+                    delay_ms: decision.delay_ms,
+                }
+            }
+        }
+    }
+
+    /// The key record on success; on refusal the reason and, where known,
+    /// the key id, for the log only.
+    fn verify_inner(
+        &self,
+        token: &[u8],
+        user: &str,
+        service: &str,
+        rhost: &str,
+        now: i64,
+    ) -> std::result::Result<KeyRecord, (&'static str, Option<String>)> {
+        if let Ok(leaked) = Token::parse(user.as_bytes()) {
+            // A user name that is itself a valid key has been typed into the
+            // wrong field and is now in other logs: revoke it (S11).
+            let id = self.revoke_leaked(&leaked);
+            return Err(("user-name-is-a-key", id));
+        }
+        let token = Token::parse(token).map_err(|e| match e {
+            apikey_proto::TokenError::BadChecksum => ("bad-checksum", None),
+            _ => ("malformed", None),
+        })?;
+        let key = match self.store.by_hash(&token.hash()) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Err(("unknown-key", None)),
+            Err(_) => return Err(("store-error", None)),
+        };
+        let policy = self
+            .policy()
+            .map_err(|_| ("store-error", Some(key.id.clone())))?;
+        let refuse = |r: &'static str| (r, Some(key.id.clone()));
+        policy::check_key(&key, now, &policy, &self.cfg.key_services, user, service)
+            .map_err(|r: KeyRefusal| refuse(r.as_str()))?;
+        self.check_owner_account(&key, now).map_err(refuse)?;
+        self.usage.record(KeyUse {
+            key_id: key.id.clone(),
+            at: now,
+            service: service.to_string(),
+            rhost: rhost.to_string(),
+        });
+        Ok(key)
+    }
+
+    /// S8: the account must still exist under the same name, be neither
+    /// locked nor expired, and be allowed to hold keys. A definitely gone or
+    /// renamed account has its keys revoked for good; a lookup that fails
+    /// only refuses.
+    fn check_owner_account(
+        &self,
+        key: &KeyRecord,
+        now: i64,
+    ) -> std::result::Result<(), &'static str> {
+        let account = match self.host.account_by_uid(key.owner_uid) {
+            Lookup::Found(a) => a,
+            Lookup::Gone => {
+                self.revoke_owner_for_good(key, "account-deleted");
+                return Err("account-deleted");
+            }
+            Lookup::Unavailable(_) => return Err("account-lookup-failed"),
+        };
+        if account.name != key.owner_name {
+            self.revoke_owner_for_good(key, "account-renamed");
+            return Err("account-renamed");
+        }
+        if !policy::may_hold_keys(
+            account.uid,
+            &account.name,
+            self.host.uid_min(),
+            &self.cfg.allow_system_accounts,
+        ) {
+            return Err("system-account");
+        }
+        match self.host.shadow_state(&account.name, now.div_euclid(86400)) {
+            Ok(ShadowState::Usable) => Ok(()),
+            Ok(ShadowState::Locked) => Err("account-locked"),
+            Ok(ShadowState::Expired) => Err("account-expired"),
+            Err(_) => Err("shadow-unreadable"),
+        }
+    }
+
+    fn revoke_owner_for_good(&self, key: &KeyRecord, reason: &str) {
+        let by = RevokeBy {
+            uid: 0,
+            at: self.host.now(),
+            reason,
+        };
+        // Every key issued under that uid and name is void, not just this one.
+        let ids = match self.store.list_active(Some(key.owner_uid)) {
+            Ok(keys) => keys
+                .into_iter()
+                .filter(|k| k.owner_name == key.owner_name)
+                .map(|k| k.id)
+                .collect::<Vec<_>>(),
+            Err(_) => vec![key.id.clone()],
+        };
+        let result = self.store.revoke(&ids, by);
+        let line = Line::new("revoke")
+            .field("reason", reason)
+            .field("user", &key.owner_name)
+            .num("uid", key.owner_uid)
+            .field("keys", &ids.join(","))
+            .field("outcome", if result.is_ok() { "ok" } else { "Failed" })
+            .warn();
+        self.audit.log(&line);
+    }
+
+    fn revoke_leaked(&self, token: &Token) -> Option<String> {
+        let key = self.store.by_hash(&token.hash()).ok().flatten()?;
+        let by = RevokeBy {
+            uid: 0,
+            at: self.host.now(),
+            reason: "leaked-as-user-name",
+        };
+        let result = self.store.revoke(std::slice::from_ref(&key.id), by);
+        let line = Line::new("revoke")
+            .field("reason", "leaked-as-user-name")
+            .field("user", &key.owner_name)
+            .field("key", &key.id)
+            .field("outcome", if result.is_ok() { "ok" } else { "Failed" })
+            .warn();
+        self.audit.log(&line);
+        Some(key.id)
+    }
+
+    /// Writes buffered last-used records; called once a minute and at exit.
+    pub fn flush_usage(&self) -> std::result::Result<usize, StoreError> {
+        let uses = self.usage.take();
+        let n = uses.len();
+        if let Err(e) = self.store.record_uses(&uses) {
+            self.usage.restore(uses);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Logs one summary line per source whose refusals were not logged
+    /// one by one; called once a minute.
+    pub fn log_throttle_summaries(&self) {
+        let now = self.host.now();
+        let summaries = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summaries(now);
+        for s in summaries {
+            let line = Line::new("verify-summary")
+                .num("caller_uid", s.source.uid)
+                .field("rhost", &s.source.rhost)
+                .num("refused_unlogged", s.count)
+                .num("failures_in_a_row", s.failures)
+                .warn();
+            self.audit.log(&line);
+        }
+    }
+
+    fn audit_revoke(&self, c: &Caller, what: &str, target: &str, outcome: &Result<Vec<String>>) {
+        let mut line = Line::new("revoke")
+            .num("caller_uid", c.uid)
+            .num("caller_pid", c.pid)
+            .field(what, target);
+        line = match outcome {
+            Ok(ids) => line.field("keys", &ids.join(",")).field("outcome", "ok"),
+            Err(e) => line.field("outcome", e.short_name()).warn(),
+        };
+        self.audit.log(&line);
+    }
+
+    fn info(&self, k: &KeyRecord, policy: &Policy) -> KeyInfo {
+        let last = self.usage.pending(&k.id).or_else(|| k.last_used.clone());
+        let (last_used, last_service, last_rhost) = match last {
+            Some(u) => (u.at, u.service, u.rhost),
+            None => (0, String::new(), String::new()),
+        };
+        KeyInfo {
+            id: k.id.clone(),
+            user: k.owner_name.clone(),
+            uid: k.owner_uid,
+            name: k.name.clone(),
+            services: k.services.clone(),
+            created: k.created,
+            expires: policy::effective_expiry(k.created, k.expires, policy.expiry).unwrap_or(0),
+            last_used,
+            last_service,
+            last_rhost,
+            created_by_uid: k.created_by_uid,
+            session: k.kind == KeyKind::Session,
+            revoked: k.revoked.as_ref().map_or(0, |r| r.at),
+        }
+    }
+
+    fn revoke_by<'a>(&self, c: &Caller, reason: &'a str) -> RevokeBy<'a> {
+        RevokeBy {
+            uid: c.uid,
+            at: self.host.now(),
+            reason,
+        }
+    }
+
+    fn policy(&self) -> Result<Policy> {
+        self.store.policy().map_err(store_error)
+    }
+
+    fn is_admin(&self, c: &Caller) -> bool {
+        let gids: Vec<u32> = self
+            .cfg
+            .admin_groups
+            .iter()
+            .filter_map(|g| self.host.group_gid(g))
+            .collect();
+        policy::is_admin(c.uid, &c.gids, &gids)
+    }
+
+    fn verifier_scope(&self, c: &Caller) -> VerifierScope {
+        if c.uid == 0 {
+            return VerifierScope::Any;
+        }
+        let groups: Vec<(u32, Vec<String>)> = self
+            .cfg
+            .verifier_groups
+            .iter()
+            .filter_map(|(g, p)| Some((self.host.group_gid(g)?, p.clone())))
+            .collect();
+        policy::verifier_scope(c.uid, &c.gids, &groups)
+    }
+
+    fn proc_identity(&self, c: &Caller) -> Result<crate::host::ProcIdentity> {
+        // Anything unreadable means refusal (S4).
+        self.host
+            .proc_identity(c.pid, c.uid)
+            .map_err(|e| KeysError::Denied(format!("cannot confirm who the caller is: {e}")))
+    }
+
+    fn account_by_uid(&self, uid: u32) -> Result<crate::host::Account> {
+        match self.host.account_by_uid(uid) {
+            Lookup::Found(a) => Ok(a),
+            Lookup::Gone => Err(KeysError::NotFound(format!("uid {uid} has no account"))),
+            Lookup::Unavailable(e) => Err(KeysError::Failed(format!("account lookup failed: {e}"))),
+        }
+    }
+
+    fn account_by_name(&self, name: &str) -> Result<crate::host::Account> {
+        match self.host.account_by_name(name) {
+            Lookup::Found(a) => Ok(a),
+            Lookup::Gone => Err(KeysError::NotFound(format!(
+                "no user named '{}'",
+                printable(name, 64)
+            ))),
+            Lookup::Unavailable(e) => Err(KeysError::Failed(format!("account lookup failed: {e}"))),
+        }
+    }
+
+    fn check_may_hold_keys(&self, uid: u32, name: &str) -> Result<()> {
+        if policy::may_hold_keys(
+            uid,
+            name,
+            self.host.uid_min(),
+            &self.cfg.allow_system_accounts,
+        ) {
+            Ok(())
+        } else {
+            Err(KeysError::PolicyForbids(format!(
+                "'{}' is root or a system account; add it to allow_system_accounts to give it keys",
+                printable(name, 64)
+            )))
+        }
+    }
+
+    fn check_disk(&self) -> Result<()> {
+        match self.store.free_space() {
+            Some(free) if free < self.cfg.min_free_disk_bytes => {
+                Err(KeysError::QuotaExceeded(format!(
+                    "the disk holding the key store has only {} MiB free (minimum {} MiB); \
+                 no new keys until space is freed",
+                    free >> 20,
+                    self.cfg.min_free_disk_bytes >> 20
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> KeysError {
+    match e {
+        StoreError::TooManyKeys(n) => KeysError::QuotaExceeded(format!(
+            "this user already has {n} active keys, the most allowed (max_keys_per_user); \
+             revoke some first"
+        )),
+        StoreError::DiskFull => {
+            KeysError::Failed("the disk holding the key store is full; nothing was changed".into())
+        }
+        StoreError::NotActive => KeysError::NotFound("the key is not active".into()),
+        StoreError::Failed(m) => KeysError::Failed(format!("the key store failed: {m}")),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.chars().count() > MAX_NAME {
+        return Err(KeysError::InvalidArgument(format!(
+            "the key name is longer than {MAX_NAME} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(KeysError::InvalidArgument(
+            "the key name contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_field(what: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_FIELD || value.chars().any(char::is_control) {
+        return Err(KeysError::InvalidArgument(format!(
+            "the {what} is longer than {MAX_FIELD} bytes or contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_verify_fields(user: &str, service: &str, rhost: &str) -> Result<()> {
+    check_field("user", user)?;
+    check_field("remote host", rhost)?;
+    if !service.is_empty() && !is_valid_service(service) {
+        return Err(KeysError::InvalidArgument(format!(
+            "'{}' is not a PAM service name",
+            printable(service, 64)
+        )));
+    }
+    Ok(())
+}
+
+fn parse_expiry(text: &str) -> Result<Option<Expiry>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(KeysError::InvalidArgument)
+}
+
+fn parse_yes_no(what: &str, text: &str) -> Result<bool> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(KeysError::InvalidArgument(format!(
+            "{what} takes yes or no"
+        ))),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn settings_of(p: &Policy) -> Settings {
+    Settings {
+        allow_user_keys: p.allow_user_keys,
+        expires: p.expiry.to_string(),
+        users_see_own: p.users_see_own,
+        session_timeout: p.session_timeout_secs,
+    }
+}
