@@ -237,6 +237,23 @@ apikey-auth = ["nginx*"]
     }
 
     #[test]
+    fn the_shipped_file_is_all_defaults() {
+        let shipped = include_str!("../../packaging/apikeyd.toml");
+        assert_eq!(parse(shipped).unwrap(), Config::default());
+        // Uncommenting every option gives the defaults too.
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|r| !r.starts_with(' '))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(parse(&uncommented).unwrap(), Config::default());
+    }
+
+    #[test]
     fn missing_file_means_defaults() {
         let c = Config::load(Path::new("/nonexistent/apikeyd.toml")).unwrap();
         assert_eq!(c, Config::default());

@@ -11,3 +11,6 @@ pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod usage;
+
+#[cfg(test)]
+mod service_tests;

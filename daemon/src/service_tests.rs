@@ -1,0 +1,531 @@
+//! The key service against an in-memory store and a scripted host with an
+//! injected clock: expiry, policy and account rules without sleeping.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::host::{Account, Host, Lookup, ProcIdentity, ShadowState};
+use crate::service::{Caller, KeyService};
+use crate::store::{SqliteStore, Store};
+use apikey_proto::KeysError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct FakeHost {
+    now: AtomicI64,
+    procs: Mutex<HashMap<u32, ProcIdentity>>,
+    accounts: Mutex<HashMap<u32, String>>,
+    shadow: Mutex<HashMap<String, ShadowState>>,
+    nss_down: Mutex<bool>,
+}
+
+const ADMIN_GID: u32 = 900;
+const ALICE: u32 = 1000;
+const BOB: u32 = 1001;
+
+impl Host for FakeHost {
+    fn now(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    fn proc_identity(&self, pid: u32, _uid: u32) -> Result<ProcIdentity, String> {
+        self.procs
+            .lock()
+            .unwrap()
+            .get(&pid)
+            .copied()
+            .ok_or("gone".into())
+    }
+    fn account_by_uid(&self, uid: u32) -> Lookup<Account> {
+        if *self.nss_down.lock().unwrap() {
+            return Lookup::Unavailable("nss down".into());
+        }
+        match self.accounts.lock().unwrap().get(&uid) {
+            Some(name) => Lookup::Found(Account {
+                uid,
+                name: name.clone(),
+            }),
+            None => Lookup::Gone,
+        }
+    }
+    fn account_by_name(&self, name: &str) -> Lookup<Account> {
+        let accounts = self.accounts.lock().unwrap();
+        match accounts.iter().find(|(_, n)| *n == name) {
+            Some((uid, n)) => Lookup::Found(Account {
+                uid: *uid,
+                name: n.clone(),
+            }),
+            None => Lookup::Gone,
+        }
+    }
+    fn shadow_state(&self, name: &str, _today: i64) -> Result<ShadowState, String> {
+        Ok(self
+            .shadow
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .unwrap_or(ShadowState::Usable))
+    }
+    fn group_gid(&self, name: &str) -> Option<u32> {
+        (name == "apikey-admin").then_some(ADMIN_GID)
+    }
+    fn uid_min(&self) -> u32 {
+        1000
+    }
+}
+
+struct World {
+    host: Arc<FakeHost>,
+    store: Arc<SqliteStore>,
+    svc: KeyService,
+}
+
+fn world() -> World {
+    let host = Arc::new(FakeHost::default());
+    host.now.store(1_700_000_000, Ordering::SeqCst);
+    {
+        let mut a = host.accounts.lock().unwrap();
+        a.insert(0, "root".into());
+        a.insert(ALICE, "alice".into());
+        a.insert(BOB, "bob".into());
+        a.insert(999, "svc".into());
+    }
+    let store = Arc::new(SqliteStore::open_in_memory());
+    let svc = KeyService::new(
+        Config::default(),
+        store.clone(),
+        host.clone(),
+        Audit::stderr(),
+    );
+    World { host, store, svc }
+}
+
+impl World {
+    /// A caller process of `uid` logged in as `loginuid`.
+    fn caller(&self, uid: u32, loginuid: Option<u32>, gids: &[u32]) -> Caller {
+        let pid = 10_000 + uid + loginuid.unwrap_or(7) * 3;
+        self.host.procs.lock().unwrap().insert(
+            pid,
+            ProcIdentity {
+                loginuid,
+                sessionid: Some(1),
+            },
+        );
+        Caller {
+            uid,
+            pid,
+            gids: gids.to_vec(),
+        }
+    }
+
+    fn alice(&self) -> Caller {
+        self.caller(ALICE, Some(ALICE), &[ALICE])
+    }
+
+    fn admin(&self) -> Caller {
+        self.caller(BOB, Some(BOB), &[ADMIN_GID])
+    }
+
+    fn root(&self) -> Caller {
+        self.caller(0, None, &[0])
+    }
+
+    fn allow_users(&self) {
+        self.svc
+            .set_settings(&self.root(), "yes", "", "", "")
+            .unwrap();
+    }
+
+    fn advance(&self, secs: i64) {
+        self.host.now.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    fn verify(&self, token: &str, user: &str) -> Result<(String, String), KeysError> {
+        self.svc
+            .verify(&self.root(), token.as_bytes(), user, "sshd", "10.0.0.1")
+            .result
+    }
+}
+
+fn none() -> Vec<String> {
+    vec![]
+}
+
+#[test]
+fn generate_then_verify_then_revoke() {
+    let w = world();
+    w.allow_users();
+    let (token, info) = w
+        .svc
+        .generate(&w.alice(), "laptop", "", &none(), "")
+        .unwrap();
+    assert_eq!(info.user, "alice");
+    assert_eq!(
+        w.verify(token.as_str(), "alice").unwrap(),
+        ("alice".into(), info.id.clone())
+    );
+    assert!(w.verify(token.as_str(), "bob").is_err());
+    // The alias spelling is the same key.
+    assert!(w.verify(&token.alias(), "alice").is_ok());
+    w.svc
+        .revoke(&w.alice(), std::slice::from_ref(&info.id))
+        .unwrap();
+    assert!(matches!(
+        w.verify(token.as_str(), "alice"),
+        Err(KeysError::Refused(_))
+    ));
+}
+
+#[test]
+fn the_token_is_never_stored() {
+    let w = world();
+    w.allow_users();
+    let (token, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let rec = w.store.by_id(&info.id).unwrap().unwrap();
+    assert_eq!(rec.hash, token.hash());
+    assert!(!format!("{rec:?}").contains(&token.as_str()[7..]));
+}
+
+#[test]
+fn policy_off_means_admins_only() {
+    let w = world();
+    assert!(matches!(
+        w.svc.generate(&w.alice(), "", "", &none(), ""),
+        Err(KeysError::PolicyForbids(_))
+    ));
+    assert!(w.svc.generate(&w.admin(), "", "", &none(), "").is_ok());
+}
+
+#[test]
+fn login_rules() {
+    let w = world();
+    w.allow_users();
+    let not_logged_in = w.caller(ALICE, None, &[]);
+    assert!(matches!(
+        w.svc.generate(&not_logged_in, "", "", &none(), ""),
+        Err(KeysError::NotLoggedIn(_))
+    ));
+    let su_to_alice = w.caller(ALICE, Some(BOB), &[]);
+    assert!(matches!(
+        w.svc.generate(&su_to_alice, "", "", &none(), ""),
+        Err(KeysError::Impersonating(_))
+    ));
+    // An administrator under sudo may make a key for a service account...
+    w.host
+        .accounts
+        .lock()
+        .unwrap()
+        .insert(1500, "backup-bot".into());
+    let sudo_admin = w.caller(0, Some(BOB), &[0]);
+    let (_, info) = w
+        .svc
+        .generate(&sudo_admin, "", "", &none(), "backup-bot")
+        .unwrap();
+    assert_eq!(info.uid, 1500);
+    assert_eq!(
+        w.store
+            .by_id(&info.id)
+            .unwrap()
+            .unwrap()
+            .created_by_loginuid,
+        Some(BOB)
+    );
+    // ...but not from outside any login session, and a user cannot at all.
+    assert!(matches!(
+        w.svc.generate(&w.root(), "", "", &none(), "backup-bot"),
+        Err(KeysError::NotLoggedIn(_))
+    ));
+    assert!(matches!(
+        w.svc.generate(&w.alice(), "", "", &none(), "bob"),
+        Err(KeysError::Denied(_))
+    ));
+    // An unreadable /proc entry is a refusal.
+    let ghost = Caller {
+        uid: ALICE,
+        pid: 1,
+        gids: vec![],
+    };
+    assert!(matches!(
+        w.svc.generate(&ghost, "", "", &none(), ""),
+        Err(KeysError::Denied(_))
+    ));
+}
+
+#[test]
+fn no_keys_for_root_or_system_accounts_unless_named() {
+    let w = world();
+    let root_logged_in = w.caller(0, Some(0), &[0]);
+    assert!(matches!(
+        w.svc.generate(&root_logged_in, "", "", &none(), ""),
+        Err(KeysError::PolicyForbids(_))
+    ));
+    assert!(matches!(
+        w.svc.generate(&w.admin(), "", "", &none(), "svc"),
+        Err(KeysError::PolicyForbids(_))
+    ));
+}
+
+#[test]
+fn expiry_and_tightened_policy_without_sleeping() {
+    let w = world();
+    w.allow_users();
+    let (t7, _) = w.svc.generate(&w.alice(), "", "7d", &none(), "").unwrap();
+    let (forever, _) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.advance(7 * 86400 - 1);
+    assert!(w.verify(t7.as_str(), "alice").is_ok());
+    w.advance(1);
+    assert!(w.verify(t7.as_str(), "alice").is_err());
+    assert!(w.verify(forever.as_str(), "alice").is_ok());
+    // Tightening the policy to 7 days caps the older key too.
+    w.svc.set_settings(&w.root(), "", "7d", "", "").unwrap();
+    assert!(w.verify(forever.as_str(), "alice").is_err());
+    // Asking for longer than the policy is refused.
+    assert!(matches!(
+        w.svc.generate(&w.alice(), "", "30d", &none(), ""),
+        Err(KeysError::PolicyForbids(_))
+    ));
+    let list = w.svc.list(&w.alice(), "", false, false).unwrap();
+    assert!(list.iter().all(|k| k.expires > 0));
+}
+
+#[test]
+fn authorization_matrix_for_listing_and_revoking() {
+    let w = world();
+    w.allow_users();
+    let bob = w.caller(BOB, Some(BOB), &[BOB]);
+    let (_, bobs) = w.svc.generate(&bob, "", "", &none(), "").unwrap();
+    let (_, alices) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    assert!(matches!(
+        w.svc.list(&w.alice(), "bob", false, false),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.list(&w.alice(), "", true, false),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.revoke(&w.alice(), std::slice::from_ref(&bobs.id)),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.revoke_all(&w.alice(), "bob"),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.revoke_site(&w.alice()),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.set_settings(&w.alice(), "no", "", "", ""),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.verify(&w.alice(), b"x", "", "sshd", "").result,
+        Err(KeysError::Denied(_))
+    ));
+    // Hidden keys can still be revoked by their owner.
+    w.svc.set_settings(&w.root(), "", "", "no", "").unwrap();
+    assert!(matches!(
+        w.svc.list(&w.alice(), "", false, false),
+        Err(KeysError::PolicyForbids(_))
+    ));
+    assert_eq!(w.svc.revoke_all(&w.alice(), "").unwrap(), vec![alices.id]);
+    // Administrators see and revoke everything.
+    assert_eq!(w.svc.list(&w.admin(), "", true, false).unwrap().len(), 1);
+    assert_eq!(w.svc.revoke_site(&w.admin()).unwrap(), vec![bobs.id]);
+}
+
+#[test]
+fn bad_input_writes_nothing() {
+    let w = world();
+    w.allow_users();
+    let long = "n".repeat(201);
+    for (name, expires, services) in [
+        (long.as_str(), "", none()),
+        ("a\x1bb", "", none()),
+        ("", "8d", none()),
+        ("", "", vec!["su".to_string()]),
+        ("", "", vec!["bad name".to_string()]),
+    ] {
+        assert!(w
+            .svc
+            .generate(&w.alice(), name, expires, &services, "")
+            .is_err());
+    }
+    assert!(matches!(
+        w.svc.revoke(&w.alice(), &["nothere00000".into()]),
+        Err(KeysError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.svc.revoke(&w.alice(), &["'; DROP TABLE keys".into()]),
+        Err(KeysError::InvalidArgument(_))
+    ));
+    assert!(w.store.list_active(None).unwrap().is_empty());
+    let huge = vec![b'a'; 1 << 20];
+    assert!(w
+        .svc
+        .verify(&w.root(), &huge, "alice", "sshd", "")
+        .result
+        .is_err());
+}
+
+#[test]
+fn quota_per_user() {
+    let w = world();
+    w.allow_users();
+    let cfg = Config {
+        max_keys_per_user: 2,
+        ..Config::default()
+    };
+    let svc = KeyService::new(cfg, w.store.clone(), w.host.clone(), Audit::stderr());
+    svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    assert!(matches!(
+        svc.generate(&w.alice(), "", "", &none(), ""),
+        Err(KeysError::QuotaExceeded(_))
+    ));
+}
+
+#[test]
+fn scope_and_services() {
+    let w = world();
+    w.allow_users();
+    let (t, _) = w
+        .svc
+        .generate(&w.alice(), "", "", &["nginx*".to_string()], "")
+        .unwrap();
+    let v = |service: &str| {
+        w.svc
+            .verify(&w.root(), t.as_str().as_bytes(), "alice", service, "")
+            .result
+    };
+    assert!(v("nginx").is_ok());
+    assert!(v("sshd").is_err());
+    assert!(v("su").is_err());
+    // Validity without scope is root's question only.
+    assert!(v("").is_ok());
+}
+
+#[test]
+fn accounts_that_go_away() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    // Locked: refused while locked, fine after unlocking.
+    w.host
+        .shadow
+        .lock()
+        .unwrap()
+        .insert("alice".into(), ShadowState::Locked);
+    assert!(w.verify(t.as_str(), "alice").is_err());
+    w.host.shadow.lock().unwrap().clear();
+    assert!(w.verify(t.as_str(), "alice").is_ok());
+    // A transient NSS failure refuses but never revokes.
+    *w.host.nss_down.lock().unwrap() = true;
+    assert!(w.verify(t.as_str(), "alice").is_err());
+    *w.host.nss_down.lock().unwrap() = false;
+    assert!(w.verify(t.as_str(), "alice").is_ok());
+    // Renamed: the key is void for good, even if the name comes back.
+    w.host
+        .accounts
+        .lock()
+        .unwrap()
+        .insert(ALICE, "alicia".into());
+    assert!(w.verify(t.as_str(), "").is_err());
+    w.host
+        .accounts
+        .lock()
+        .unwrap()
+        .insert(ALICE, "alice".into());
+    assert!(w.verify(t.as_str(), "alice").is_err());
+    assert!(w.store.by_id(&info.id).unwrap().unwrap().revoked.is_some());
+}
+
+#[test]
+fn a_user_name_that_is_a_key_revokes_it() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    assert!(w.verify("apikey|whatever", t.as_str()).is_err());
+    let rec = w.store.by_id(&info.id).unwrap().unwrap();
+    assert_eq!(rec.revoked.unwrap().reason, "leaked-as-user-name");
+}
+
+#[test]
+fn rotate_replaces_and_obeys_generate_rules() {
+    let w = world();
+    w.allow_users();
+    let (old, info) = w
+        .svc
+        .generate(&w.alice(), "ci", "30d", &["sshd".into()], "")
+        .unwrap();
+    w.advance(100);
+    let (new, rotated) = w.svc.rotate(&w.alice(), &info.id).unwrap();
+    assert!(w.verify(old.as_str(), "alice").is_err());
+    assert!(w.verify(new.as_str(), "alice").is_ok());
+    assert_eq!(
+        (rotated.name.as_str(), rotated.services.clone()),
+        ("ci", vec!["sshd".to_string()])
+    );
+    assert_eq!(rotated.expires - rotated.created, 30 * 86400);
+    let su = w.caller(ALICE, Some(BOB), &[]);
+    assert!(matches!(
+        w.svc.rotate(&su, &rotated.id),
+        Err(KeysError::Impersonating(_))
+    ));
+    let bob = w.caller(BOB, Some(BOB), &[BOB]);
+    assert!(matches!(
+        w.svc.rotate(&bob, &rotated.id),
+        Err(KeysError::Denied(_))
+    ));
+}
+
+#[test]
+fn last_use_is_buffered_then_written() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.verify(t.as_str(), "alice").unwrap();
+    assert!(w
+        .store
+        .by_id(&info.id)
+        .unwrap()
+        .unwrap()
+        .last_used
+        .is_none());
+    let listed = w.svc.list(&w.alice(), "", false, false).unwrap();
+    assert_eq!(listed[0].last_service, "sshd");
+    assert_eq!(listed[0].last_rhost, "10.0.0.1");
+    assert_eq!(w.svc.flush_usage().unwrap(), 1);
+    assert!(w
+        .store
+        .by_id(&info.id)
+        .unwrap()
+        .unwrap()
+        .last_used
+        .is_some());
+}
+
+#[test]
+fn refusals_are_throttled_valid_keys_never() {
+    let w = world();
+    w.allow_users();
+    let (t, _) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let bad = apikey_proto::Token::generate().unwrap();
+    let mut delays = vec![];
+    for _ in 0..15 {
+        delays.push(
+            w.svc
+                .verify(&w.root(), bad.as_str().as_bytes(), "alice", "sshd", "evil")
+                .delay_ms,
+        );
+    }
+    assert_eq!(delays[0], 0);
+    assert!(delays[14] > 0);
+    let good = w
+        .svc
+        .verify(&w.root(), t.as_str().as_bytes(), "alice", "sshd", "evil");
+    assert!(good.result.is_ok());
+    assert_eq!(good.delay_ms, 0);
+}
