@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::skip;
+use crate::{skip, tmp};
 
 /// How long a freshly started dbus-daemon may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,12 +58,7 @@ impl PrivateBus {
     }
 
     pub fn start_with(options: &BusOptions) -> PrivateBus {
-        // Under /tmp rather than $TMPDIR: test users must reach the socket,
-        // and a socket path has a 108-byte limit.
-        let dir = tempfile::Builder::new()
-            .prefix("apikey-bus-")
-            .tempdir_in("/tmp")
-            .expect("create bus temp dir");
+        let dir = tmp::temp_dir("bus");
         // tempfile makes 0700; unprivileged clients must traverse it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod bus dir");

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use apikey_proto::names::BUS_NAME;
 use tempfile::TempDir;
 
-use crate::bins;
 use crate::bus::{self, PrivateBus};
 use crate::syslog::LogSink;
+use crate::{bins, tmp};
 
 /// How long the daemon may take to own its name, and to stop.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -173,10 +173,7 @@ impl Daemon {
     /// bad config file): the error carries the exit status and stderr.
     pub fn try_start(bus: &PrivateBus, config: &DaemonConfig) -> Result<Daemon, StartError> {
         let binary = bins::apikeyd();
-        let dir = tempfile::Builder::new()
-            .prefix("apikey-daemon-")
-            .tempdir_in("/tmp")
-            .expect("create daemon temp dir");
+        let dir = tmp::temp_dir("daemon");
         let mut daemon = Daemon {
             child: None,
             bus_address: bus.address().to_string(),

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod run;
 pub mod skip;
 pub mod syslog;
+pub mod tmp;
 pub mod users;
 pub mod world;
 

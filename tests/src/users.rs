@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 use std::time::Duration;
 
-use crate::skip;
+use crate::{skip, tmp};
 
 pub const USER_PREFIX: &str = "akt";
 pub const GROUP_PREFIX: &str = "akg";
@@ -43,11 +43,7 @@ impl TestUser {
             .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             .take(MAX_NAME - USER_PREFIX.len() - SUFFIX_LEN)
             .collect();
-        let gecos = format!(
-            "{GECOS_MARK} pid={} start={}",
-            std::process::id(),
-            own_start_time()
-        );
+        let gecos = format!("{GECOS_MARK} {}", tmp::owner_tag());
         for _ in 0..5 {
             let name = format!("{USER_PREFIX}{prefix}{}", random_suffix());
             let out = shadow_tool(
@@ -280,19 +276,6 @@ fn jitter() -> Duration {
     Duration::from_millis(u64::from(random_bytes::<1>()[0]) % 50)
 }
 
-/// Start time of a process in clock ticks since boot (field 22 of
-/// /proc/PID/stat); with the pid it names a process uniquely.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past it.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
-}
-
-fn own_start_time() -> u64 {
-    start_time(std::process::id()).unwrap_or(0)
-}
-
 /// Removes test users whose creating process is gone: a test killed by a
 /// timeout or a signal never ran its Drop.
 fn sweep_stale_users() {
@@ -307,19 +290,13 @@ fn sweep_stale_users() {
         let Some(mark) = fields[4].strip_prefix(GECOS_MARK) else {
             continue;
         };
-        let mut pid = None;
-        let mut start = None;
-        for part in mark.split_whitespace() {
-            if let Some(v) = part.strip_prefix("pid=") {
-                pid = v.parse::<u32>().ok();
-            } else if let Some(v) = part.strip_prefix("start=") {
-                start = v.parse::<u64>().ok();
-            }
-        }
-        let (Some(pid), Some(start)) = (pid, start) else {
+        let Some((pid, start)) = mark.trim().split_once('.') else {
             continue;
         };
-        if start_time(pid) != Some(start) {
+        let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) else {
+            continue;
+        };
+        if !tmp::owner_alive(pid, start) {
             let _ = shadow_tool("userdel", &["-r", "-f", fields[0]], None);
         }
     }
@@ -338,11 +315,5 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
-    }
-
-    #[test]
-    fn own_start_time_is_known() {
-        assert!(own_start_time() > 0);
-        assert_eq!(start_time(std::process::id()), Some(own_start_time()));
     }
 }

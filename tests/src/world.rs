@@ -52,10 +52,7 @@ impl World {
 
     /// The default configuration changed by `edit` before the daemon starts.
     pub fn with_config(edit: impl FnOnce(&mut DaemonConfig)) -> World {
-        let dir = tempfile::Builder::new()
-            .prefix("apikey-world-")
-            .tempdir_in("/tmp")
-            .expect("create world temp dir");
+        let dir = crate::tmp::temp_dir("world");
         // Test users may be given files here.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod world dir");

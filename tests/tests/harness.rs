@@ -285,7 +285,7 @@ fn root_can_be_logged_in_too() {
 
 #[test]
 fn log_sink_receives_datagrams() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = apikey_tests::tmp::temp_dir("test");
     let sink = LogSink::bind(dir.path());
     let client = UnixDatagram::unbound().unwrap();
     client
@@ -312,7 +312,7 @@ fn log_sink_receives_datagrams() {
 #[test]
 fn log_sink_accepts_unprivileged_senders() {
     require!(Need::World, Need::Program("logger"));
-    let dir = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    let dir = apikey_tests::tmp::temp_dir("test");
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -385,7 +385,6 @@ fn daemon_config_is_valid_toml() {
 
 /// Starts the real daemon and asks it who we are. Needs `apikeyd` built.
 #[test]
-#[ignore = "until apikeyd serves org.apikey.Keys1; then drop this line"]
 fn daemon_starts_and_answers_status() {
     require!(Need::World);
     let world = World::new();
@@ -399,4 +398,47 @@ fn daemon_starts_and_answers_status() {
     assert!(!status.logged_in, "the test process has no loginuid");
     assert!(!status.version.is_empty());
     assert!(world.bus().name_has_owner("org.apikey.Keys1").unwrap());
+}
+
+/// Status as a user sees it, through `dbus-send` (independent of the CLI):
+/// the `(admin, verifier, logged_in, impersonating)` booleans, in the
+/// field order of `StatusInfo`.
+fn status_flags(who: As) -> [bool; 4] {
+    let out = who.run(
+        "dbus-send",
+        &[
+            "--system",
+            "--print-reply",
+            "--dest=org.apikey.Keys1",
+            "/org/apikey/Keys1",
+            "org.apikey.Keys1.Status",
+        ],
+    );
+    let words: Vec<&str> = out.ok().stdout.split_whitespace().collect();
+    let flags: Vec<bool> = words
+        .windows(2)
+        .filter(|w| w[0] == "boolean")
+        .map(|w| w[1] == "true")
+        .take(4)
+        .collect();
+    flags
+        .try_into()
+        .unwrap_or_else(|_| panic!("{}", out.stdout))
+}
+
+/// What the harness calls logged in and impersonating is what the daemon
+/// calls so: the premise of every test of those rules.
+#[test]
+fn daemon_sees_the_login_states_the_harness_makes() {
+    require!(Need::World, Need::Program("dbus-send"));
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let bob = TestUser::create("bob");
+    let [admin, _, logged_in, impersonating] = status_flags(world.as_user(&alice));
+    assert!(!admin && !logged_in && !impersonating);
+    let [_, _, logged_in, impersonating] = status_flags(world.as_user(&alice).logged_in());
+    assert!(logged_in && !impersonating);
+    let [_, _, logged_in, impersonating] =
+        status_flags(world.as_user(&bob).logged_in_as(alice.uid()));
+    assert!(logged_in && impersonating);
 }
