@@ -1,0 +1,561 @@
+//! The command line, as clap definitions. The man pages and shell
+//! completions are generated from these same definitions (see
+//! `examples/gen-docs.rs`), so the help texts here are the manual.
+
+use apikey_proto::duration::parse_duration;
+use apikey_proto::services::{is_valid_pattern, is_valid_service, printable};
+use apikey_proto::token::is_key_id;
+use apikey_proto::types::Expiry;
+use clap::builder::PossibleValuesParser;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Revocable, expiring API keys for logging in to this host";
+
+const LONG_ABOUT: &str = "\
+Revocable, expiring API keys for logging in to this host.
+
+A user who is logged in asks for a key; programs that log in with a \
+password (ssh, FTP, an HTTP service behind Basic auth, a .netrc file) can \
+then use that key instead of the account password. Keys expire by site \
+policy, can be limited to some services, and can be revoked one by one or \
+all at once. The keys are kept by the apikeyd daemon, which this command \
+talks to on the system bus.
+
+A key looks like apikey| followed by 46 letters and digits; apikey_ is \
+accepted as the same key, for shells and environment variables. A key is \
+shown once, when it is made. Keys are never given on the command line: \
+programs that take a password should read the key from a file, the \
+environment or standard input (sshpass -e or -f, never -p).";
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0   success
+  1   refused or failed: the site policy forbids it (PolicyForbids), the \
+command runs under su/sudo (Impersonating), outside a login session \
+(NotLoggedIn, NoSession), a limit was reached (QuotaExceeded), no such key \
+or user (NotFound), a malformed argument (InvalidArgument), a key that was \
+not accepted (verify), or a local failure
+  2   usage error
+  69  the apikey daemon is not reachable on the system bus
+  77  permission denied: the caller may not do this to that object (Denied)
+
+Errors are one line on standard error, starting with \"apikey: \".";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "apikey",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = EXIT_STATUS,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    Generate(GenerateArgs),
+    Session(SessionArgs),
+    List(ListArgs),
+    Revoke(RevokeArgs),
+    Rotate(RotateArgs),
+    Settings(SettingsArgs),
+    Status(StatusArgs),
+    Verify(VerifyArgs),
+}
+
+/// Make a new long-lived API key and show it once
+#[derive(Args, Debug)]
+#[command(
+    long_about = "\
+Make a new long-lived API key and show it once.
+
+The key is printed alone on one line on standard output, so that \
+KEY=$(apikey generate) works; a note on standard error names the key's id \
+and expiry. The key cannot be shown again: keep it, or revoke it and make \
+another.
+
+Only a user in a login session of their own may make a key: under su, sudo \
+or runuser the daemon refuses (Impersonating), and so it does outside a \
+login session (NotLoggedIn). Administrators make keys for other accounts, \
+such as service accounts that never log in, with --user; that is recorded \
+as such.",
+    after_long_help = "\
+Examples:
+  KEY=$(apikey generate --name backup --expires 30d --services sshd)
+  SSHPASS=$KEY sshpass -e ssh backup@host
+  apikey generate --name ftp --netrc ftp.example.org
+  sudo apikey generate --user svc-deploy --services 'nginx*'"
+)]
+pub struct GenerateArgs {
+    /// A name to recognise the key by in listings
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+
+    /// When the key expires; the site policy may impose a shorter expiry,
+    /// never a longer one [default: the site policy]
+    #[arg(long, value_name = "WHEN", value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
+    pub expires: Option<String>,
+
+    /// Services the key may log in to: comma-separated PAM service names,
+    /// or prefixes ending in '*' (e.g. sshd,nginx*), within those the site
+    /// allows [default: every service the site allows]
+    #[arg(long, value_name = "LIST", value_parser = parse_services)]
+    pub services: Option<ServiceList>,
+
+    /// Make the key for another account (administrators)
+    #[arg(long, value_name = "USER", conflicts_with = "netrc")]
+    pub user: Option<String>,
+
+    /// Write the key into ~/.netrc as the entry for HOST (replacing an
+    /// existing entry for HOST) instead of printing it. If the file cannot
+    /// be written safely the new key is revoked.
+    #[arg(long, value_name = "HOST", value_parser = parse_host)]
+    pub netrc: Option<String>,
+
+    /// With --netrc: write "login apikey" instead of the owner's user name,
+    /// for services that map that name to the key's owner
+    #[arg(long, value_name = "LOGIN", requires = "netrc")]
+    pub netrc_login: Option<NetrcLogin>,
+
+    /// Print the key and its details as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The login name written into `.netrc` instead of the owner's name.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetrcLogin {
+    /// LabKey's form: the service maps the name "apikey" to the key's owner
+    Apikey,
+}
+
+/// Service patterns given with `--services`, already split and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceList(pub Vec<String>);
+
+/// Make a session key, bound to this login session
+#[derive(Args, Debug)]
+#[command(long_about = "\
+Make a session key, bound to this login session.
+
+A session key ends when the login session ends, after the site's idle \
+timeout, after a maximum lifetime, or when it is revoked. It is not shown \
+by 'apikey list'.")]
+pub struct SessionArgs {
+    /// A name to recognise the key by
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+
+    /// Print the key and its details as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// List API keys (never their secrets)
+#[derive(Args, Debug)]
+#[command(long_about = "\
+List API keys: id, owner, name, services, when each was made, when it \
+expires and when it was last used (service and remote host).
+
+Without options, the caller's own keys (unless the site hides them from \
+their owners). Administrators may list every key (--all) or one user's \
+(--user). A SERVICES value of * means every service the site allows. Times \
+are relative; --json gives exact UTC timestamps (RFC 3339).")]
+pub struct ListArgs {
+    /// Every key on the host (administrators)
+    #[arg(long, conflicts_with = "user")]
+    pub all: bool,
+
+    /// The keys of USER (administrators)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Include session keys (administrators)
+    #[arg(long)]
+    pub sessions: bool,
+
+    /// Print a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Revoke keys: by id, all of yours, all of a user's, or every key on the host
+#[derive(Args, Debug)]
+#[command(
+    group(ArgGroup::new("what").required(true).args(["ids", "all"])),
+    long_about = "\
+Revoke keys. Revocation is effective for the very next login.
+
+Give the ids of the keys to revoke (as 'apikey list' shows them), or --all \
+for every key of yours. Owners can always revoke their own keys. \
+Administrators revoke every key of one user with --all --user USER, and \
+every key on the host with --all --site.",
+    after_long_help = "\
+Examples:
+  apikey revoke 3fZk9QpLm2Xa
+  apikey revoke --all
+  sudo apikey revoke --all --user alice
+  sudo apikey revoke --all --site"
+)]
+pub struct RevokeArgs {
+    /// Ids of the keys to revoke
+    #[arg(value_name = "ID", value_parser = parse_key_id, conflicts_with = "all")]
+    pub ids: Vec<String>,
+
+    /// Every key of yours (or of --user, or of the host with --site)
+    #[arg(long)]
+    pub all: bool,
+
+    // clap waives `requires` when the required argument conflicts with one
+    // that is present (here: ids), hence the explicit conflicts with ids.
+    /// With --all: every key of USER (administrators)
+    #[arg(long, value_name = "USER", requires = "all", conflicts_with_all = ["site", "ids"])]
+    pub user: Option<String>,
+
+    /// With --all: every key on the host (administrators)
+    #[arg(long, requires = "all", conflicts_with = "ids")]
+    pub site: bool,
+}
+
+/// Replace a key with a new one of the same owner, name and services
+#[derive(Args, Debug)]
+#[command(long_about = "\
+Replace a key with a new one of the same owner, name and services; the old \
+key is revoked. The new key is printed alone on one line on standard \
+output, like 'apikey generate' does, and cannot be shown again.")]
+pub struct RotateArgs {
+    /// Id of the key to replace
+    #[arg(value_name = "ID", value_parser = parse_key_id)]
+    pub id: String,
+
+    /// Print the new key and its details as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show or change the site policy
+#[derive(Args, Debug)]
+#[command(long_about = "\
+Show the site policy, or change it (administrators) and show the result.
+
+Tightening the expiry also shortens existing keys: a key expires at the \
+earlier of its own expiry and its creation plus the policy.")]
+pub struct SettingsArgs {
+    /// Let users create API keys
+    #[arg(long, value_name = "YES|NO")]
+    pub allow_user_keys: Option<YesNo>,
+
+    /// Longest lifetime of a key
+    #[arg(long, value_name = "WHEN", value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
+    pub expires: Option<String>,
+
+    /// Let users see their own keys in 'apikey list'
+    #[arg(long, value_name = "YES|NO")]
+    pub users_see_own: Option<YesNo>,
+
+    /// Idle time after which a session key ends, e.g. 30m, 2h
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub session_timeout: Option<u64>,
+
+    /// Print the policy as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SettingsArgs {
+    /// True when any setting is to be changed.
+    pub fn changes_anything(&self) -> bool {
+        self.allow_user_keys.is_some()
+            || self.expires.is_some()
+            || self.users_see_own.is_some()
+            || self.session_timeout.is_some()
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+impl YesNo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            YesNo::Yes => "yes",
+            YesNo::No => "no",
+        }
+    }
+}
+
+/// Show whether the daemon answers, who you are to it, and the policy
+#[derive(Args, Debug)]
+#[command(long_about = "\
+Show whether the apikey daemon answers and its version, who the caller is \
+to it (user, administrator or not, verifier or not, in a login session or \
+not, acting through su/sudo or not) and the site policy.")]
+pub struct StatusArgs {
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Check a key read from standard input (verifiers)
+#[derive(Args, Debug)]
+#[command(
+    long_about = "\
+Check a key read from standard input, as a login would (verifiers: root \
+and members of the site's verifier groups).
+
+The key is read from standard input, never from the command line; one \
+trailing newline is ignored. On a terminal it is not echoed. Prints the \
+key's id and owner when the key is valid. Without --service (root only) it \
+checks that the key is valid, not where it may be used.",
+    after_long_help = "\
+Examples:
+  apikey verify --user alice --service sshd < key.txt
+  printf '%s' \"$KEY\" | apikey verify --service nginx"
+)]
+pub struct VerifyArgs {
+    /// The user the key must belong to [default: any owner]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// The PAM service the key must be valid for
+    #[arg(long, value_name = "NAME", value_parser = parse_service)]
+    pub service: Option<String>,
+}
+
+/// Splits `--services` on commas and checks each pattern, so that a typo
+/// is a usage error rather than a key with the wrong scope.
+pub fn parse_services(text: &str) -> Result<ServiceList, String> {
+    let mut patterns: Vec<String> = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        if !is_valid_pattern(item) {
+            return Err(format!(
+                "'{}' is not a service name or a prefix ending in '*'",
+                printable(item, 64)
+            ));
+        }
+        if !patterns.iter().any(|p| p == item) {
+            patterns.push(item.to_string());
+        }
+    }
+    if patterns.is_empty() {
+        return Err("give at least one service, e.g. sshd or nginx*".to_string());
+    }
+    Ok(ServiceList(patterns))
+}
+
+fn parse_service(text: &str) -> Result<String, String> {
+    if is_valid_service(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "'{}' is not a PAM service name",
+            printable(text, 64)
+        ))
+    }
+}
+
+pub fn parse_key_id(text: &str) -> Result<String, String> {
+    if is_key_id(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "'{}' is not a key id (12 letters and digits, as 'apikey list' shows)",
+            printable(text, 64)
+        ))
+    }
+}
+
+/// Longest DNS name; anything longer cannot be a host.
+const MAX_HOST_LEN: usize = 253;
+
+/// A `.netrc` machine name: one token that no `.netrc` reader can split
+/// or read as a quoted string, an escape or a comment.
+pub fn parse_host(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the host name is empty".to_string());
+    }
+    if text.len() > MAX_HOST_LEN {
+        return Err(format!("the host name is longer than {MAX_HOST_LEN} bytes"));
+    }
+    // ASCII only: host names in URLs reach .netrc readers in their
+    // ASCII (punycode) form, and this keeps invisible characters out.
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        || text.starts_with('#')
+    {
+        return Err(format!(
+            "'{}' cannot be a .netrc host name (printable ASCII only: no spaces, control characters, quotes or backslashes)",
+            printable(text, 64)
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("apikey").chain(args.iter().copied()))
+    }
+
+    fn usage_error(args: &[&str]) -> bool {
+        match parse(args) {
+            Ok(_) => false,
+            Err(e) => e.exit_code() == 2,
+        }
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn generate_takes_every_option() {
+        let cli = parse(&[
+            "generate",
+            "--name",
+            "backup",
+            "--expires",
+            "30d",
+            "--services",
+            " sshd , nginx*,sshd",
+            "--netrc",
+            "example.org",
+            "--netrc-login",
+            "apikey",
+            "--json",
+        ])
+        .unwrap();
+        let Cmd::Generate(g) = cli.command else {
+            panic!("not generate")
+        };
+        assert_eq!(g.name.as_deref(), Some("backup"));
+        assert_eq!(g.expires.as_deref(), Some("30d"));
+        assert_eq!(
+            g.services,
+            Some(ServiceList(vec!["sshd".into(), "nginx*".into()]))
+        );
+        assert_eq!(g.netrc.as_deref(), Some("example.org"));
+        assert_eq!(g.netrc_login, Some(NetrcLogin::Apikey));
+        assert!(g.json);
+    }
+
+    #[test]
+    fn generate_usage_errors() {
+        assert!(usage_error(&["generate", "--user", "bob", "--netrc", "h"]));
+        assert!(usage_error(&["generate", "--netrc-login", "apikey"]));
+        assert!(usage_error(&[
+            "generate",
+            "--netrc",
+            "h",
+            "--netrc-login",
+            "bob"
+        ]));
+        assert!(usage_error(&["generate", "--expires", "8d"]));
+        assert!(usage_error(&["generate", "--services", "su do"]));
+        assert!(usage_error(&["generate", "--services", ","]));
+        assert!(usage_error(&["generate", "--services", "*"]));
+        assert!(usage_error(&["generate", "--netrc", "a b"]));
+        assert!(usage_error(&["generate", "--netrc", ""]));
+        assert!(usage_error(&["generate", "apikey|x"]));
+    }
+
+    #[test]
+    fn revoke_needs_ids_or_all() {
+        let id = "3fZk9QpLm2Xa";
+        assert!(usage_error(&["revoke"]));
+        assert!(usage_error(&["revoke", id, "--all"]));
+        assert!(usage_error(&["revoke", "--user", "bob"]));
+        assert!(usage_error(&["revoke", "--site"]));
+        assert!(usage_error(&["revoke", "--all", "--site", "--user", "bob"]));
+        assert!(usage_error(&["revoke", "not-an-id"]));
+        assert!(usage_error(&["revoke", id, "--user", "bob"]));
+        assert!(usage_error(&["revoke", id, "--site"]));
+
+        let Cmd::Revoke(r) = parse(&["revoke", id, "AAAAAAAAAAAA"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(r.ids, vec![id.to_string(), "AAAAAAAAAAAA".to_string()]);
+        assert!(!r.all);
+
+        let Cmd::Revoke(r) = parse(&["revoke", "--all", "--user", "bob"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert!(r.all && r.user.as_deref() == Some("bob") && !r.site);
+
+        let Cmd::Revoke(r) = parse(&["revoke", "--all", "--site"]).unwrap().command else {
+            panic!()
+        };
+        assert!(r.all && r.site);
+    }
+
+    #[test]
+    fn list_all_and_user_conflict() {
+        assert!(usage_error(&["list", "--all", "--user", "bob"]));
+        assert!(parse(&["list", "--all", "--sessions", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn settings_values() {
+        let Cmd::Settings(s) = parse(&[
+            "settings",
+            "--allow-user-keys",
+            "yes",
+            "--session-timeout",
+            "2h",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(s.allow_user_keys, Some(YesNo::Yes));
+        assert_eq!(s.session_timeout, Some(7200));
+        assert!(s.changes_anything());
+        assert!(usage_error(&["settings", "--users-see-own", "maybe"]));
+        assert!(usage_error(&["settings", "--session-timeout", "30"]));
+    }
+
+    #[test]
+    fn verify_takes_no_token_argument() {
+        assert!(usage_error(&["verify", "apikey_abc"]));
+        assert!(usage_error(&["verify", "--service", "bad name"]));
+        assert!(parse(&["verify", "--user", "alice", "--service", "sshd"]).is_ok());
+    }
+
+    #[test]
+    fn no_subcommand_is_usage() {
+        assert!(usage_error(&[]));
+        assert!(usage_error(&["frobnicate"]));
+    }
+
+    #[test]
+    fn host_names() {
+        assert!(parse_host("example.org").is_ok());
+        assert!(parse_host(&"a".repeat(253)).is_ok());
+        assert!(parse_host(&"a".repeat(254)).is_err());
+        for bad in ["", "a\tb", "a\u{1b}b", "\"x\"", "a\\b", "#x", "a\u{2028}b"] {
+            assert!(parse_host(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `apikey list`
+
+use super::{note, print, print_json, KeyJson};
+use crate::args::ListArgs;
+use crate::client;
+use crate::exit::CliError;
+use crate::text::{safe, width, FIELD};
+use crate::timefmt::{now, relative};
+use apikey_proto::KeyInfo;
+
+pub async fn run(args: ListArgs) -> Result<(), CliError> {
+    let proxy = client::connect().await?;
+    let keys = proxy
+        .list(args.user.as_deref().unwrap_or(""), args.all, args.sessions)
+        .await?;
+    if args.json {
+        let rows: Vec<KeyJson> = keys.iter().map(KeyJson::new).collect();
+        return print_json(&rows);
+    }
+    if keys.is_empty() {
+        note("no keys");
+        return Ok(());
+    }
+    print(&table(&keys, now(), args.sessions))
+}
+
+/// The aligned table. Every cell is escaped and capped first (S11), and
+/// the widths are those of the escaped text, so a hostile name cannot
+/// break the columns.
+pub fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
+    let mut header = vec!["ID", "USER", "NAME"];
+    if with_kind {
+        header.push("KIND");
+    }
+    header.extend(["SERVICES", "CREATED", "EXPIRES", "LAST USED"]);
+
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for k in keys {
+        let mut row = vec![
+            safe(&k.id, FIELD),
+            safe(&k.user, FIELD),
+            if k.name.is_empty() {
+                "-".to_string()
+            } else {
+                safe(&k.name, FIELD)
+            },
+        ];
+        if with_kind {
+            row.push(if k.session { "session" } else { "key" }.to_string());
+        }
+        row.push(services_cell(&k.services));
+        row.push(relative(now, k.created));
+        row.push(expires_cell(k, now));
+        row.push(last_used_cell(k, now));
+        rows.push(row);
+    }
+
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| width(&r[c])).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < columns {
+                line.push_str(&" ".repeat(widths[c] - width(cell) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `*` for an empty scope: every service the site allows.
+fn services_cell(services: &[String]) -> String {
+    if services.is_empty() {
+        "*".to_string()
+    } else {
+        services
+            .iter()
+            .map(|s| safe(s, FIELD))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn expires_cell(k: &KeyInfo, now: i64) -> String {
+    if k.revoked != 0 {
+        format!("revoked {}", relative(now, k.revoked))
+    } else if k.expires != 0 && k.expires <= now {
+        format!("expired {}", relative(now, k.expires))
+    } else {
+        relative(now, k.expires)
+    }
+}
+
+fn last_used_cell(k: &KeyInfo, now: i64) -> String {
+    if k.last_used == 0 {
+        return "never".to_string();
+    }
+    let when = relative(now, k.last_used);
+    match (k.last_service.is_empty(), k.last_rhost.is_empty()) {
+        (true, true) => when,
+        (false, true) => format!("{when} ({})", safe(&k.last_service, FIELD)),
+        (true, false) => format!("{when} (from {})", safe(&k.last_rhost, FIELD)),
+        (false, false) => format!(
+            "{when} ({} from {})",
+            safe(&k.last_service, FIELD),
+            safe(&k.last_rhost, FIELD)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample_key;
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000 + 180;
+
+    #[test]
+    fn aligned_table() {
+        let a = sample_key();
+        let mut b = sample_key();
+        b.id = "Zz00Zz00Zz00".into();
+        b.user = "bob".into();
+        b.name = String::new();
+        b.services = vec![];
+        b.expires = 0;
+        b.last_used = NOW - 180;
+        b.last_service = "sshd".into();
+        b.last_rhost = "10.1.2.3".into();
+        let text = table(&[a, b], NOW, false);
+        let expected = "\
+ID            USER   NAME    SERVICES     CREATED        EXPIRES     LAST USED
+3fZk9QpLm2Xa  alice  backup  sshd,nginx*  3 minutes ago  in 29 days  never
+Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes ago (sshd from 10.1.2.3)
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn hostile_fields_are_escaped_and_capped() {
+        let mut k = sample_key();
+        k.name = "\u{1b}[2J\u{1b}[Hfake\nline".into();
+        k.user = "u".repeat(200);
+        k.last_used = NOW - 10;
+        k.last_service = "ssh\u{202e}d".into();
+        let text = table(&[k], NOW, true);
+        assert!(!text.contains('\u{1b}'));
+        assert!(!text.contains('\u{202e}'));
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.contains("\\x1b[2J\\x1b[Hfake\\x0aline"));
+        assert!(text.contains(&format!("{}...", "u".repeat(64))));
+        assert!(text.contains("just now (ssh\\u{202e}d)"));
+        assert!(text.lines().next().unwrap().contains("KIND"));
+        assert!(text.contains("  key  "));
+    }
+
+    #[test]
+    fn expired_and_revoked() {
+        let mut k = sample_key();
+        k.expires = NOW - 2 * 86400;
+        assert_eq!(expires_cell(&k, NOW), "expired 2 days ago");
+        k.revoked = NOW - 3600;
+        assert_eq!(expires_cell(&k, NOW), "revoked 1 hour ago");
+        k.last_used = NOW - 7200;
+        k.last_rhost = "host".into();
+        assert_eq!(last_used_cell(&k, NOW), "2 hours ago (from host)");
+    }
+}

@@ -1,0 +1,260 @@
+//! One module per subcommand, and what they share: printing, the JSON
+//! form of a key, and handing out a new key.
+
+mod generate;
+mod list;
+mod revoke;
+mod rotate;
+mod session;
+mod settings;
+mod status;
+mod verify;
+
+use crate::args::Cmd;
+use crate::exit::CliError;
+use crate::text::{json_safe, safe, FIELD};
+use crate::timefmt::{rfc3339, rfc3339_opt};
+use apikey_proto::{KeyInfo, Keys1Proxy, Token};
+use serde::Serialize;
+use std::io::Write;
+use zeroize::Zeroizing;
+
+pub async fn dispatch(cmd: Cmd) -> Result<(), CliError> {
+    match cmd {
+        Cmd::Generate(a) => generate::run(a).await,
+        Cmd::Session(a) => session::run(a),
+        Cmd::List(a) => list::run(a).await,
+        Cmd::Revoke(a) => revoke::run(a).await,
+        Cmd::Rotate(a) => rotate::run(a).await,
+        Cmd::Settings(a) => settings::run(a).await,
+        Cmd::Status(a) => status::run(a).await,
+        Cmd::Verify(a) => verify::run(a).await,
+    }
+}
+
+/// Writes to standard output and flushes, so that a full disk or a closed
+/// pipe is an error here rather than a panic or a silent loss.
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+pub(crate) fn print(text: &str) -> Result<(), CliError> {
+    write_stdout(text)
+        .map_err(|e| CliError::Failed(format!("cannot write to standard output: {e}")))
+}
+
+/// Prints one JSON document and a newline.
+pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+    print(&format!("{}\n", json_safe(&json)))
+}
+
+/// A remark on standard error, in the same form as an error line.
+pub(crate) fn note(text: &str) {
+    eprintln!("apikey: {text}");
+}
+
+/// A key as the JSON output shows it: times in RFC 3339 UTC, null for
+/// "never" / "not yet".
+#[derive(Serialize, Debug, PartialEq)]
+pub(crate) struct KeyJson<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    pub uid: u32,
+    pub name: &'a str,
+    pub services: &'a [String],
+    pub session: bool,
+    pub created: Option<String>,
+    pub expires: Option<String>,
+    pub last_used: Option<String>,
+    pub last_service: Option<&'a str>,
+    pub last_rhost: Option<&'a str>,
+    pub created_by_uid: u32,
+    pub revoked: Option<String>,
+}
+
+impl<'a> KeyJson<'a> {
+    pub fn new(k: &'a KeyInfo) -> Self {
+        let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
+        KeyJson {
+            id: &k.id,
+            user: &k.user,
+            uid: k.uid,
+            name: &k.name,
+            services: &k.services,
+            session: k.session,
+            created: rfc3339_opt(k.created),
+            expires: rfc3339_opt(k.expires),
+            last_used: rfc3339_opt(k.last_used),
+            last_service: non_empty(&k.last_service),
+            last_rhost: non_empty(&k.last_rhost),
+            created_by_uid: k.created_by_uid,
+            revoked: rfc3339_opt(k.revoked),
+        }
+    }
+}
+
+/// A JSON object made of `first` (members already encoded, e.g.
+/// `"token":"..."`) followed by the members of the key. Built by hand so
+/// the token lives only in memory that is wiped.
+pub(crate) fn key_object(first: &str, info: &KeyInfo) -> Result<Zeroizing<String>, CliError> {
+    let rest = serde_json::to_string(&KeyJson::new(info))
+        .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+    let rest = json_safe(&rest);
+    let mut out = Zeroizing::new(String::with_capacity(first.len() + rest.len() + 2));
+    out.push('{');
+    out.push_str(first);
+    out.push(',');
+    out.push_str(&rest[1..]);
+    out.push('\n');
+    Ok(out)
+}
+
+/// Checks the token the daemon sent, so that nothing but a well-formed
+/// key is ever printed or written to a file.
+pub(crate) async fn accept_token(
+    proxy: &Keys1Proxy<'_>,
+    raw: String,
+    info: &KeyInfo,
+) -> Result<Token, CliError> {
+    let raw = Zeroizing::new(raw);
+    match Token::parse(raw.as_bytes()) {
+        Ok(token) => Ok(token),
+        Err(_) => Err(abandon(
+            proxy,
+            &info.id,
+            "the daemon sent a malformed key".to_string(),
+        )
+        .await),
+    }
+}
+
+/// Prints a new key: the token alone on a line, or the JSON object. A key
+/// that could not be handed over is revoked: nobody has it.
+pub(crate) async fn hand_over(
+    proxy: &Keys1Proxy<'_>,
+    token: &Token,
+    info: &KeyInfo,
+    json: bool,
+) -> Result<(), CliError> {
+    let text = if json {
+        // Base62 and '|': nothing in a token needs escaping in JSON.
+        let mut first = Zeroizing::new(String::with_capacity(64));
+        first.push_str("\"token\":\"");
+        first.push_str(token.as_str());
+        first.push('"');
+        key_object(&first, info)?
+    } else {
+        let mut line = Zeroizing::new(String::with_capacity(token.as_str().len() + 1));
+        line.push_str(token.as_str());
+        line.push('\n');
+        line
+    };
+    if let Err(e) = write_stdout(&text) {
+        return Err(abandon(
+            proxy,
+            &info.id,
+            format!("cannot write the key to standard output ({e})"),
+        )
+        .await);
+    }
+    Ok(())
+}
+
+/// Revokes a key just made that the caller could not receive, and says
+/// so; if even that fails, says how to do it by hand.
+pub(crate) async fn abandon(proxy: &Keys1Proxy<'_>, id: &str, reason: String) -> CliError {
+    let shown = safe(id, FIELD);
+    match proxy.revoke(&[id]).await {
+        Ok(_) => CliError::Failed(format!("{reason}; key {shown} was revoked")),
+        Err(e) => CliError::Failed(format!(
+            "{reason}; revoking key {shown} failed too ({}): revoke it with 'apikey revoke {shown}'",
+            CliError::Daemon(e).message()
+        )),
+    }
+}
+
+/// "never", or the exact time.
+pub(crate) fn expiry_text(expires: i64) -> String {
+    if expires == 0 {
+        "never".to_string()
+    } else {
+        rfc3339(expires)
+    }
+}
+
+/// The line on standard error after a key was handed over.
+pub(crate) fn new_key_note(info: &KeyInfo) -> String {
+    format!(
+        "key {} for {} expires {}; it will not be shown again.",
+        safe(&info.id, FIELD),
+        safe(&info.user, FIELD),
+        expiry_text(info.expires)
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_key() -> KeyInfo {
+        KeyInfo {
+            id: "3fZk9QpLm2Xa".into(),
+            user: "alice".into(),
+            uid: 1000,
+            name: "backup".into(),
+            services: vec!["sshd".into(), "nginx*".into()],
+            created: 1_700_000_000,
+            expires: 1_702_592_000,
+            last_used: 0,
+            last_service: String::new(),
+            last_rhost: String::new(),
+            created_by_uid: 1000,
+            session: false,
+            revoked: 0,
+        }
+    }
+
+    #[test]
+    fn key_json_uses_nulls_and_rfc3339() {
+        let k = sample_key();
+        let v: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&KeyJson::new(&k)).unwrap()).unwrap();
+        assert_eq!(v["id"], "3fZk9QpLm2Xa");
+        assert_eq!(v["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["expires"], "2023-12-14T22:13:20Z");
+        assert!(v["last_used"].is_null());
+        assert!(v["last_service"].is_null());
+        assert!(v["revoked"].is_null());
+        assert_eq!(v["services"], serde_json::json!(["sshd", "nginx*"]));
+    }
+
+    #[test]
+    fn key_object_puts_first_members_first() {
+        let k = sample_key();
+        let text = key_object("\"token\":\"apikey|x\"", &k).unwrap();
+        assert!(text.starts_with("{\"token\":\"apikey|x\",\"id\":\"3fZk9QpLm2Xa\""));
+        assert!(text.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["token"], "apikey|x");
+        assert_eq!(v["user"], "alice");
+    }
+
+    #[test]
+    fn note_after_generation() {
+        let mut k = sample_key();
+        assert_eq!(
+            new_key_note(&k),
+            "key 3fZk9QpLm2Xa for alice expires 2023-12-14T22:13:20Z; it will not be shown again."
+        );
+        k.expires = 0;
+        k.user = "ev\u{1b}[1mil".into();
+        assert_eq!(
+            new_key_note(&k),
+            "key 3fZk9QpLm2Xa for ev\\x1b[1mil expires never; it will not be shown again."
+        );
+    }
+}
