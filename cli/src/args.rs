@@ -41,9 +41,37 @@ not accepted (verify), or a local failure
 
 Errors are one line on standard error, starting with \"apikey: \".";
 
+// The synopses of the contract, shown as usage by --help, in usage errors
+// and in the man pages. Continuation lines are indented to line up after
+// "Usage: ".
+const USAGE_GENERATE: &str =
+    "apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
+                       [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]";
+const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
+const USAGE_LIST: &str = "apikey list [--all | --user USER] [--sessions] [--json]";
+const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site]";
+const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
+const USAGE_SETTINGS: &str =
+    "apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
+                       [--users-see-own yes|no] [--session-timeout DURATION] [--json]";
+const USAGE_STATUS: &str = "apikey status [--json]";
+const USAGE_VERIFY: &str = "apikey verify [--user USER] [--service NAME] < KEYFILE";
+const USAGE: &str = "apikey COMMAND [OPTIONS]
+       apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
+                       [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]
+       apikey session [--name TEXT] [--json]
+       apikey list [--all | --user USER] [--sessions] [--json]
+       apikey revoke ID... | --all [--user USER | --site]
+       apikey rotate ID [--json]
+       apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
+                       [--users-see-own yes|no] [--session-timeout DURATION] [--json]
+       apikey status [--json]
+       apikey verify [--user USER] [--service NAME] < KEYFILE";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "apikey",
+    override_usage = USAGE,
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
@@ -71,7 +99,7 @@ pub enum Cmd {
 
 /// Make a new long-lived API key and show it once
 #[derive(Args, Debug)]
-#[command(
+#[command(override_usage = USAGE_GENERATE,
     long_about = "\
 Make a new long-lived API key and show it once.
 
@@ -97,9 +125,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,
 
-    /// When the key expires; the site policy may impose a shorter expiry,
-    /// never a longer one [default: the site policy]
-    #[arg(long, value_name = "WHEN", value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
+    /// When the key expires: never, 7d, 30d, 90d or 365d. The site policy
+    /// may impose a shorter expiry, never a longer one [default: the site
+    /// policy]
+    #[arg(long, value_name = "WHEN", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
     pub expires: Option<String>,
 
     /// Services the key may log in to: comma-separated PAM service names,
@@ -118,9 +148,15 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "HOST", value_parser = parse_host)]
     pub netrc: Option<String>,
 
-    /// With --netrc: write "login apikey" instead of the owner's user name,
-    /// for services that map that name to the key's owner
-    #[arg(long, value_name = "LOGIN", requires = "netrc")]
+    /// With --netrc: "--netrc-login apikey" writes "login apikey" instead
+    /// of the owner's user name (LabKey's form), for services whose PAM
+    /// line maps that name to the key's owner (map_user)
+    #[arg(
+        long,
+        value_name = "apikey",
+        requires = "netrc",
+        hide_possible_values = true
+    )]
     pub netrc_login: Option<NetrcLogin>,
 
     /// Print the key and its details as one JSON object
@@ -141,7 +177,7 @@ pub struct ServiceList(pub Vec<String>);
 
 /// Make a session key, bound to this login session
 #[derive(Args, Debug)]
-#[command(long_about = "\
+#[command(override_usage = USAGE_SESSION, long_about = "\
 Make a session key, bound to this login session.
 
 A session key ends when the login session ends, after the site's idle \
@@ -159,7 +195,7 @@ pub struct SessionArgs {
 
 /// List API keys (never their secrets)
 #[derive(Args, Debug)]
-#[command(long_about = "\
+#[command(override_usage = USAGE_LIST, long_about = "\
 List API keys: id, owner, name, services, when each was made, when it \
 expires and when it was last used (service and remote host).
 
@@ -187,7 +223,7 @@ pub struct ListArgs {
 
 /// Revoke keys: by id, all of yours, all of a user's, or every key on the host
 #[derive(Args, Debug)]
-#[command(
+#[command(override_usage = USAGE_REVOKE,
     group(ArgGroup::new("what").required(true).args(["ids", "all"])),
     long_about = "\
 Revoke keys. Revocation is effective for the very next login.
@@ -225,7 +261,7 @@ pub struct RevokeArgs {
 
 /// Replace a key with a new one of the same owner, name and services
 #[derive(Args, Debug)]
-#[command(long_about = "\
+#[command(override_usage = USAGE_ROTATE, long_about = "\
 Replace a key with a new one of the same owner, name and services; the old \
 key is revoked. The new key is printed alone on one line on standard \
 output, like 'apikey generate' does, and cannot be shown again.")]
@@ -241,22 +277,23 @@ pub struct RotateArgs {
 
 /// Show or change the site policy
 #[derive(Args, Debug)]
-#[command(long_about = "\
+#[command(override_usage = USAGE_SETTINGS, long_about = "\
 Show the site policy, or change it (administrators) and show the result.
 
 Tightening the expiry also shortens existing keys: a key expires at the \
 earlier of its own expiry and its creation plus the policy.")]
 pub struct SettingsArgs {
-    /// Let users create API keys
-    #[arg(long, value_name = "YES|NO")]
+    /// Let users create API keys: yes or no
+    #[arg(long, value_name = "yes|no", hide_possible_values = true)]
     pub allow_user_keys: Option<YesNo>,
 
-    /// Longest lifetime of a key
-    #[arg(long, value_name = "WHEN", value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
+    /// Longest lifetime of a key: never, 7d, 30d, 90d or 365d
+    #[arg(long, value_name = "WHEN", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(Expiry::CHOICES))]
     pub expires: Option<String>,
 
-    /// Let users see their own keys in 'apikey list'
-    #[arg(long, value_name = "YES|NO")]
+    /// Let users see their own keys in 'apikey list': yes or no
+    #[arg(long, value_name = "yes|no", hide_possible_values = true)]
     pub users_see_own: Option<YesNo>,
 
     /// Idle time after which a session key ends, e.g. 30m, 2h
@@ -295,7 +332,7 @@ impl YesNo {
 
 /// Show whether the daemon answers, who you are to it, and the policy
 #[derive(Args, Debug)]
-#[command(long_about = "\
+#[command(override_usage = USAGE_STATUS, long_about = "\
 Show whether the apikey daemon answers and its version, who the caller is \
 to it (user, administrator or not, verifier or not, in a login session or \
 not, acting through su/sudo or not) and the site policy.")]
@@ -307,7 +344,7 @@ pub struct StatusArgs {
 
 /// Check a key read from standard input (verifiers)
 #[derive(Args, Debug)]
-#[command(
+#[command(override_usage = USAGE_VERIFY,
     long_about = "\
 Check a key read from standard input, as a login would (verifiers: root \
 and members of the site's verifier groups).
