@@ -7,7 +7,7 @@ use apikey_proto::KeysError;
 pub const OK: i32 = 0;
 /// Refused or failed.
 pub const FAILED: i32 = 1;
-/// Usage error (also what clap exits with).
+/// Usage error. clap reports these itself, before any command runs.
 pub const USAGE: i32 = 2;
 /// The daemon is unreachable (sysexits EX_UNAVAILABLE).
 pub const UNAVAILABLE: i32 = 69;
@@ -20,8 +20,6 @@ pub enum CliError {
     Unreachable(String),
     /// An error reply from the daemon, or from the bus on its behalf.
     Daemon(KeysError),
-    /// A usage error found after parsing.
-    Usage(String),
     /// A local failure. The sentence is shown as it is: whoever builds it
     /// escapes what came from outside.
     Failed(String),
@@ -37,7 +35,6 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Unreachable(_) => UNAVAILABLE,
-            CliError::Usage(_) => USAGE,
             CliError::Failed(_) => FAILED,
             CliError::Daemon(e) => match e {
                 KeysError::Denied(_) => NOPERM,
@@ -55,7 +52,7 @@ impl CliError {
     pub fn message(&self) -> String {
         match self {
             CliError::Unreachable(detail) => unreachable_message(detail),
-            CliError::Usage(m) | CliError::Failed(m) => m.clone(),
+            CliError::Failed(m) => m.clone(),
             CliError::Daemon(KeysError::ZBus(z)) => {
                 let detail = z.to_string();
                 match bus_failure(z) {
@@ -241,7 +238,6 @@ mod tests {
         let e = KeysError::from(method_error("com.example.Weird", "odd"));
         assert_eq!(code(e), FAILED);
         assert_eq!(CliError::Unreachable("x".into()).exit_code(), UNAVAILABLE);
-        assert_eq!(CliError::Usage("x".into()).exit_code(), USAGE);
         assert_eq!(CliError::Failed("x".into()).exit_code(), FAILED);
     }
 
