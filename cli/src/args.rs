@@ -2,8 +2,9 @@
 //! completions are generated from these same definitions (see
 //! `examples/gen-docs.rs`), so the help texts here are the manual.
 
+use crate::text::safe;
 use apikey_proto::duration::parse_duration;
-use apikey_proto::services::{is_valid_pattern, is_valid_service, printable};
+use apikey_proto::services::{is_valid_pattern, is_valid_service};
 use apikey_proto::token::is_key_id;
 use apikey_proto::types::Expiry;
 use clap::builder::PossibleValuesParser;
@@ -380,7 +381,7 @@ pub fn parse_services(text: &str) -> Result<ServiceList, String> {
         if !is_valid_pattern(item) {
             return Err(format!(
                 "'{}' is not a service name or a prefix ending in '*'",
-                printable(item, 64)
+                safe(item, 64)
             ));
         }
         if !patterns.iter().any(|p| p == item) {
@@ -397,10 +398,7 @@ fn parse_service(text: &str) -> Result<String, String> {
     if is_valid_service(text) {
         Ok(text.to_string())
     } else {
-        Err(format!(
-            "'{}' is not a PAM service name",
-            printable(text, 64)
-        ))
+        Err(format!("'{}' is not a PAM service name", safe(text, 64)))
     }
 }
 
@@ -410,7 +408,7 @@ pub fn parse_key_id(text: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "'{}' is not a key id (12 letters and digits, as 'apikey list' shows)",
-            printable(text, 64)
+            safe(text, 64)
         ))
     }
 }
@@ -436,7 +434,7 @@ pub fn parse_host(text: &str) -> Result<String, String> {
     {
         return Err(format!(
             "'{}' cannot be a .netrc host name (printable ASCII only: no spaces, control characters, quotes or backslashes)",
-            printable(text, 64)
+            safe(text, 64)
         ));
     }
     Ok(text.to_string())

@@ -6,7 +6,7 @@
 //! without writing through a file shared with someone else, and without
 //! ever leaving a half-written `.netrc` or a stray temporary file.
 
-use apikey_proto::services::printable;
+use crate::text::safe;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, renameat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode, SFlag};
@@ -76,7 +76,9 @@ pub fn upsert(existing: &str, host: &str, login: &str, password: &str) -> String
         .filter(|e| existing[e.name.0..e.name.1].eq_ignore_ascii_case(host))
         .collect();
 
-    let mut out = String::with_capacity(existing.len() + entry.len() + 2);
+    // Room for every case, so the text holding the key is never moved.
+    let mut out =
+        String::with_capacity(existing.len() + entry.len() + 16 + 2 * parsed.comments.len());
     if matches.is_empty() {
         if let Some(at) = parsed.default_at {
             out.push_str(&existing[..at]);
@@ -361,7 +363,7 @@ pub fn home_dir() -> Result<PathBuf, NetrcError> {
 }
 
 fn show(path: &Path) -> String {
-    printable(&path.to_string_lossy(), 256)
+    safe(&path.to_string_lossy(), 256)
 }
 
 /// Where the file is, for messages.

@@ -3,7 +3,6 @@
 //! cursor, change colours, or make a line read differently from what it
 //! holds.
 
-use apikey_proto::services::printable;
 use std::fmt::Write;
 
 /// Cap for one table cell or one field inside a sentence.
@@ -11,21 +10,29 @@ pub const FIELD: usize = 64;
 /// Cap for a whole sentence from the daemon.
 pub const SENTENCE: usize = 512;
 
-/// `printable`, plus escapes for characters it lets through that still
-/// change how the line around them is shown: bidirectional overrides
-/// (which can make text read backwards), zero-width characters and the
-/// Unicode line separators.
+/// Text capped at `max_chars` characters and escaped for a screen:
+/// proto's `printable` rule (backslash doubled, control characters as
+/// `\xNN`) plus escapes for characters it lets through that still change
+/// how the line around them is shown: bidirectional overrides (which can
+/// make text read backwards), zero-width characters and the Unicode line
+/// separators. Unlike `printable` it leaves double quotes alone: they do
+/// nothing on a screen, and the daemon's sentences use them.
 pub fn safe(text: &str, max_chars: usize) -> String {
-    let escaped = printable(text, max_chars);
-    if !escaped.chars().any(is_invisible) {
-        return escaped;
-    }
-    let mut out = String::with_capacity(escaped.len() + 16);
-    for c in escaped.chars() {
-        if is_invisible(c) {
-            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
-        } else {
-            out.push(c);
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)) + 8);
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
         }
     }
     out
@@ -89,6 +96,23 @@ mod tests {
         assert_eq!(safe("\u{9b}2J", FIELD), "\\x9b2J");
         assert_eq!(safe(&"a".repeat(100), 4), "aaaa...");
         assert_eq!(safe("Grüße", FIELD), "Grüße");
+    }
+
+    #[test]
+    fn agrees_with_printable_except_for_quotes() {
+        use apikey_proto::services::printable;
+        for sample in [
+            "plain",
+            "tab\there",
+            "back\\slash",
+            "\u{1b}[0m",
+            "\u{85}x",
+            "ü",
+            "",
+        ] {
+            assert_eq!(safe(sample, 5), printable(sample, 5), "{sample:?}");
+        }
+        assert_eq!(safe("key \"ci\" not found", FIELD), "key \"ci\" not found");
     }
 
     #[test]

@@ -103,10 +103,13 @@ pub fn read_capped<R: Read>(r: &mut R, one_line: bool) -> Result<Zeroizing<Vec<u
 /// Echo off while a key is typed, and back on however the process ends.
 mod echo {
     use std::mem::MaybeUninit;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::OnceLock;
 
     static SAVED: OnceLock<libc::termios> = OnceLock::new();
     const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    /// Which of SIGNALS have our handler (those that had the default).
+    static HANDLED: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
 
     pub struct EchoOff;
 
@@ -120,11 +123,17 @@ mod echo {
             // SAFETY: initialised by the successful tcgetattr above.
             let saved = unsafe { current.assume_init() };
             let _ = SAVED.set(saved);
-            for sig in SIGNALS {
+            let handler = restore_and_reraise as *const () as libc::sighandler_t;
+            for (sig, handled) in SIGNALS.iter().zip(&HANDLED) {
                 // SAFETY: the handler only calls async-signal-safe functions.
-                unsafe {
-                    libc::signal(sig, restore_and_reraise as *const () as libc::sighandler_t)
-                };
+                let before = unsafe { libc::signal(*sig, handler) };
+                if before == libc::SIG_DFL {
+                    handled.store(true, Ordering::SeqCst);
+                } else {
+                    // Ignored or handled by whoever started us: leave it so.
+                    // SAFETY: puts back the disposition just replaced.
+                    unsafe { libc::signal(*sig, before) };
+                }
             }
             let mut quiet = saved;
             quiet.c_lflag &= !libc::ECHO;
@@ -150,18 +159,21 @@ mod echo {
             // SAFETY: restoring the attributes read earlier.
             unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved) };
         }
-        for sig in SIGNALS {
-            // SAFETY: back to the default disposition.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        for (sig, handled) in SIGNALS.iter().zip(&HANDLED) {
+            if handled.swap(false, Ordering::SeqCst) {
+                // SAFETY: back to the default disposition it had.
+                unsafe { libc::signal(*sig, libc::SIG_DFL) };
+            }
         }
     }
 
     extern "C" fn restore_and_reraise(sig: libc::c_int) {
-        if let Some(saved) = SAVED.get() {
-            // SAFETY: tcsetattr, signal and raise are async-signal-safe.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved) };
-        }
+        // SAFETY: tcsetattr, signal and raise are async-signal-safe, and
+        // OnceLock::get is an atomic load.
         unsafe {
+            if let Some(saved) = SAVED.get() {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
+            }
             libc::signal(sig, libc::SIG_DFL);
             libc::raise(sig);
         }
