@@ -52,10 +52,11 @@ docs:
 	$(CARGO) run -q -p apikey --example gen-docs -- target/docs
 
 install: release docs
-	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 target/release/apikey $(DESTDIR)$(BINDIR)/apikey
 	install -m 0755 target/release/apikeyd $(DESTDIR)$(SBINDIR)/apikeyd
 	install -m 0644 target/docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 target/docs/man/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -d -m 0755 $(DESTDIR)$(DATADIR)/dbus-1/system.d $(DESTDIR)$(DATADIR)/dbus-1/interfaces
 	install -m 0644 packaging/dbus/org.apikey.Keys1.conf $(DESTDIR)$(DATADIR)/dbus-1/system.d/
 	install -m 0644 proto/org.apikey.Keys1.xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/
@@ -94,7 +95,7 @@ start:
 
 uninstall:
 	-@if [ -d /run/systemd/system ]; then systemctl disable --now apikeyd.service; else pkill -x apikeyd; fi
-	rm -f $(DESTDIR)$(BINDIR)/apikey $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(MANDIR)/man1/apikey*.1 \
+	rm -f $(DESTDIR)$(BINDIR)/apikey $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(MANDIR)/man1/apikey*.1 $(DESTDIR)$(MANDIR)/man8/apikeyd.8 \
 	  $(DESTDIR)$(DATADIR)/dbus-1/system.d/org.apikey.Keys1.conf \
 	  $(DESTDIR)$(DATADIR)/dbus-1/interfaces/org.apikey.Keys1.xml \
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions/apikey \

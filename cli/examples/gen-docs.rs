@@ -3,7 +3,7 @@
 //!
 //!     cargo run -p apikey --example gen-docs -- OUTDIR
 //!
-//! OUTDIR/man/apikey.1, OUTDIR/man/apikey-<subcommand>.1 and
+//! OUTDIR/man/apikey.1, OUTDIR/man/apikey-<subcommand>.1, OUTDIR/man/apikeyd.8 and
 //! OUTDIR/completions/{apikey.bash,_apikey,apikey.fish}.
 
 use clap_complete::Shell;
@@ -36,12 +36,28 @@ fn generate(out: &Path) -> std::io::Result<()> {
         write_man(sub.clone(), &man_dir)?;
     }
     write_man(cmd.clone(), &man_dir)?;
+    write_daemon_man(&man_dir)?;
 
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let path = clap_complete::generate_to(shell, &mut cmd, "apikey", &completion_dir)?;
         println!("{}", path.display());
     }
     Ok(())
+}
+
+/// apikeyd(8), from the daemon's own argument definitions.
+fn write_daemon_man(dir: &Path) -> std::io::Result<PathBuf> {
+    let cmd = <apikeyd::args::Args as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .source(format!("apikey {}", env!("CARGO_PKG_VERSION")))
+        .manual("apikey");
+    let path = dir.join(man.get_filename());
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    std::fs::write(&path, page)?;
+    println!("{}", path.display());
+    Ok(path)
 }
 
 /// One page. The text after the options (exit status, examples) begins

@@ -217,7 +217,7 @@ impl Bus {
         {
             Ok(child) => child,
             Err(e) => {
-                eprintln!("skipped: cannot run dbus-daemon: {e}");
+                skip(&format!("cannot run dbus-daemon: {e}"));
                 return None;
             }
         };
@@ -529,15 +529,15 @@ fn netrc_refusals_cost_no_key() {
     // Needs an account whose home cannot be written; "nobody" (uid 65534,
     // home /nonexistent) on most systems, reachable only from root.
     if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root to run as nobody");
+        skip("needs root to run as nobody");
         return;
     }
     let Ok(Some(nobody)) = nix::unistd::User::from_uid(65534.into()) else {
-        eprintln!("skipped: no uid 65534");
+        skip("no uid 65534");
         return;
     };
     if nobody.dir.join(".netrc").exists() || std::fs::metadata(&nobody.dir).is_ok() {
-        eprintln!("skipped: uid 65534 has a home directory");
+        skip("uid 65534 has a home directory");
         return;
     }
     let Some(bus) = Bus::start(true) else { return };
@@ -552,4 +552,13 @@ fn netrc_refusals_cost_no_key() {
     assert!(err.starts_with("apikey: cannot open "), "{err}");
     assert!(out.stdout.is_empty());
     assert!(!bus.calls().iter().any(|c| c.starts_with("Generate")));
+}
+
+/// A missing prerequisite skips the test on a developer machine; with
+/// APIKEY_STRICT_TESTS=1 (CI) it fails it, so nothing is skipped silently.
+fn skip(reason: &str) {
+    if std::env::var_os("APIKEY_STRICT_TESTS").is_some_and(|v| v == "1") {
+        panic!("required for this test: {reason}");
+    }
+    eprintln!("SKIP: {reason}");
 }

@@ -107,10 +107,19 @@ pub fn printable(text: &str, max_chars: usize) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if is_invisible(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Characters that change how the text around them is shown (bidi
+/// overrides, zero-width characters, line and paragraph separators): a
+/// forged log field or screen cell could hide or reorder text with them.
+fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF)
 }
 
 #[cfg(test)]
@@ -172,5 +181,6 @@ mod tests {
         assert_eq!(printable("a\nb\x1b", 10), "a\\x0ab\\x1b");
         assert_eq!(printable("abcdef", 3), "abc...");
         assert_eq!(printable("say \"hi\"", 20), "say \\\"hi\\\"");
+        assert_eq!(printable("a\u{202e}b", 10), "a\\u{202e}b");
     }
 }
