@@ -203,16 +203,8 @@ impl KeyService {
         let admin = self.is_admin(c);
         // All or nothing: every id is checked before anything is revoked.
         for id in ids {
-            if !is_key_id(id) {
-                return Err(KeysError::InvalidArgument(format!(
-                    "'{}' is not a key id",
-                    printable(id, 20)
-                )));
-            }
             let key = self
-                .store
-                .by_id(id)
-                .map_err(store_error)?
+                .key_by_id(id)?
                 .ok_or_else(|| KeysError::NotFound(format!("no key with id {id}")))?;
             if !policy::may_revoke(c.uid, admin, key.owner_uid) {
                 return Err(KeysError::Denied(format!(
@@ -286,16 +278,8 @@ impl KeyService {
     /// Rotate obeys every rule of generate (S6): the same login checks as a
     /// new key for that owner, and the policy as it is now.
     fn rotate_inner(&self, c: &Caller, id: &str) -> Result<(Token, KeyInfo)> {
-        if !is_key_id(id) {
-            return Err(KeysError::InvalidArgument(format!(
-                "'{}' is not a key id",
-                printable(id, 20)
-            )));
-        }
         let old = self
-            .store
-            .by_id(id)
-            .map_err(store_error)?
+            .key_by_id(id)?
             .filter(|k| k.revoked.is_none() && k.kind == KeyKind::LongLived)
             .ok_or_else(|| KeysError::NotFound(format!("no active key with id {id}")))?;
         let admin = self.is_admin(c);
@@ -667,6 +651,17 @@ impl KeyService {
             at: self.host.now(),
             reason,
         }
+    }
+
+    /// Looks up a key by an id the caller gave, which is checked first.
+    fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>> {
+        if !is_key_id(id) {
+            return Err(KeysError::InvalidArgument(format!(
+                "'{}' is not a key id",
+                printable(id, 20)
+            )));
+        }
+        self.store.by_id(id).map_err(store_error)
     }
 
     fn policy(&self) -> Result<Policy> {

@@ -110,6 +110,21 @@ impl SqliteStore {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` in an immediate write transaction, committed only if `f`
+    /// succeeds; on any error it rolls back when dropped.
+    fn in_write_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.write();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(map_err)?;
+        Ok(value)
+    }
+
     fn read(&self) -> MutexGuard<'_, Connection> {
         match &self.reader {
             Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()),
@@ -135,11 +150,7 @@ impl SqliteStore {
         args: &[&dyn rusqlite::ToSql],
         by: RevokeBy<'_>,
     ) -> StoreResult<Vec<String>> {
-        let mut conn = self.write();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let ids = {
+        self.in_write_tx(|tx| {
             let sql = format!(
                 "UPDATE keys SET revoked = ?1, revoked_by_uid = ?2, revoke_reason = ?3 \
                  WHERE revoked IS NULL AND ({where_clause}) RETURNING id"
@@ -150,31 +161,26 @@ impl SqliteStore {
             let rows = stmt
                 .query_map(all.as_slice(), |r| r.get::<_, String>(0))
                 .map_err(map_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)?
-        };
-        tx.commit().map_err(map_err)?;
-        Ok(ids)
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        })
     }
 }
 
 impl Store for SqliteStore {
     fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let active: u32 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM keys WHERE owner_uid = ?1 AND revoked IS NULL \
-                 AND (expires IS NULL OR expires > ?2)",
-            )
-            .and_then(|mut s| s.query_row(params![key.owner_uid, now], |r| r.get(0)))
-            .map_err(map_err)?;
-        if active >= max_active {
-            return Err(StoreError::TooManyKeys(active));
-        }
-        insert_row(&tx, key)?;
-        tx.commit().map_err(map_err)
+        self.in_write_tx(|tx| {
+            let active: u32 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM keys WHERE owner_uid = ?1 AND revoked IS NULL \
+                     AND (expires IS NULL OR expires > ?2)",
+                )
+                .and_then(|mut s| s.query_row(params![key.owner_uid, now], |r| r.get(0)))
+                .map_err(map_err)?;
+            if active >= max_active {
+                return Err(StoreError::TooManyKeys(active));
+            }
+            insert_row(tx, key)
+        })
     }
 
     fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
@@ -222,33 +228,26 @@ impl Store for SqliteStore {
     }
 
     fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let changed = tx
-            .execute(
-                "UPDATE keys SET revoked = ?1, revoked_by_uid = ?2, revoke_reason = ?3 \
-                 WHERE id = ?4 AND revoked IS NULL",
-                params![by.at, by.uid, by.reason, old_id],
-            )
-            .map_err(map_err)?;
-        if changed != 1 {
-            return Err(StoreError::NotActive);
-        }
-        insert_row(&tx, new)?;
-        tx.commit().map_err(map_err)
+        self.in_write_tx(|tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE keys SET revoked = ?1, revoked_by_uid = ?2, revoke_reason = ?3 \
+                     WHERE id = ?4 AND revoked IS NULL",
+                    params![by.at, by.uid, by.reason, old_id],
+                )
+                .map_err(map_err)?;
+            if changed != 1 {
+                return Err(StoreError::NotActive);
+            }
+            insert_row(tx, new)
+        })
     }
 
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut conn = self.write();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        {
+        self.in_write_tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE keys SET last_used = ?2, last_service = ?3, last_rhost = ?4 \
@@ -259,8 +258,8 @@ impl Store for SqliteStore {
                 stmt.execute(params![u.key_id, u.at, u.service, u.rhost])
                     .map_err(map_err)?;
             }
-        }
-        tx.commit().map_err(map_err)
+            Ok(())
+        })
     }
 
     fn policy(&self) -> StoreResult<Policy> {
@@ -291,11 +290,7 @@ impl Store for SqliteStore {
     }
 
     fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        {
+        self.in_write_tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO settings (name, value) VALUES (?1, ?2) \
@@ -314,8 +309,8 @@ impl Store for SqliteStore {
             for (name, value) in rows {
                 stmt.execute(params![name, value]).map_err(map_err)?;
             }
-        }
-        tx.commit().map_err(map_err)
+            Ok(())
+        })
     }
 
     fn free_space(&self) -> Option<u64> {
