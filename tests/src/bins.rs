@@ -54,6 +54,20 @@ pub fn apikey() -> PathBuf {
     binary("apikey")
 }
 
+/// The tests' own bus client (`src/bin/akt-bus.rs`). Cargo builds it with
+/// the test binaries, into the directory above their `deps/`; that is
+/// where it is looked for first, since `APIKEY_BIN_DIR` may name an
+/// installed package, which does not ship it.
+pub fn akt_bus() -> PathBuf {
+    let beside_tests = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("akt-bus")));
+    match beside_tests {
+        Some(path) if path.is_file() => path,
+        _ => binary("akt-bus"),
+    }
+}
+
 /// True when any user can execute `path`: the file and every directory
 /// above it have the "others" execute bit. A checkout under /root would
 /// fail this, and test users could not run the CLI from there.

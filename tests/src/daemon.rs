@@ -27,10 +27,12 @@ pub struct Throttle {
     pub forget_after: String,
 }
 
-/// The daemon's configuration file. `database` is not here: each daemon
-/// gets its own, in its temp dir.
+/// The daemon's configuration file, and how the daemon is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
+    /// Where the store goes (passed as `--database`). `None`: `keys.db` in
+    /// the daemon's own temp dir, so that each daemon has its own.
+    pub database: Option<PathBuf>,
     pub admin_groups: Vec<String>,
     pub key_services: Vec<String>,
     pub allow_system_accounts: Vec<String>,
@@ -47,11 +49,21 @@ pub struct DaemonConfig {
     /// Raw TOML appended to the top-level keys, for tests of how the
     /// daemon treats a bad file (unknown key, wrong type).
     pub extra_toml: String,
+    /// The whole configuration file, written as it is instead of the
+    /// fields above: for files the fields cannot express (a known key with
+    /// a value of the wrong type).
+    pub file_text: Option<String>,
+    /// A command that starts the daemon: `wrapper[0] wrapper[1..] apikeyd
+    /// ARGS`. Empty: apikeyd is started directly. The wrapper must end by
+    /// exec'ing its arguments, so that the child's pid is the daemon's.
+    /// See [`tmpfs_wrapper`].
+    pub wrapper: Vec<String>,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
+            database: None,
             admin_groups: vec!["apikey-admin".into()],
             key_services: vec!["sshd*".into(), "vsftpd*".into(), "nginx*".into()],
             allow_system_accounts: Vec::new(),
@@ -66,8 +78,33 @@ impl Default for DaemonConfig {
             },
             verifier_groups: vec![("apikey-auth".into(), vec!["nginx*".into()])],
             extra_toml: String::new(),
+            file_text: None,
+            wrapper: Vec::new(),
         }
     }
+}
+
+/// A [`DaemonConfig::wrapper`] that gives the daemon a tmpfs of `size`
+/// (e.g. "4m", mode 0700) mounted on `dir`, in a mount namespace of its
+/// own: the mount exists only for the daemon and vanishes with it, so a
+/// test killed halfway leaves no mount behind. `dir` must exist; the test
+/// reaches the tmpfs through `/proc/<daemon pid>/root/<dir>`. Each start
+/// gets a fresh, empty tmpfs: a restart loses the store.
+pub fn tmpfs_wrapper(dir: &Path, size: &str) -> Vec<String> {
+    vec![
+        crate::skip::program("unshare")
+            .to_string_lossy()
+            .into_owned(),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        r#"mount -t tmpfs -o "size=$1,mode=0700" apikey-test "$2" && shift 2 && exec "$@""#.into(),
+        "sh".into(),
+        size.into(),
+        dir.to_string_lossy().into_owned(),
+    ]
 }
 
 impl DaemonConfig {
@@ -179,7 +216,10 @@ impl Daemon {
             bus_address: bus.address().to_string(),
             config: config.clone(),
             config_path: dir.path().join("apikeyd.toml"),
-            db_path: dir.path().join("keys.db"),
+            db_path: config
+                .database
+                .clone()
+                .unwrap_or_else(|| dir.path().join("keys.db")),
             stderr_path: dir.path().join("apikeyd.stderr"),
             own_log: None,
             dir,
@@ -198,11 +238,11 @@ impl Daemon {
                 .path()
                 .to_path_buf(),
         };
-        std::fs::write(
-            &self.config_path,
-            self.config.to_toml(&self.db_path, &syslog),
-        )
-        .expect("write apikeyd.toml");
+        let text = match &self.config.file_text {
+            Some(text) => text.clone(),
+            None => self.config.to_toml(&self.db_path, &syslog),
+        };
+        std::fs::write(&self.config_path, text).expect("write apikeyd.toml");
     }
 
     fn spawn(&mut self, binary: &Path) -> Result<(), StartError> {
@@ -212,7 +252,14 @@ impl Daemon {
             .append(true)
             .open(&self.stderr_path)
             .expect("open apikeyd.stderr");
-        let mut cmd = Command::new(binary);
+        let mut cmd = match self.config.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("--database")
@@ -325,6 +372,9 @@ impl Daemon {
     /// Rewrites the config file and restarts.
     pub fn reconfigure(&mut self, config: &DaemonConfig) {
         self.config = config.clone();
+        if let Some(db) = &config.database {
+            self.db_path = db.clone();
+        }
         self.write_config();
         self.restart();
     }
@@ -356,6 +406,8 @@ impl Daemon {
     }
 
     /// The store, read-only, for checks such as "no token in the file".
+    /// Under a [`DaemonConfig::wrapper`] that mounts something over the
+    /// store's directory this is the file outside the daemon's mount.
     pub fn open_db_readonly(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(
             &self.db_path,

@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod bus;
+pub mod client;
 pub mod daemon;
 pub mod run;
 pub mod skip;
@@ -18,7 +19,8 @@ pub mod users;
 pub mod world;
 
 pub use bus::{BusOptions, PrivateBus};
-pub use daemon::{Daemon, DaemonConfig, StartError, Throttle};
+pub use client::Reply;
+pub use daemon::{tmpfs_wrapper, Daemon, DaemonConfig, StartError, Throttle};
 pub use run::{As, Output};
 pub use skip::Need;
 pub use syslog::{LogSink, SyslogLine};
@@ -29,7 +31,7 @@ pub use world::World;
 pub mod prelude {
     pub use crate::require;
     pub use crate::{
-        As, BusOptions, Daemon, DaemonConfig, LogSink, Need, Output, PrivateBus, SyslogLine,
+        As, BusOptions, Daemon, DaemonConfig, LogSink, Need, Output, PrivateBus, Reply, SyslogLine,
         TestGroup, TestUser, World,
     };
     pub use apikey_proto::{Keys1Proxy, KeysError};
