@@ -1,0 +1,328 @@
+//! The decisions against a scripted PAM handle and daemon.
+
+use crate::args::Args;
+use crate::core::{self, KEY_ID_ENV};
+use crate::daemon::{Daemon, DaemonError};
+use crate::pam::{Code, Level, Pam};
+use apikey_proto::Token;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use zeroize::Zeroizing;
+
+#[derive(Default)]
+struct FakePam {
+    service: String,
+    user: Vec<u8>,
+    rhost: String,
+    authtok: Option<Vec<u8>>,
+    env: HashMap<String, String>,
+    data: HashMap<String, String>,
+    delay: Option<u32>,
+    sshd: bool,
+    accounts: Vec<String>,
+    logs: RefCell<Vec<String>>,
+}
+
+impl Pam for FakePam {
+    fn service(&self) -> Option<String> {
+        Some(self.service.clone())
+    }
+    fn user(&mut self) -> Option<Vec<u8>> {
+        Some(self.user.clone())
+    }
+    fn rhost(&self) -> Option<String> {
+        Some(self.rhost.clone())
+    }
+    fn tty(&self) -> Option<String> {
+        None
+    }
+    fn authtok(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        self.authtok.clone().map(Zeroizing::new)
+    }
+    fn clear_authtok(&mut self) {
+        self.authtok = None;
+    }
+    fn set_user(&mut self, name: &str) -> bool {
+        self.user = name.as_bytes().to_vec();
+        true
+    }
+    fn getenv(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn putenv(&mut self, name: &str, value: &str) {
+        self.env.insert(name.into(), value.into());
+    }
+    fn set_data(&mut self, key: &str, value: String) {
+        self.data.insert(key.into(), value);
+    }
+    fn get_data(&self, key: &str) -> Option<String> {
+        self.data.get(key).cloned()
+    }
+    fn fail_delay(&mut self, micros: u32) {
+        self.delay = Some(micros);
+    }
+    fn log(&self, _level: Level, message: &str) {
+        self.logs.borrow_mut().push(message.into());
+    }
+    fn host_is_sshd(&self) -> bool {
+        self.sshd
+    }
+    fn account_exists(&self, name: &str) -> bool {
+        self.accounts.iter().any(|a| a == name)
+    }
+    fn uid_of(&self, _name: &str) -> Option<u32> {
+        None
+    }
+}
+
+/// Records every call; answers with a scripted verify result.
+#[derive(Clone)]
+struct FakeDaemon {
+    calls: Rc<RefCell<Vec<String>>>,
+    verify: Result<(String, String), DaemonError>,
+}
+
+impl Daemon for FakeDaemon {
+    fn verify(
+        &mut self,
+        token: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(String, String), DaemonError> {
+        let shown = if token.is_empty() { "" } else { "<key>" };
+        self.calls
+            .borrow_mut()
+            .push(format!("verify {shown} {user} {service} {rhost}"));
+        self.verify.clone()
+    }
+    fn open_session(
+        &mut self,
+        user: &str,
+        service: &str,
+        rhost: &str,
+        _tty: &str,
+        key_id: &str,
+    ) -> Result<String, DaemonError> {
+        self.calls
+            .borrow_mut()
+            .push(format!("open {user} {service} {rhost} {key_id}"));
+        Ok("handle-1".into())
+    }
+    fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
+        self.calls.borrow_mut().push(format!("close {handle}"));
+        Ok(())
+    }
+}
+
+struct Setup {
+    pam: FakePam,
+    daemon: FakeDaemon,
+    connects: Rc<RefCell<u32>>,
+    args: Args,
+}
+
+fn setup(service: &str, user: &str, password: &[u8]) -> Setup {
+    Setup {
+        pam: FakePam {
+            service: service.into(),
+            user: user.as_bytes().to_vec(),
+            rhost: "192.0.2.1".into(),
+            authtok: Some(password.to_vec()),
+            ..FakePam::default()
+        },
+        daemon: FakeDaemon {
+            calls: Rc::default(),
+            verify: Ok(("alice".into(), "Kid000000001".into())),
+        },
+        connects: Rc::default(),
+        args: Args::default(),
+    }
+}
+
+impl Setup {
+    fn run(&mut self, hook: fn(&mut dyn Pam, &Args, &mut core::Connect<'_>) -> Code) -> Code {
+        let daemon = self.daemon.clone();
+        let connects = self.connects.clone();
+        let mut connect = move |_: &Args| -> Result<Box<dyn Daemon>, DaemonError> {
+            *connects.borrow_mut() += 1;
+            Ok(Box::new(daemon.clone()))
+        };
+        hook(&mut self.pam, &self.args, &mut connect)
+    }
+    fn calls(&self) -> Vec<String> {
+        self.daemon.calls.borrow().clone()
+    }
+    fn connects(&self) -> u32 {
+        *self.connects.borrow()
+    }
+}
+
+fn key() -> Token {
+    Token::generate().unwrap()
+}
+
+#[test]
+fn a_password_is_left_for_the_modules_below() {
+    let mut s = setup("sshd", "alice", b"hunter2");
+    assert_eq!(s.run(core::authenticate), Code::Ignore);
+    assert_eq!(s.pam.authtok.as_deref(), Some(&b"hunter2"[..]));
+    assert_eq!(s.connects(), 0);
+}
+
+#[test]
+fn a_valid_key_logs_in_and_stops_here() {
+    let k = key();
+    let mut s = setup("sshd", "alice", k.as_str().as_bytes());
+    assert_eq!(s.run(core::authenticate), Code::Success);
+    assert_eq!(s.calls(), vec!["verify <key> alice sshd 192.0.2.1"]);
+    assert_eq!(
+        s.pam.authtok, None,
+        "the key must not reach the next module"
+    );
+    assert_eq!(
+        s.pam.env.get(KEY_ID_ENV).map(String::as_str),
+        Some("Kid000000001")
+    );
+    assert_eq!(s.pam.delay, None);
+    assert!(!s
+        .pam
+        .logs
+        .borrow()
+        .iter()
+        .any(|l| l.contains(&k.as_str()[7..])));
+}
+
+#[test]
+fn the_alias_spelling_works_too() {
+    let k = key();
+    let mut s = setup("vsftpd", "alice", k.alias().as_bytes());
+    assert_eq!(s.run(core::authenticate), Code::Success);
+}
+
+#[test]
+fn every_refusal_looks_the_same() {
+    let k = key();
+    let mut typo = k.as_str().as_bytes().to_vec();
+    typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+    let mut refused = setup("sshd", "alice", k.as_str().as_bytes());
+    refused.daemon.verify = Err(DaemonError::Refused);
+    let mut bad_checksum = setup("sshd", "alice", &typo);
+    let mut su = setup("su", "root", k.as_str().as_bytes());
+    let mut sudo = setup("sudo", "alice", k.as_str().as_bytes());
+    for (name, s) in [
+        ("refused", &mut refused),
+        ("typo", &mut bad_checksum),
+        ("su", &mut su),
+        ("sudo", &mut sudo),
+    ] {
+        assert_eq!(s.run(core::authenticate), Code::AuthErr, "{name}");
+        assert_eq!(s.pam.delay, Some(core::FAIL_DELAY_MICROS), "{name}");
+        assert_eq!(
+            s.pam.authtok, None,
+            "{name}: the key must not reach pam_unix"
+        );
+    }
+    assert_eq!(bad_checksum.connects() + su.connects() + sudo.connects(), 0);
+}
+
+#[test]
+fn s2_services_ignore_passwords_without_asking_the_daemon() {
+    let mut s = setup("sudo", "alice", b"hunter2");
+    assert_eq!(s.run(core::authenticate), Code::Ignore);
+    assert_eq!(s.connects(), 0);
+}
+
+#[test]
+fn an_unreachable_daemon_is_not_a_refusal() {
+    let mut s = setup("sshd", "alice", key().as_str().as_bytes());
+    s.daemon.verify = Err(DaemonError::Unavailable("down".into()));
+    assert_eq!(s.run(core::authenticate), Code::AuthinfoUnavail);
+    assert_eq!(s.pam.authtok, None);
+}
+
+#[test]
+fn mapping_sets_the_owner_where_it_is_allowed() {
+    let mut s = setup("vsftpd", "apikey", key().as_str().as_bytes());
+    s.args.map_user = Some("apikey".into());
+    assert_eq!(s.run(core::authenticate), Code::Success);
+    assert_eq!(s.calls(), vec!["verify <key>  vsftpd 192.0.2.1"]);
+    assert_eq!(s.pam.user, b"alice");
+}
+
+#[test]
+fn mapping_is_refused_in_sshd_and_over_a_real_account() {
+    let mut sshd = setup("anything", "apikey", key().as_str().as_bytes());
+    sshd.args.map_user = Some("apikey".into());
+    sshd.pam.sshd = true;
+    let mut shadowed = setup("vsftpd", "apikey", key().as_str().as_bytes());
+    shadowed.args.map_user = Some("apikey".into());
+    shadowed.pam.accounts = vec!["apikey".into()];
+    for s in [&mut sshd, &mut shadowed] {
+        assert_eq!(s.run(core::authenticate), Code::AuthErr);
+        assert_eq!(s.connects(), 0);
+        assert_eq!(s.pam.user, b"apikey");
+    }
+}
+
+#[test]
+fn misconfiguration_refuses_keys_but_keeps_passwords_working() {
+    let mut with_key = setup("sshd", "alice", key().as_str().as_bytes());
+    with_key.args = Args::parse([&b"timeout=forever"[..]]);
+    assert_eq!(with_key.run(core::authenticate), Code::AuthErr);
+    assert_eq!(with_key.connects(), 0);
+    let mut with_password = setup("sshd", "alice", b"hunter2");
+    with_password.args = Args::parse([&b"timeout=forever"[..]]);
+    assert_eq!(with_password.run(core::authenticate), Code::Ignore);
+}
+
+#[test]
+fn a_user_name_that_is_a_key_is_reported_and_refused() {
+    let leaked = key();
+    let mut s = setup("sshd", leaked.as_str(), b"hunter2");
+    s.daemon.verify = Err(DaemonError::Refused);
+    assert_eq!(s.run(core::authenticate), Code::AuthErr);
+    let calls = s.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].starts_with("verify  apikey|"), "{calls:?}");
+    assert!(!s
+        .pam
+        .logs
+        .borrow()
+        .iter()
+        .any(|l| l.contains(&leaked.as_str()[7..])));
+}
+
+#[test]
+fn account_step_denies_the_unmapped_name() {
+    let mut s = setup("vsftpd", "apikey", b"");
+    assert_eq!(core::acct_mgmt(&mut s.pam, &s.args), Code::PermDenied);
+    s.pam.accounts = vec!["apikey".into()];
+    assert_eq!(core::acct_mgmt(&mut s.pam, &s.args), Code::Ignore);
+    let mut keyed = setup("sshd", "alice", b"");
+    keyed
+        .pam
+        .env
+        .insert(KEY_ID_ENV.into(), "Kid000000001".into());
+    assert_eq!(core::acct_mgmt(&mut keyed.pam, &keyed.args), Code::Success);
+    assert_eq!(core::setcred(&mut keyed.pam), Code::Success);
+    let mut plain = setup("sshd", "alice", b"");
+    assert_eq!(core::setcred(&mut plain.pam), Code::Ignore);
+}
+
+#[test]
+fn sessions_carry_the_key_across_sshd_fork_and_close_only_their_own() {
+    let mut s = setup("sshd", "alice", b"");
+    // authenticate ran in another process: only the environment is left.
+    s.pam.env.insert(KEY_ID_ENV.into(), "Kid000000001".into());
+    assert_eq!(s.run(core::open_session), Code::Success);
+    assert_eq!(s.run(core::close_session), Code::Success);
+    assert_eq!(
+        s.calls(),
+        vec!["open alice sshd 192.0.2.1 Kid000000001", "close handle-1"]
+    );
+    let mut other = setup("sshd", "alice", b"");
+    assert_eq!(other.run(core::close_session), Code::Ignore);
+    assert!(other.calls().is_empty());
+}

@@ -1,0 +1,484 @@
+//! A minimal, blocking D-Bus client for the few calls the module makes.
+//!
+//! The module runs inside sshd, vsftpd and nginx workers, so it must not
+//! start a runtime or leave a thread behind, and every call must end by a
+//! deadline whatever the bus or the daemon does. A general-purpose async
+//! client cannot promise that cheaply; these few messages (strings and one
+//! uint32, little- or big-endian replies) can, with one socket whose every
+//! read and write is bounded by the time left. The socket is closed when
+//! the client is dropped.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Largest reply accepted; ours are a few hundred bytes.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusError {
+    /// Could not connect, authenticate or get an answer in time.
+    Unavailable(String),
+    /// The peer answered with a D-Bus error.
+    Error { name: String, message: String },
+    /// The peer answered something we do not understand.
+    Protocol(String),
+}
+
+impl std::fmt::Display for BusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusError::Unavailable(m) => write!(f, "bus unavailable: {m}"),
+            BusError::Error { name, message } => write!(f, "{name}: {message}"),
+            BusError::Protocol(m) => write!(f, "bus protocol error: {m}"),
+        }
+    }
+}
+
+/// A value in a message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(String),
+    U32(u32),
+}
+
+pub struct Client {
+    stream: UnixStream,
+    deadline: Instant,
+    serial: u32,
+}
+
+pub struct Call<'a> {
+    pub destination: &'a str,
+    pub path: &'a str,
+    pub interface: &'a str,
+    pub member: &'a str,
+    /// String arguments only; that is all the module sends.
+    pub args: &'a [&'a str],
+}
+
+impl Client {
+    /// Connects to `address` (`unix:path=...`), authenticates as our uid
+    /// and says Hello, all before `deadline`.
+    pub fn connect(address: &str, deadline: Instant) -> Result<Client, BusError> {
+        let path = unix_path(address)
+            .ok_or_else(|| BusError::Unavailable(format!("unsupported bus address {address}")))?;
+        let stream = UnixStream::connect(path)
+            .map_err(|e| BusError::Unavailable(format!("cannot connect to {path}: {e}")))?;
+        let mut client = Client {
+            stream,
+            deadline,
+            serial: 0,
+        };
+        client.authenticate()?;
+        client.call(&Call {
+            destination: "org.freedesktop.DBus",
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "Hello",
+            args: &[],
+        })?;
+        Ok(client)
+    }
+
+    fn authenticate(&mut self) -> Result<(), BusError> {
+        let uid = unsafe { libc::geteuid() };
+        let hex: String = uid
+            .to_string()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        let line = self.read_line()?;
+        if !line.starts_with("OK ") {
+            return Err(BusError::Unavailable(format!(
+                "the bus refused authentication ({})",
+                line.trim_end()
+            )));
+        }
+        self.write_all(b"BEGIN\r\n")
+    }
+
+    /// Sends one method call and waits for its reply, skipping signals.
+    pub fn call(&mut self, call: &Call<'_>) -> Result<Vec<Value>, BusError> {
+        self.serial += 1;
+        let serial = self.serial;
+        let message = Zeroizing::new(encode_call(call, serial));
+        self.write_all(&message)?;
+        loop {
+            let reply = self.read_message()?;
+            if reply.reply_serial != Some(serial) {
+                continue;
+            }
+            return match reply.kind {
+                MSG_METHOD_RETURN => Ok(reply.body),
+                MSG_ERROR => Err(BusError::Error {
+                    name: reply.error_name.unwrap_or_default(),
+                    message: match reply.body.first() {
+                        Some(Value::Str(s)) => s.clone(),
+                        _ => String::new(),
+                    },
+                }),
+                other => Err(BusError::Protocol(format!(
+                    "unexpected message type {other}"
+                ))),
+            };
+        }
+    }
+
+    fn remaining(&self) -> Result<Duration, BusError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BusError::Unavailable("timed out".into()));
+        }
+        Ok(left)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), BusError> {
+        let left = self.remaining()?;
+        self.stream
+            .set_write_timeout(Some(left))
+            .and_then(|_| self.stream.write_all(bytes))
+            .map_err(|e| BusError::Unavailable(format!("write: {e}")))
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let left = self.remaining()?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
+            match self.stream.read(&mut buf[done..]) {
+                Ok(0) => {
+                    return Err(BusError::Unavailable(
+                        "the bus closed the connection".into(),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(BusError::Unavailable(format!("read: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self) -> Result<String, BusError> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            if line.len() > 512 {
+                return Err(BusError::Protocol("authentication line too long".into()));
+            }
+            self.read_exact(&mut byte)?;
+            line.push(byte[0]);
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    fn read_message(&mut self) -> Result<Reply, BusError> {
+        let mut fixed = [0u8; 16];
+        self.read_exact(&mut fixed)?;
+        let big = match fixed[0] {
+            b'l' => false,
+            b'B' => true,
+            _ => return Err(BusError::Protocol("bad endianness mark".into())),
+        };
+        let u32_at = |i: usize| {
+            let b = [fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]];
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let body_len = u32_at(4) as usize;
+        let fields_len = u32_at(12) as usize;
+        let header_len = pad8(16 + fields_len);
+        if header_len + body_len > MAX_MESSAGE {
+            return Err(BusError::Protocol("reply too large".into()));
+        }
+        let mut rest = vec![0u8; header_len - 16 + body_len];
+        self.read_exact(&mut rest)?;
+        let mut whole = fixed.to_vec();
+        whole.extend_from_slice(&rest);
+        decode_reply(&whole, big, fixed[1], header_len, fields_len)
+    }
+}
+
+const MSG_METHOD_CALL: u8 = 1;
+const MSG_METHOD_RETURN: u8 = 2;
+const MSG_ERROR: u8 = 3;
+
+const FIELD_PATH: u8 = 1;
+const FIELD_INTERFACE: u8 = 2;
+const FIELD_MEMBER: u8 = 3;
+const FIELD_ERROR_NAME: u8 = 4;
+const FIELD_REPLY_SERIAL: u8 = 5;
+const FIELD_DESTINATION: u8 = 6;
+const FIELD_SIGNATURE: u8 = 8;
+
+struct Reply {
+    kind: u8,
+    reply_serial: Option<u32>,
+    error_name: Option<String>,
+    body: Vec<Value>,
+}
+
+fn unix_path(address: &str) -> Option<&str> {
+    // The first address of a list; only the plain unix:path= form.
+    let first = address.split(';').next()?;
+    let params = first.strip_prefix("unix:")?;
+    params
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("path="))
+        .filter(|p| !p.is_empty() && !p.contains('%'))
+}
+
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// Little-endian writer with D-Bus alignment.
+struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn align(&mut self, n: usize) {
+        while !self.buf.len().is_multiple_of(n) {
+            self.buf.push(0);
+        }
+    }
+    fn u32(&mut self, v: u32) {
+        self.align(4);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn string(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.push(0);
+    }
+    fn signature(&mut self, s: &str) {
+        self.buf.push(s.len() as u8);
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.push(0);
+    }
+    fn field_str(&mut self, code: u8, sig: &str, value: &str) {
+        self.align(8);
+        self.buf.push(code);
+        self.signature(sig);
+        if sig == "g" {
+            self.signature(value);
+        } else {
+            self.string(value);
+        }
+    }
+}
+
+pub(crate) fn encode_call(call: &Call<'_>, serial: u32) -> Vec<u8> {
+    let mut body = Writer { buf: Vec::new() };
+    for a in call.args {
+        body.string(a);
+    }
+    let mut h = Writer {
+        buf: vec![b'l', MSG_METHOD_CALL, 0, 1],
+    };
+    h.u32(body.buf.len() as u32);
+    h.u32(serial);
+    h.u32(0); // fields length, patched below
+    let fields_start = h.buf.len();
+    h.field_str(FIELD_PATH, "o", call.path);
+    h.field_str(FIELD_DESTINATION, "s", call.destination);
+    h.field_str(FIELD_INTERFACE, "s", call.interface);
+    h.field_str(FIELD_MEMBER, "s", call.member);
+    if !call.args.is_empty() {
+        h.field_str(FIELD_SIGNATURE, "g", &"s".repeat(call.args.len()));
+    }
+    let fields_len = (h.buf.len() - fields_start) as u32;
+    h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
+    h.align(8);
+    // The body may hold a token: wipe the temporary copy.
+    let mut body = Zeroizing::new(body.buf);
+    h.buf.extend_from_slice(&body);
+    body.clear();
+    h.buf
+}
+
+/// Reader over a whole message with alignment relative to its start.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    big: bool,
+}
+
+impl Reader<'_> {
+    fn align(&mut self, n: usize) -> Result<(), BusError> {
+        self.pos = self.pos.div_ceil(n) * n;
+        if self.pos > self.buf.len() {
+            return Err(short());
+        }
+        Ok(())
+    }
+    fn byte(&mut self) -> Result<u8, BusError> {
+        let b = *self.buf.get(self.pos).ok_or_else(short)?;
+        self.pos += 1;
+        Ok(b)
+    }
+    fn u32(&mut self) -> Result<u32, BusError> {
+        self.align(4)?;
+        let b: [u8; 4] = self
+            .buf
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?;
+        self.pos += 4;
+        Ok(if self.big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+    fn bytes_nul(&mut self, len: usize) -> Result<String, BusError> {
+        let raw = self.buf.get(self.pos..self.pos + len).ok_or_else(short)?;
+        if self.buf.get(self.pos + len) != Some(&0) {
+            return Err(BusError::Protocol("string not terminated".into()));
+        }
+        self.pos += len + 1;
+        String::from_utf8(raw.to_vec()).map_err(|_| BusError::Protocol("invalid UTF-8".into()))
+    }
+    fn string(&mut self) -> Result<String, BusError> {
+        let len = self.u32()? as usize;
+        self.bytes_nul(len)
+    }
+    fn signature(&mut self) -> Result<String, BusError> {
+        let len = self.byte()? as usize;
+        self.bytes_nul(len)
+    }
+    /// Reads a value of a basic type, or skips it where we do not need it.
+    fn value(&mut self, sig: &str) -> Result<Option<Value>, BusError> {
+        Ok(match sig {
+            "s" | "o" => Some(Value::Str(self.string()?)),
+            "g" => Some(Value::Str(self.signature()?)),
+            "u" => Some(Value::U32(self.u32()?)),
+            other => return Err(BusError::Protocol(format!("unsupported type {other}"))),
+        })
+    }
+}
+
+fn short() -> BusError {
+    BusError::Protocol("message truncated".into())
+}
+
+fn decode_reply(
+    msg: &[u8],
+    big: bool,
+    kind: u8,
+    header_len: usize,
+    fields_len: usize,
+) -> Result<Reply, BusError> {
+    if header_len > msg.len() || 16 + fields_len > msg.len() {
+        return Err(short());
+    }
+    let mut r = Reader {
+        buf: msg,
+        pos: 16,
+        big,
+    };
+    let fields_end = 16 + fields_len;
+    let mut reply = Reply {
+        kind,
+        reply_serial: None,
+        error_name: None,
+        body: Vec::new(),
+    };
+    let mut signature = String::new();
+    while r.pos < fields_end {
+        r.align(8)?;
+        if r.pos >= fields_end {
+            break;
+        }
+        let code = r.byte()?;
+        let sig = r.signature()?;
+        let value = r.value(&sig)?;
+        match (code, value) {
+            (FIELD_REPLY_SERIAL, Some(Value::U32(s))) => reply.reply_serial = Some(s),
+            (FIELD_ERROR_NAME, Some(Value::Str(s))) => reply.error_name = Some(s),
+            (FIELD_SIGNATURE, Some(Value::Str(s))) => signature = s,
+            _ => {}
+        }
+    }
+    let mut body = Reader {
+        buf: &msg[header_len..],
+        pos: 0,
+        big,
+    };
+    // Signals and calls may carry any types; only replies are decoded.
+    if kind == MSG_METHOD_RETURN || kind == MSG_ERROR {
+        for c in signature.chars() {
+            if let Some(v) = body.value(&c.to_string())? {
+                reply.body.push(v);
+            }
+        }
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            unix_path("unix:path=/run/dbus/system_bus_socket"),
+            Some("/run/dbus/system_bus_socket")
+        );
+        assert_eq!(
+            unix_path("unix:path=/tmp/a,guid=123;tcp:host=x"),
+            Some("/tmp/a")
+        );
+        assert_eq!(unix_path("tcp:host=127.0.0.1,port=1"), None);
+        assert_eq!(unix_path("unix:abstract=/tmp/x"), None);
+        assert_eq!(unix_path("unix:path=/tmp/%61"), None);
+    }
+
+    #[test]
+    fn a_call_round_trips_through_the_decoder() {
+        let call = Call {
+            destination: ":1.5",
+            path: "/org/apikey/Keys1",
+            interface: "org.apikey.Keys1",
+            member: "Verify",
+            args: &["apikey|x", "alice", "sshd", ""],
+        };
+        let msg = encode_call(&call, 7);
+        assert_eq!(&msg[..4], &[b'l', 1, 0, 1]);
+        let body_len = u32::from_le_bytes(msg[4..8].try_into().unwrap()) as usize;
+        let fields_len = u32::from_le_bytes(msg[12..16].try_into().unwrap()) as usize;
+        let header_len = pad8(16 + fields_len);
+        assert_eq!(msg.len(), header_len + body_len);
+        // Decode it as if it were a reply, to check the layout.
+        let reply = decode_reply(&msg, false, MSG_METHOD_RETURN, header_len, fields_len).unwrap();
+        assert_eq!(
+            reply.body,
+            vec![
+                Value::Str("apikey|x".into()),
+                Value::Str("alice".into()),
+                Value::Str("sshd".into()),
+                Value::Str(String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let _ = decode_reply(&junk, false, MSG_METHOD_RETURN, 16.min(len), 0);
+            let _ = decode_reply(&junk, true, MSG_ERROR, 0, len);
+        }
+    }
+}
