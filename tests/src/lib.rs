@@ -11,6 +11,7 @@ pub mod bins;
 pub mod bus;
 pub mod client;
 pub mod daemon;
+pub mod pam;
 pub mod run;
 pub mod skip;
 pub mod syslog;
@@ -21,6 +22,7 @@ pub mod world;
 pub use bus::{BusOptions, PrivateBus};
 pub use client::Reply;
 pub use daemon::{tmpfs_wrapper, Daemon, DaemonConfig, StartError, Throttle};
+pub use pam::PamServices;
 pub use run::{As, Output};
 pub use skip::Need;
 pub use syslog::{LogSink, SyslogLine};
@@ -31,8 +33,8 @@ pub use world::World;
 pub mod prelude {
     pub use crate::require;
     pub use crate::{
-        As, BusOptions, Daemon, DaemonConfig, LogSink, Need, Output, PrivateBus, Reply, SyslogLine,
-        TestGroup, TestUser, World,
+        As, BusOptions, Daemon, DaemonConfig, LogSink, Need, Output, PamServices, PrivateBus,
+        Reply, SyslogLine, TestGroup, TestUser, World,
     };
     pub use apikey_proto::{Keys1Proxy, KeysError};
     pub use std::time::Duration;

@@ -42,6 +42,8 @@ pub struct As {
     apikey_bin: Option<PathBuf>,
     cwd: Option<PathBuf>,
     timeout: Duration,
+    /// bwrap arguments giving the child a private /etc/pam.d.
+    bwrap: Option<Vec<String>>,
 }
 
 impl As {
@@ -66,6 +68,7 @@ impl As {
             apikey_bin: None,
             cwd: None,
             timeout: DEFAULT_TIMEOUT,
+            bwrap: None,
         }
     }
 
@@ -113,6 +116,13 @@ impl As {
     }
 
     /// The child is killed, and the test fails, after this long.
+    /// Runs the child with `services` as its /etc/pam.d (through bwrap,
+    /// so only the child sees it).
+    pub fn pam(mut self, services: &crate::pam::PamServices) -> As {
+        self.bwrap = Some(services.bwrap_args());
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> As {
         self.timeout = timeout;
         self
@@ -131,18 +141,21 @@ impl As {
         } else {
             skip::which(program).unwrap_or_else(|| panic!("program `{program}` not found"))
         };
-        let mut cmd = match self.target {
-            None => Command::new(&program_path),
-            Some((uid, gid)) => {
-                let mut c = Command::new(skip::program("setpriv"));
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .arg("--init-groups")
-                    .arg("--")
-                    .arg(&program_path);
-                c
-            }
-        };
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(bwrap) = &self.bwrap {
+            argv.push(skip::program("bwrap").into());
+            argv.extend(bwrap.iter().map(Into::into));
+        }
+        if let Some((uid, gid)) = self.target {
+            argv.push(skip::program("setpriv").into());
+            argv.push(format!("--reuid={uid}").into());
+            argv.push(format!("--regid={gid}").into());
+            argv.push("--init-groups".into());
+            argv.push("--".into());
+        }
+        argv.push(program_path.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.args(args)
             .env_clear()
             .env("PATH", PATH)
