@@ -191,10 +191,24 @@ const VERIFY_FIELDS: &[&str] = &[
 ];
 
 /// What every key event's line carries: who asked, whose key, which key.
-const KEY_EVENT_FIELDS: &[&str] = &["event", "caller_uid", "caller_pid", "user", "key", "outcome"];
+const KEY_EVENT_FIELDS: &[&str] = &[
+    "event",
+    "caller_uid",
+    "caller_pid",
+    "user",
+    "key",
+    "outcome",
+];
 
 /// A settings change names who made it and the resulting policy.
-const SETTINGS_FIELDS: &[&str] = &["event", "caller_uid", "caller_pid", "allow_user_keys", "expiry", "outcome"];
+const SETTINGS_FIELDS: &[&str] = &[
+    "event",
+    "caller_uid",
+    "caller_pid",
+    "allow_user_keys",
+    "expiry",
+    "outcome",
+];
 
 /// Problems with one audit line, empty when it is as documented.
 fn audit_line_problems(
@@ -559,7 +573,13 @@ fn verify_audit_lines_name_every_field() {
         field_is(f, "event", "verify") && field_is(f, "rhost", other_host)
     });
     let mut problems = audit_line_problems(&world, "verify ok", &ok, INFO, VERIFY_FIELDS);
-    problems.extend(audit_line_problems(&world, "verify refused", &bad, WARNING, VERIFY_FIELDS));
+    problems.extend(audit_line_problems(
+        &world,
+        "verify refused",
+        &bad,
+        WARNING,
+        VERIFY_FIELDS,
+    ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     let ok: BTreeMap<_, _> = audit_fields(&ok.text).into_iter().collect();
@@ -610,8 +630,20 @@ fn key_event_audit_lines_name_every_field() {
     assert!(settings.text.contains("caller_uid=0"), "{}", settings.text);
 
     let mut problems = audit_line_problems(&world, "generate", &generate, INFO, KEY_EVENT_FIELDS);
-    problems.extend(audit_line_problems(&world, "revoke", &revoke, INFO, KEY_EVENT_FIELDS));
-    problems.extend(audit_line_problems(&world, "settings", &settings, INFO, SETTINGS_FIELDS));
+    problems.extend(audit_line_problems(
+        &world,
+        "revoke",
+        &revoke,
+        INFO,
+        KEY_EVENT_FIELDS,
+    ));
+    problems.extend(audit_line_problems(
+        &world,
+        "settings",
+        &settings,
+        INFO,
+        SETTINGS_FIELDS,
+    ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
