@@ -14,10 +14,6 @@ STATEDIR   ?= /var/lib/apikey
 UNITDIR    ?= /lib/systemd/system
 CARGO      ?= cargo
 
-# Debian packages the tests use, by the command that shows each is there.
-TEST_DEBS  := dbus-daemon:dbus-daemon setpriv:util-linux useradd:passwd \
-              sqlite3:sqlite3 pkg-config:pkg-config
-
 .PHONY: all build release test test-deps check docs install uninstall start clean
 
 all: build
@@ -29,14 +25,7 @@ release:
 	$(CARGO) build --release --workspace
 
 test-deps:
-	@missing=""; for pair in $(TEST_DEBS); do \
-	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
-	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+	sh tests/install-deps.sh
 
 test: test-deps
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Installs what the build and the end-to-end tests need, when missing:
+# Debian packages (each checked by a file it ships) and cargo-nextest.
+set -eu
+
+# "path-that-proves-it-is-there package"
+needs='
+/usr/include/security/pam_appl.h libpam0g-dev
+/usr/bin/dbus-daemon dbus-daemon
+/usr/bin/setpriv util-linux
+/usr/sbin/useradd passwd
+/usr/bin/pkg-config pkg-config
+/usr/bin/pamtester pamtester
+/usr/bin/bwrap bubblewrap
+/usr/sbin/sshd openssh-server
+/usr/bin/ssh openssh-client
+/usr/bin/ssh-keygen openssh-client
+/usr/bin/sshpass sshpass
+/usr/sbin/vsftpd vsftpd
+/usr/sbin/nginx nginx
+/usr/lib/nginx/modules/ngx_http_auth_pam_module.so libnginx-mod-http-auth-pam
+/usr/bin/curl curl
+/usr/lib/python3/dist-packages/requests/__init__.py python3-requests
+'
+
+missing=$(printf '%s\n' "$needs" | while read -r path pkg; do
+    [ -n "$path" ] && [ ! -e "$path" ] && echo "$pkg"
+done | sort -u | tr '\n' ' ')
+
+if [ -n "$missing" ]; then
+    echo "installing: $missing"
+    apt-get update -qq
+    # Package scripts must not start the services on the machine: the
+    # tests run their own on 127.0.0.1.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
