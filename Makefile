@@ -12,6 +12,9 @@ DATADIR    ?= /usr/share
 SYSCONFDIR ?= /etc
 STATEDIR   ?= /var/lib/apikey
 UNITDIR    ?= /lib/systemd/system
+# The directory libpam loads modules from (where pam_unix.so is), not PREFIX:
+# /lib/x86_64-linux-gnu/security on Debian, /usr/lib64/security on Fedora.
+PAMDIR     ?= $(shell dirname "$$(find -H /lib /lib64 /usr/lib /usr/lib64 -name pam_unix.so 2>/dev/null | head -n 1)")
 CARGO      ?= cargo
 
 .PHONY: all build release test test-deps check docs install uninstall start clean
@@ -44,6 +47,8 @@ install: release docs
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 target/release/apikey $(DESTDIR)$(BINDIR)/apikey
 	install -m 0755 target/release/apikeyd $(DESTDIR)$(SBINDIR)/apikeyd
+	install -d -m 0755 $(DESTDIR)$(PAMDIR)
+	install -m 0644 target/release/libpam_apikey.so $(DESTDIR)$(PAMDIR)/pam_apikey.so
 	install -m 0644 target/docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 target/docs/man/apikeyd.8 $(DESTDIR)$(MANDIR)/man8/
 	install -d -m 0755 $(DESTDIR)$(DATADIR)/dbus-1/system.d $(DESTDIR)$(DATADIR)/dbus-1/interfaces
@@ -84,7 +89,7 @@ start:
 
 uninstall:
 	-@if [ -d /run/systemd/system ]; then systemctl disable --now apikeyd.service; else pkill -x apikeyd; fi
-	rm -f $(DESTDIR)$(BINDIR)/apikey $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(MANDIR)/man1/apikey*.1 $(DESTDIR)$(MANDIR)/man8/apikeyd.8 \
+	rm -f $(DESTDIR)$(BINDIR)/apikey $(DESTDIR)$(SBINDIR)/apikeyd $(DESTDIR)$(PAMDIR)/pam_apikey.so $(DESTDIR)$(MANDIR)/man1/apikey*.1 $(DESTDIR)$(MANDIR)/man8/apikeyd.8 \
 	  $(DESTDIR)$(DATADIR)/dbus-1/system.d/org.apikey.Keys1.conf \
 	  $(DESTDIR)$(DATADIR)/dbus-1/interfaces/org.apikey.Keys1.xml \
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions/apikey \
