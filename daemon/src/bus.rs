@@ -196,4 +196,28 @@ impl Keys1 {
         }
         answer.result
     }
+
+    async fn open_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: String,
+        service: String,
+        rhost: String,
+        tty: String,
+        key_id: String,
+    ) -> Result<String, KeysError> {
+        self.run(&header, move |s, c| {
+            s.open_session(c, &user, &service, &rhost, &tty, &key_id)
+        })
+        .await
+    }
+
+    async fn close_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        handle: String,
+    ) -> Result<(), KeysError> {
+        self.run(&header, move |s, c| s.close_session(c, &handle))
+            .await
+    }
 }

@@ -50,12 +50,18 @@ pub trait Host: Send + Sync {
     fn group_gid(&self, name: &str) -> Option<u32>;
     /// UID_MIN of /etc/login.defs: below it are system accounts.
     fn uid_min(&self) -> u32;
+    /// The kernel's id of this boot: what tells a session of this boot
+    /// from one of an earlier boot that reused its audit session id (S5).
+    fn boot_id(&self) -> String;
 }
 
 /// The real operating system.
 pub struct SystemHost {
     uid_min: u32,
+    boot_id: String,
 }
+
+const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 
 impl SystemHost {
     pub fn new() -> SystemHost {
@@ -63,7 +69,24 @@ impl SystemHost {
             .ok()
             .and_then(|t| parse_uid_min(&t))
             .unwrap_or(1000);
-        SystemHost { uid_min }
+        // Read once: the boot id cannot change while the daemon runs.
+        let boot_id = match std::fs::read_to_string(BOOT_ID_FILE)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_boot_id(&t).ok_or_else(|| "not a boot id".to_string()))
+        {
+            Ok(id) => id,
+            Err(e) => {
+                // An id of this daemon run alone: whatever is bound to it
+                // dies when the daemon restarts, which errs on the side of
+                // ending sessions rather than carrying them into a new boot.
+                let id = apikey_proto::token::new_session_handle()
+                    .map(|r| format!("daemon-{r}"))
+                    .unwrap_or_else(|_| format!("daemon-{}", std::process::id()));
+                eprintln!("apikeyd: cannot read {BOOT_ID_FILE} ({e}); using {id} as the boot id");
+                id
+            }
+        };
+        SystemHost { uid_min, boot_id }
     }
 }
 
@@ -133,6 +156,21 @@ impl Host for SystemHost {
     fn uid_min(&self) -> u32 {
         self.uid_min
     }
+
+    fn boot_id(&self) -> String {
+        self.boot_id.clone()
+    }
+}
+
+/// The boot id as the kernel prints it: a UUID, lower-case hex and dashes.
+pub fn parse_boot_id(text: &str) -> Option<String> {
+    let id = text.trim();
+    let shape_ok = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    shape_ok.then(|| id.to_ascii_lowercase())
 }
 
 fn lookup(r: nix::Result<Option<nix::unistd::User>>) -> Lookup<Account> {
@@ -294,6 +332,24 @@ mod tests {
         assert_eq!(shadow_state("*", 100, 99), ShadowState::Usable);
         assert_eq!(shadow_state("*", 100, 100), ShadowState::Expired);
         assert_eq!(shadow_state("*", 0, 100), ShadowState::Expired);
+    }
+
+    #[test]
+    fn boot_ids() {
+        let id = "0f6c5a8e-3b1d-4c2a-9e7f-1a2b3c4d5e6f";
+        assert_eq!(parse_boot_id(&format!("{id}\n")).as_deref(), Some(id));
+        assert_eq!(parse_boot_id(""), None);
+        assert_eq!(parse_boot_id("0f6c5a8e-3b1d-4c2a-9e7f-1a2b3c4d5e6"), None);
+        assert_eq!(parse_boot_id("0f6c5a8e_3b1d-4c2a-9e7f-1a2b3c4d5e6f"), None);
+        let host = SystemHost::new();
+        assert_eq!(host.boot_id(), host.boot_id());
+        if std::path::Path::new(BOOT_ID_FILE).exists() {
+            assert!(
+                parse_boot_id(&host.boot_id()).is_some(),
+                "{}",
+                host.boot_id()
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bus;
 pub mod config;
 pub mod host;
+pub mod key_logins;
 pub mod policy;
 pub mod service;
 pub mod store;

@@ -23,6 +23,7 @@ struct FakeHost {
 const ADMIN_GID: u32 = 900;
 const ALICE: u32 = 1000;
 const BOB: u32 = 1001;
+const BOOT_ID: &str = "0f6c5a8e-3b1d-4c2a-9e7f-1a2b3c4d5e6f";
 
 impl Host for FakeHost {
     fn now(&self) -> i64 {
@@ -72,6 +73,9 @@ impl Host for FakeHost {
     }
     fn uid_min(&self) -> u32 {
         1000
+    }
+    fn boot_id(&self) -> String {
+        BOOT_ID.into()
     }
 }
 
@@ -528,4 +532,251 @@ fn refusals_are_throttled_valid_keys_never() {
         .verify(&w.root(), t.as_str().as_bytes(), "alice", "sshd", "evil");
     assert!(good.result.is_ok());
     assert_eq!(good.delay_ms, 0);
+}
+
+const PAM_PID: u32 = 4242;
+
+impl World {
+    /// A PAM stack (root) whose process is in audit session `sessionid`
+    /// of `loginuid`, as after pam_loginuid.
+    fn pam_stack(&self, loginuid: Option<u32>, sessionid: Option<u32>) -> Caller {
+        self.host.procs.lock().unwrap().insert(
+            PAM_PID,
+            ProcIdentity {
+                loginuid,
+                sessionid,
+            },
+        );
+        Caller {
+            uid: 0,
+            pid: PAM_PID,
+            gids: vec![0],
+        }
+    }
+
+    fn open(&self, c: &Caller, user: &str, key_id: &str) -> Result<String, KeysError> {
+        self.svc
+            .open_session(c, user, "sshd", "10.0.0.1", "ssh", key_id)
+    }
+
+    fn session(&self, handle: &str) -> crate::store::SessionRecord {
+        self.store.session(handle).unwrap().expect("recorded")
+    }
+}
+
+#[test]
+fn a_session_is_recorded_with_the_callers_own_audit_identity() {
+    let w = world();
+    let pam = w.pam_stack(Some(ALICE), Some(77));
+    let handle = w.open(&pam, "alice", "").unwrap();
+    assert!(apikey_proto::token::is_session_handle(&handle));
+    let r = w.session(&handle);
+    assert_eq!(r.boot_id, BOOT_ID);
+    assert_eq!((r.audit_session, r.loginuid), (Some(77), Some(ALICE)));
+    assert_eq!((r.caller_pid, r.uid), (PAM_PID, Some(ALICE)));
+    assert_eq!(
+        (r.user.as_str(), r.service.as_str(), r.rhost.as_str()),
+        ("alice", "sshd", "10.0.0.1")
+    );
+    assert_eq!((r.tty.as_str(), r.key_id.as_deref()), ("ssh", None));
+    assert_eq!((r.opened, r.closed), (1_700_000_000, None));
+
+    w.advance(60);
+    w.svc.close_session(&pam, &handle).unwrap();
+    let r = w.session(&handle);
+    assert_eq!(r.closed, Some(1_700_000_060));
+    assert_eq!(r.close_reason.as_deref(), Some("pam-close"));
+    // Closing twice, or a handle never given out, finds nothing.
+    assert!(matches!(
+        w.svc.close_session(&pam, &handle),
+        Err(KeysError::NotFound(_))
+    ));
+    let unknown = apikey_proto::token::new_session_handle().unwrap();
+    assert!(matches!(
+        w.svc.close_session(&pam, &unknown),
+        Err(KeysError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.svc.close_session(&pam, "x\n"),
+        Err(KeysError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn a_caller_outside_any_login_session_records_no_audit_ids() {
+    let w = world();
+    let handle = w.open(&w.pam_stack(None, None), "alice", "").unwrap();
+    let r = w.session(&handle);
+    assert_eq!((r.audit_session, r.loginuid), (None, None));
+}
+
+#[test]
+fn nested_sessions_close_only_themselves() {
+    let w = world();
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    let outer = w.open(&pam, "alice", "").unwrap();
+    let inner = w.open(&pam, "bob", "").unwrap();
+    assert_ne!(outer, inner);
+    w.svc.close_session(&pam, &inner).unwrap();
+    assert_eq!(w.session(&outer).closed, None);
+}
+
+#[test]
+fn sessions_are_root_only() {
+    let w = world();
+    let handle = w
+        .open(&w.pam_stack(Some(ALICE), Some(5)), "alice", "")
+        .unwrap();
+    for who in [w.alice(), w.admin(), w.caller(ALICE, Some(0), &[0])] {
+        assert!(matches!(
+            w.open(&who, "alice", ""),
+            Err(KeysError::Denied(_))
+        ));
+        assert!(matches!(
+            w.svc.close_session(&who, &handle),
+            Err(KeysError::Denied(_))
+        ));
+    }
+    // Root whose /proc entry cannot be read is refused too (S4).
+    let vanished = Caller {
+        uid: 0,
+        pid: 1,
+        gids: vec![0],
+    };
+    assert!(matches!(
+        w.open(&vanished, "alice", ""),
+        Err(KeysError::Denied(_))
+    ));
+    assert_eq!(w.store.session_rows(), 1);
+    assert_eq!(w.session(&handle).closed, None);
+}
+
+#[test]
+fn bad_session_fields_are_refused_and_nothing_is_written() {
+    let w = world();
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    let long = "a".repeat(257);
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        ("", "sshd", "", "", ""),
+        ("ali\nce", "sshd", "", "", ""),
+        (&long, "sshd", "", "", ""),
+        ("alice", "", "", "", ""),
+        ("alice", "ss hd", "", "", ""),
+        ("alice", "sshd\0", "", "", ""),
+        ("alice", "sshd", "host\x1b[2J", "", ""),
+        ("alice", "sshd", &long, "", ""),
+        ("alice", "sshd", "", "pts/\r1", ""),
+        ("alice", "sshd", "", &long, ""),
+        ("alice", "sshd", "", "", "short"),
+        ("alice", "sshd", "", "", "'; DROP TABLE"),
+    ];
+    for (user, service, rhost, tty, key_id) in cases {
+        let got = w.svc.open_session(&pam, user, service, rhost, tty, key_id);
+        assert!(
+            matches!(got, Err(KeysError::InvalidArgument(_))),
+            "{user:?} {service:?} {rhost:?} {tty:?} {key_id:?}: {got:?}"
+        );
+    }
+    // 256 bytes is still fine.
+    let most = "h".repeat(256);
+    w.svc
+        .open_session(&pam, "alice", "sshd", &most, &most, "")
+        .unwrap();
+    assert_eq!(w.store.session_rows(), 1);
+}
+
+#[test]
+fn a_key_in_the_user_field_is_refused_and_revoked() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    assert!(matches!(
+        w.open(&pam, t.as_str(), ""),
+        Err(KeysError::InvalidArgument(_))
+    ));
+    let rec = w.store.by_id(&info.id).unwrap().unwrap();
+    assert_eq!(rec.revoked.unwrap().reason, "leaked-as-user-name");
+    assert_eq!(w.store.session_rows(), 0);
+}
+
+#[test]
+fn a_user_that_does_not_resolve_is_recorded_without_uid() {
+    let w = world();
+    let handle = w
+        .open(&w.pam_stack(Some(ALICE), Some(5)), "ldap-user", "")
+        .unwrap();
+    assert_eq!(w.session(&handle).uid, None);
+    assert_eq!(w.session(&handle).user, "ldap-user");
+}
+
+#[test]
+fn the_key_named_must_be_a_live_key_of_that_user() {
+    let w = world();
+    w.allow_users();
+    let bob = w.caller(BOB, Some(BOB), &[BOB]);
+    let (_, bobs) = w.svc.generate(&bob, "", "", &none(), "").unwrap();
+    let (_, alices) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let (_, revoked) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.svc
+        .revoke(&w.alice(), std::slice::from_ref(&revoked.id))
+        .unwrap();
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    for id in [bobs.id.as_str(), revoked.id.as_str(), "nothere00000"] {
+        assert!(
+            matches!(
+                w.open(&pam, "alice", id),
+                Err(KeysError::InvalidArgument(_))
+            ),
+            "{id}"
+        );
+    }
+    assert_eq!(w.store.session_rows(), 0);
+    let handle = w.open(&pam, "alice", &alices.id).unwrap();
+    assert_eq!(w.session(&handle).key_id, Some(alices.id));
+}
+
+#[test]
+fn a_recent_key_login_marks_the_session_it_opens() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    // The module lost the key id between authenticate and open_session.
+    w.verify(t.as_str(), "alice").unwrap();
+    w.advance(30);
+    let keyed = w.open(&pam, "alice", "").unwrap();
+    assert_eq!(w.session(&keyed).key_id.as_deref(), Some(info.id.as_str()));
+    // One key login marks one session: a password login after it is not.
+    let password = w.open(&pam, "alice", "").unwrap();
+    assert_eq!(w.session(&password).key_id, None);
+
+    // Only the same user, service and remote host, and only for a while.
+    w.verify(t.as_str(), "alice").unwrap();
+    let other = |user: &str, service: &str, rhost: &str| {
+        let h = w
+            .svc
+            .open_session(&pam, user, service, rhost, "", "")
+            .unwrap();
+        w.session(&h).key_id
+    };
+    assert_eq!(other("bob", "sshd", "10.0.0.1"), None);
+    assert_eq!(other("alice", "vsftpd", "10.0.0.1"), None);
+    assert_eq!(other("alice", "sshd", "10.0.0.2"), None);
+    w.advance(121);
+    assert_eq!(other("alice", "sshd", "10.0.0.1"), None);
+
+    // A hand-over that worked spends the memory of its login.
+    w.verify(t.as_str(), "alice").unwrap();
+    let handed = w.open(&pam, "alice", &info.id).unwrap();
+    assert_eq!(w.session(&handed).key_id.as_deref(), Some(info.id.as_str()));
+    assert_eq!(w.session(&w.open(&pam, "alice", "").unwrap()).key_id, None);
+
+    // Refused verifies, and validity checks without a service, mark nothing.
+    assert!(w.verify(t.as_str(), "bob").is_err());
+    w.svc
+        .verify(&w.root(), t.as_str().as_bytes(), "alice", "", "10.0.0.1")
+        .result
+        .unwrap();
+    assert_eq!(w.session(&w.open(&pam, "alice", "").unwrap()).key_id, None);
 }

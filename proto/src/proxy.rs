@@ -62,4 +62,22 @@ pub trait Keys1 {
         service: &str,
         rhost: &str,
     ) -> Result<(String, String), KeysError>;
+
+    /// Registers the caller's own login session (root only; the PAM
+    /// module's open_session). The daemon reads the audit session and
+    /// login uid from the caller's /proc entry. `key_id` names the key the
+    /// session was authenticated with, empty for any other credential.
+    /// Returns an opaque handle that only this PAM handle knows, so that a
+    /// nested su/sudo session can never end its parent.
+    fn open_session(
+        &self,
+        user: &str,
+        service: &str,
+        rhost: &str,
+        tty: &str,
+        key_id: &str,
+    ) -> Result<String, KeysError>;
+
+    /// Ends the session `handle` names (root only; close_session).
+    fn close_session(&self, handle: &str) -> Result<(), KeysError>;
 }

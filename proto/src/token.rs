@@ -20,6 +20,9 @@ pub const CHECK_LEN: usize = 6;
 pub const TOKEN_LEN: usize = PREFIX.len() + SECRET_LEN + CHECK_LEN;
 /// Length of a public key id.
 pub const KEY_ID_LEN: usize = 12;
+/// Length of a login-session handle: about 131 bits, so that a handle
+/// cannot be guessed by a process that was not given it.
+pub const SESSION_HANDLE_LEN: usize = 22;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -124,6 +127,17 @@ pub fn is_key_id(text: &str) -> bool {
     text.len() == KEY_ID_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// A new handle for a registered login session, from the OS CSPRNG. It is
+/// what lets only the PAM handle that opened a session close it.
+pub fn new_session_handle() -> Result<String, rand::rngs::SysError> {
+    Ok(random_base62(SESSION_HANDLE_LEN)?.to_string())
+}
+
+/// True for text that could be a session handle (used to validate arguments).
+pub fn is_session_handle(text: &str) -> bool {
+    text.len() == SESSION_HANDLE_LEN && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 fn checksum_chars(body: &[u8]) -> String {
     let mut n = crc32fast::hash(body) as u64;
     let mut out = [b'0'; CHECK_LEN];
@@ -201,6 +215,17 @@ mod tests {
         assert_ne!(a, b);
         assert!(!is_key_id("short"));
         assert!(!is_key_id("abc|defghijk"));
+    }
+
+    #[test]
+    fn session_handles_are_distinct_and_valid() {
+        let a = new_session_handle().unwrap();
+        let b = new_session_handle().unwrap();
+        assert!(is_session_handle(&a) && is_session_handle(&b));
+        assert_ne!(a, b);
+        assert!(!is_session_handle(&a[1..]));
+        assert!(!is_session_handle(&format!("{}|", &a[1..])));
+        assert!(!is_key_id(&a));
     }
 
     fn base62_char() -> impl Strategy<Value = u8> {

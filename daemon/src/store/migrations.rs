@@ -29,4 +29,26 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT;
     "#,
+    // 2: login sessions the PAM module registers. No foreign key on key_id:
+    // the record of how a session was opened must not depend on what later
+    // happens to the key's row.
+    r#"
+    CREATE TABLE sessions (
+        handle TEXT PRIMARY KEY,
+        boot_id TEXT NOT NULL,
+        audit_session INTEGER,
+        loginuid INTEGER,
+        caller_pid INTEGER NOT NULL,
+        uid INTEGER,
+        user TEXT NOT NULL,
+        service TEXT NOT NULL,
+        rhost TEXT NOT NULL,
+        tty TEXT NOT NULL,
+        key_id TEXT,
+        opened INTEGER NOT NULL,
+        closed INTEGER,
+        close_reason TEXT
+    ) STRICT;
+    CREATE INDEX sessions_audit ON sessions(boot_id, audit_session);
+    "#,
 ];

@@ -78,6 +78,36 @@ pub struct RevokeBy<'a> {
     pub reason: &'a str,
 }
 
+/// A login session the PAM module registered (OpenSession). Kept after it
+/// closes: processes of a session can outlive its close (nohup, a
+/// daemonised job) and still carry its audit session id, so what the
+/// session was opened with must stay answerable for that id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Random and unguessable: whoever holds it may close the session.
+    pub handle: String,
+    /// Audit session ids restart with every boot; the pair is the identity.
+    pub boot_id: String,
+    /// The opener's audit session id (`/proc/PID/sessionid`), if set.
+    pub audit_session: Option<u32>,
+    /// The opener's login uid, if set.
+    pub loginuid: Option<u32>,
+    pub caller_pid: u32,
+    /// The account logging in as NSS resolved it; `None` when it did not
+    /// resolve at the time (the session happens anyway, see OpenSession).
+    pub uid: Option<u32>,
+    pub user: String,
+    pub service: String,
+    pub rhost: String,
+    pub tty: String,
+    /// The key the session was authenticated with; `None` for any other
+    /// credential.
+    pub key_id: Option<String>,
+    pub opened: i64,
+    pub closed: Option<i64>,
+    pub close_reason: Option<String>,
+}
+
 /// The site policy as the daemon uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -144,6 +174,12 @@ pub trait Store: Send + Sync {
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()>;
     fn policy(&self) -> StoreResult<Policy>;
     fn save_policy(&self, policy: &Policy) -> StoreResult<()>;
+    /// Records a newly opened login session.
+    fn open_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// Marks the session closed; false when the handle is unknown or the
+    /// session was already closed (the first close wins).
+    fn close_session(&self, handle: &str, at: i64, reason: &str) -> StoreResult<bool>;
+    fn session(&self, handle: &str) -> StoreResult<Option<SessionRecord>>;
     /// Bytes free for the store, where the backend can tell.
     fn free_space(&self) -> Option<u64> {
         None

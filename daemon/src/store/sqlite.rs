@@ -5,7 +5,8 @@
 
 use super::migrations::MIGRATIONS;
 use super::{
-    KeyKind, KeyRecord, KeyUse, Policy, Revocation, RevokeBy, Store, StoreError, StoreResult,
+    KeyKind, KeyRecord, KeyUse, Policy, Revocation, RevokeBy, SessionRecord, Store, StoreError,
+    StoreResult,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use std::fs;
@@ -38,6 +39,9 @@ impl std::error::Error for OpenError {}
 const KEY_COLUMNS: &str = "id, hash, kind, owner_uid, owner_name, created_by_uid, \
     created_by_loginuid, name, services, created, expires, last_used, last_service, \
     last_rhost, revoked, revoked_by_uid, revoke_reason";
+
+const SESSION_COLUMNS: &str = "handle, boot_id, audit_session, loginuid, caller_pid, uid, \
+    user, service, rhost, tty, key_id, opened, closed, close_reason";
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`: the directory must
@@ -123,6 +127,15 @@ impl SqliteStore {
         let value = f(&tx)?;
         tx.commit().map_err(map_err)?;
         Ok(value)
+    }
+
+    /// Rows in the sessions table, open or closed: lets tests check that a
+    /// refused request wrote nothing.
+    #[cfg(test)]
+    pub(crate) fn session_rows(&self) -> i64 {
+        self.read()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .expect("count sessions")
     }
 
     fn read(&self) -> MutexGuard<'_, Connection> {
@@ -313,6 +326,57 @@ impl Store for SqliteStore {
         })
     }
 
+    fn open_session(&self, r: &SessionRecord) -> StoreResult<()> {
+        self.in_write_tx(|tx| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))
+            .and_then(|mut st| {
+                st.execute(params![
+                    r.handle,
+                    r.boot_id,
+                    r.audit_session,
+                    r.loginuid,
+                    r.caller_pid,
+                    r.uid,
+                    r.user,
+                    r.service,
+                    r.rhost,
+                    r.tty,
+                    r.key_id,
+                    r.opened,
+                    r.closed,
+                    r.close_reason,
+                ])
+            })
+            .map(|_| ())
+            .map_err(map_err)
+        })
+    }
+
+    fn close_session(&self, handle: &str, at: i64, reason: &str) -> StoreResult<bool> {
+        self.in_write_tx(|tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE sessions SET closed = ?2, close_reason = ?3 \
+                     WHERE handle = ?1 AND closed IS NULL",
+                )
+                .and_then(|mut st| st.execute(params![handle, at, reason]))
+                .map_err(map_err)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn session(&self, handle: &str) -> StoreResult<Option<SessionRecord>> {
+        let conn = self.read();
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE handle = ?1");
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        stmt.query_row([handle], session_from_row)
+            .optional()
+            .map_err(map_err)
+    }
+
     fn free_space(&self) -> Option<u64> {
         let st = nix::sys::statvfs::statvfs(self.dir.as_deref()?).ok()?;
         Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
@@ -464,6 +528,25 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         expires: row.get(10)?,
         last_used,
         revoked,
+    })
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        handle: row.get(0)?,
+        boot_id: row.get(1)?,
+        audit_session: row.get(2)?,
+        loginuid: row.get(3)?,
+        caller_pid: row.get(4)?,
+        uid: row.get(5)?,
+        user: row.get(6)?,
+        service: row.get(7)?,
+        rhost: row.get(8)?,
+        tty: row.get(9)?,
+        key_id: row.get(10)?,
+        opened: row.get(11)?,
+        closed: row.get(12)?,
+        close_reason: row.get(13)?,
     })
 }
 
@@ -620,6 +703,99 @@ mod tests {
         };
         s.save_policy(&p).unwrap();
         assert_eq!(s.policy().unwrap(), p);
+    }
+
+    fn session(handle: &str, audit_session: Option<u32>) -> SessionRecord {
+        SessionRecord {
+            handle: handle.into(),
+            boot_id: "0f6c5a8e-3b1d-4c2a-9e7f-1a2b3c4d5e6f".into(),
+            audit_session,
+            loginuid: audit_session.map(|_| 1000),
+            caller_pid: 4242,
+            uid: Some(1000),
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: "10.0.0.1".into(),
+            tty: "ssh".into(),
+            key_id: Some("k00000000001".into()),
+            opened: 100,
+            closed: None,
+            close_reason: None,
+        }
+    }
+
+    #[test]
+    fn sessions_round_trip_and_close_once() {
+        let s = SqliteStore::open_in_memory();
+        let open = session("h000000000000000000001", Some(7));
+        s.open_session(&open).unwrap();
+        assert_eq!(s.session(&open.handle).unwrap(), Some(open.clone()));
+        assert_eq!(s.session("h000000000000000000002").unwrap(), None);
+        assert!(s.close_session(&open.handle, 150, "pam-close").unwrap());
+        // The first close wins; a second one changes nothing.
+        assert!(!s.close_session(&open.handle, 160, "again").unwrap());
+        assert!(!s.close_session("h000000000000000000002", 160, "x").unwrap());
+        let closed = s.session(&open.handle).unwrap().unwrap();
+        assert_eq!(closed.closed, Some(150));
+        assert_eq!(closed.close_reason.as_deref(), Some("pam-close"));
+        assert_eq!(
+            SessionRecord {
+                closed: None,
+                close_reason: None,
+                ..closed
+            },
+            open
+        );
+    }
+
+    #[test]
+    fn sessions_keep_unknown_ids_as_null() {
+        let s = SqliteStore::open_in_memory();
+        let mut r = session("h000000000000000000003", None);
+        r.uid = None;
+        r.key_id = None;
+        s.open_session(&r).unwrap();
+        assert_eq!(s.session(&r.handle).unwrap(), Some(r.clone()));
+        // A handle is unique: a second record under it is refused whole.
+        assert!(s.open_session(&r).is_err());
+    }
+
+    #[test]
+    fn sessions_are_indexed_by_boot_and_audit_session() {
+        let s = SqliteStore::open_in_memory();
+        let conn = s.read();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT handle FROM sessions \
+                 WHERE boot_id = 'b' AND audit_session = 3",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("sessions_audit"), "{plan}");
+    }
+
+    #[test]
+    fn a_version_1_store_gains_sessions_and_keeps_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            let tx = conn.transaction().unwrap();
+            insert_row(&tx, &key("k00000000001", 1000, 0)).unwrap();
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.list_active(None).unwrap().len(), 1);
+        s.open_session(&session("h000000000000000000004", Some(1)))
+            .unwrap();
+        let version: i64 = s
+            .read()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
     }
 
     #[test]
