@@ -98,7 +98,8 @@ impl KeyService {
                 .field("key", &info.id)
                 .field("outcome", "ok"),
             Err(e) => line
-                .field("user", user)
+                .field("user", if user.is_empty() { "" } else { user })
+                .field("key", "")
                 .field("outcome", e.short_name())
                 .warn(),
         };
@@ -209,12 +210,21 @@ impl KeyService {
     }
 
     pub fn revoke(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {
-        let outcome = self.revoke_inner(c, ids);
-        self.audit_revoke(c, "ids", &ids.join(","), &outcome);
+        let mut owners = Vec::new();
+        let outcome = self.revoke_inner(c, ids, &mut owners);
+        owners.sort();
+        owners.dedup();
+        self.audit_revoke(c, &owners.join(","), &ids.join(","), &outcome);
         outcome
     }
 
-    fn revoke_inner(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {
+    /// `owners` collects the owners' names, for the audit line.
+    fn revoke_inner(
+        &self,
+        c: &Caller,
+        ids: &[String],
+        owners: &mut Vec<String>,
+    ) -> Result<Vec<String>> {
         if ids.is_empty() || ids.len() > MAX_IDS {
             return Err(KeysError::InvalidArgument(format!(
                 "give between 1 and {MAX_IDS} key ids"
@@ -226,6 +236,7 @@ impl KeyService {
             let key = self
                 .key_by_id(id)?
                 .ok_or_else(|| KeysError::NotFound(format!("no key with id {id}")))?;
+            owners.push(key.owner_name.clone());
             if !policy::may_revoke(c.uid, admin, key.owner_uid) {
                 return Err(KeysError::Denied(format!(
                     "key {id} belongs to another user"
@@ -255,12 +266,11 @@ impl KeyService {
                 .revoke_owner(Some(uid), self.revoke_by(c, "revoked-all"))
                 .map_err(store_error)
         })();
-        self.audit_revoke(
-            c,
-            "user",
-            if user.is_empty() { "self" } else { user },
-            &outcome,
-        );
+        let owner = match user {
+            "" => self.caller_name(c),
+            named => named.to_string(),
+        };
+        self.audit_revoke(c, &owner, "all", &outcome);
         outcome
     }
 
@@ -274,7 +284,7 @@ impl KeyService {
                 "only administrators may revoke every key on the host".into(),
             ))
         };
-        self.audit_revoke(c, "scope", "site", &outcome);
+        self.audit_revoke(c, "*", "site", &outcome);
         outcome
     }
 
@@ -424,12 +434,19 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> VerifyAnswer {
+        // A user name that is itself a key must not reach the log (S11).
+        let user_for_log = if Token::parse(user.as_bytes()).is_ok() {
+            "(an API key)"
+        } else {
+            user
+        };
         let scope = self.verifier_scope(c);
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
         {
             let line = Line::new("verify")
                 .num("caller_uid", c.uid)
+                .field("user", user_for_log)
                 .field("service", service)
                 .field("rhost", rhost)
                 .field("outcome", e.short_name())
@@ -443,7 +460,7 @@ impl KeyService {
         let now = self.host.now();
         let line = Line::new("verify")
             .num("caller_uid", c.uid)
-            .field("user", user)
+            .field("user", user_for_log)
             .field("service", service)
             .field("rhost", rhost);
         match self.verify_inner(token, user, service, rhost, now) {
@@ -825,16 +842,29 @@ impl KeyService {
         }
     }
 
-    fn audit_revoke(&self, c: &Caller, what: &str, target: &str, outcome: &Result<Vec<String>>) {
-        let mut line = Line::new("revoke")
+    /// `user` is whose keys (`*` for the whole site), `requested` the ids
+    /// asked for or `all`/`site`; `key` lists what was actually revoked.
+    fn audit_revoke(&self, c: &Caller, user: &str, requested: &str, outcome: &Result<Vec<String>>) {
+        let line = Line::new("revoke")
             .num("caller_uid", c.uid)
             .num("caller_pid", c.pid)
-            .field(what, target);
-        line = match outcome {
-            Ok(ids) => line.field("keys", &ids.join(",")).field("outcome", "ok"),
-            Err(e) => line.field("outcome", e.short_name()).warn(),
+            .field("user", user)
+            .field("requested", requested);
+        let line = match outcome {
+            Ok(ids) => line.field("key", &ids.join(",")).field("outcome", "ok"),
+            Err(e) => line
+                .field("key", "")
+                .field("outcome", e.short_name())
+                .warn(),
         };
         self.audit.log(&line);
+    }
+
+    fn caller_name(&self, c: &Caller) -> String {
+        match self.host.account_by_uid(c.uid) {
+            Lookup::Found(a) => a.name,
+            _ => format!("uid {}", c.uid),
+        }
     }
 
     fn info(&self, k: &KeyRecord, policy: &Policy) -> KeyInfo {
