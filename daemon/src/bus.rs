@@ -174,6 +174,20 @@ impl Keys1 {
         self.run(&header, move |s, c| s.status(c)).await
     }
 
+    async fn check_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: String,
+        user: String,
+        service: String,
+        rhost: String,
+    ) -> Result<(), KeysError> {
+        self.run(&header, move |s, c| {
+            s.check_key(c, &id, &user, &service, &rhost)
+        })
+        .await
+    }
+
     async fn verify(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -530,13 +530,8 @@ impl KeyService {
             Ok(None) => return Err(("unknown-key", None)),
             Err(_) => return Err(("store-error", None)),
         };
-        let policy = self
-            .policy()
-            .map_err(|_| ("store-error", Some(key.id.clone())))?;
-        let refuse = |r: &'static str| (r, Some(key.id.clone()));
-        policy::check_key(&key, now, &policy, &self.cfg.key_services, user, service)
-            .map_err(|r: KeyRefusal| refuse(r.as_str()))?;
-        self.check_owner_account(&key, now).map_err(refuse)?;
+        self.accept_key(&key, user, service, now)
+            .map_err(|r| (r, Some(key.id.clone())))?;
         self.usage.record(KeyUse {
             key_id: key.id.clone(),
             at: now,
@@ -544,6 +539,63 @@ impl KeyService {
             rhost: rhost.to_string(),
         });
         Ok(key)
+    }
+
+    /// Everything a stored key must pass to log `user` in to `service`:
+    /// its own state and scope, then its owner's account.
+    fn accept_key(
+        &self,
+        key: &KeyRecord,
+        user: &str,
+        service: &str,
+        now: i64,
+    ) -> std::result::Result<(), &'static str> {
+        let policy = self.policy().map_err(|_| "store-error")?;
+        policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
+            .map_err(KeyRefusal::as_str)?;
+        self.check_owner_account(key, now)
+    }
+
+    /// The account step of a key login (pam_apikey's acct_mgmt): the key
+    /// that authenticated moments ago, by id, must still be good, so a
+    /// revocation in between stops the login. Same callers as Verify.
+    pub fn check_key(
+        &self,
+        c: &Caller,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<()> {
+        let scope = self.verifier_scope(c);
+        policy::may_verify_for(&scope, service)
+            .and_then(|_| check_verify_fields(user, service, rhost))?;
+        let now = self.host.now();
+        let outcome = match self.key_by_id(id)? {
+            None => Err("unknown-key"),
+            Some(key) => self.accept_key(&key, user, service, now),
+        };
+        let line = Line::new("account-check")
+            .num("caller_uid", c.uid)
+            .field("user", user)
+            .field("service", service)
+            .field("rhost", rhost)
+            .field("key", id);
+        match outcome {
+            Ok(()) => {
+                self.audit.log(&line.field("outcome", "ok"));
+                Ok(())
+            }
+            Err(reason) => {
+                self.audit.log(
+                    &line
+                        .field("outcome", "refused")
+                        .field("reason", reason)
+                        .warn(),
+                );
+                Err(KeysError::Refused("the key is no longer accepted".into()))
+            }
+        }
     }
 
     /// S8: the account must still exist under the same name, be neither

@@ -780,3 +780,30 @@ fn a_recent_key_login_marks_the_session_it_opens() {
         .unwrap();
     assert_eq!(w.session(&w.open(&pam, "alice", "").unwrap()).key_id, None);
 }
+
+#[test]
+fn the_account_step_sees_a_revocation_made_after_authentication() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.verify(t.as_str(), "alice").unwrap();
+    let check = |user: &str| {
+        w.svc
+            .check_key(&w.root(), &info.id, user, "sshd", "10.0.0.1")
+    };
+    assert!(check("alice").is_ok());
+    assert!(matches!(check("bob"), Err(KeysError::Refused(_))));
+    assert!(matches!(
+        w.svc.check_key(&w.alice(), &info.id, "alice", "sshd", ""),
+        Err(KeysError::Denied(_))
+    ));
+    w.svc
+        .revoke(&w.alice(), std::slice::from_ref(&info.id))
+        .unwrap();
+    assert!(matches!(check("alice"), Err(KeysError::Refused(_))));
+    assert!(matches!(
+        w.svc
+            .check_key(&w.root(), "nothere00000", "alice", "sshd", ""),
+        Err(KeysError::Refused(_))
+    ));
+}

@@ -171,8 +171,10 @@ fn authenticated_key(pam: &dyn Pam) -> Option<String> {
 }
 
 /// Denies a user name that is still the mapping name: nothing should log
-/// in as "apikey" unless such an account really exists (S9).
-pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args) -> Code {
+/// in as "apikey" unless such an account really exists (S9). After a key
+/// login, asks the daemon whether that key is still good, so a key revoked
+/// between authentication and this step does not get in.
+pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
     let map_name = args.map_user.as_deref().unwrap_or(DEFAULT_MAP_NAME);
     let user = pam.user().unwrap_or_default();
     if user == map_name.as_bytes() && !pam.account_exists(map_name) {
@@ -182,10 +184,25 @@ pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args) -> Code {
         );
         return Code::PermDenied;
     }
-    if authenticated_key(pam).is_some() {
-        Code::Success
-    } else {
-        Code::Ignore
+    let Some(key_id) = authenticated_key(pam) else {
+        return Code::Ignore;
+    };
+    let user = String::from_utf8_lossy(&user).into_owned();
+    let service = pam.service().unwrap_or_default();
+    let rhost = pam.rhost().unwrap_or_default();
+    match connect(args).and_then(|mut d| d.check_key(&key_id, &user, &service, &rhost)) {
+        Ok(()) => Code::Success,
+        Err(DaemonError::Refused) => {
+            pam.log(
+                Level::Warning,
+                &format!("denied: key {key_id} is no longer accepted"),
+            );
+            Code::PermDenied
+        }
+        Err(DaemonError::Unavailable(why)) => {
+            pam.log(Level::Err, &format!("cannot check key {key_id}: {why}"));
+            Code::AuthinfoUnavail
+        }
     }
 }
 

@@ -81,6 +81,7 @@ impl Pam for FakePam {
 struct FakeDaemon {
     calls: Rc<RefCell<Vec<String>>>,
     verify: Result<(String, String), DaemonError>,
+    check: Result<(), DaemonError>,
 }
 
 impl Daemon for FakeDaemon {
@@ -96,6 +97,18 @@ impl Daemon for FakeDaemon {
             .borrow_mut()
             .push(format!("verify {shown} {user} {service} {rhost}"));
         self.verify.clone()
+    }
+    fn check_key(
+        &mut self,
+        id: &str,
+        user: &str,
+        service: &str,
+        _rhost: &str,
+    ) -> Result<(), DaemonError> {
+        self.calls
+            .borrow_mut()
+            .push(format!("check {id} {user} {service}"));
+        self.check.clone()
     }
     fn open_session(
         &mut self,
@@ -135,6 +148,7 @@ fn setup(service: &str, user: &str, password: &[u8]) -> Setup {
         daemon: FakeDaemon {
             calls: Rc::default(),
             verify: Ok(("alice".into(), "Kid000000001".into())),
+            check: Ok(()),
         },
         connects: Rc::default(),
         args: Args::default(),
@@ -297,18 +311,29 @@ fn a_user_name_that_is_a_key_is_reported_and_refused() {
 #[test]
 fn account_step_denies_the_unmapped_name() {
     let mut s = setup("vsftpd", "apikey", b"");
-    assert_eq!(core::acct_mgmt(&mut s.pam, &s.args), Code::PermDenied);
+    assert_eq!(s.run(core::acct_mgmt), Code::PermDenied);
     s.pam.accounts = vec!["apikey".into()];
-    assert_eq!(core::acct_mgmt(&mut s.pam, &s.args), Code::Ignore);
+    assert_eq!(s.run(core::acct_mgmt), Code::Ignore);
+    assert_eq!(s.connects(), 0);
+    let mut plain = setup("sshd", "alice", b"");
+    assert_eq!(core::setcred(&mut plain.pam), Code::Ignore);
+}
+
+#[test]
+fn account_step_rechecks_the_key() {
     let mut keyed = setup("sshd", "alice", b"");
     keyed
         .pam
         .env
         .insert(KEY_ID_ENV.into(), "Kid000000001".into());
-    assert_eq!(core::acct_mgmt(&mut keyed.pam, &keyed.args), Code::Success);
+    assert_eq!(keyed.run(core::acct_mgmt), Code::Success);
+    assert_eq!(keyed.calls(), vec!["check Kid000000001 alice sshd"]);
     assert_eq!(core::setcred(&mut keyed.pam), Code::Success);
-    let mut plain = setup("sshd", "alice", b"");
-    assert_eq!(core::setcred(&mut plain.pam), Code::Ignore);
+    // Revoked between authenticate and acct_mgmt.
+    keyed.daemon.check = Err(DaemonError::Refused);
+    assert_eq!(keyed.run(core::acct_mgmt), Code::PermDenied);
+    keyed.daemon.check = Err(DaemonError::Unavailable("down".into()));
+    assert_eq!(keyed.run(core::acct_mgmt), Code::AuthinfoUnavail);
 }
 
 #[test]

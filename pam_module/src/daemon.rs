@@ -28,6 +28,14 @@ pub trait Daemon {
         service: &str,
         rhost: &str,
     ) -> Result<(String, String), DaemonError>;
+    /// Is key `id`, which authenticated this login, still good?
+    fn check_key(
+        &mut self,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(), DaemonError>;
     fn open_session(
         &mut self,
         user: &str,
@@ -112,6 +120,17 @@ impl Daemon for BusDaemon {
                 "Verify gave an unexpected reply".into(),
             )),
         }
+    }
+
+    fn check_key(
+        &mut self,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(), DaemonError> {
+        self.call("CheckKey", &[id, user, service, rhost])
+            .map(|_| ())
     }
 
     fn open_session(

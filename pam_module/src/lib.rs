@@ -71,7 +71,7 @@ impl PamHooks for PamApikey {
     }
 
     fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a| core::acct_mgmt(pam, a))
+        with_pam(pamh, &args, |pam, a| core::acct_mgmt(pam, a, &mut connect))
     }
 
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {

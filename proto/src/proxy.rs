@@ -63,6 +63,10 @@ pub trait Keys1 {
         rhost: &str,
     ) -> Result<(String, String), KeysError>;
 
+    /// The account step of a key login: is key `id` still good for `user`
+    /// on `service`? Same callers as Verify; `Refused` when not.
+    fn check_key(&self, id: &str, user: &str, service: &str, rhost: &str) -> Result<(), KeysError>;
+
     /// Registers the caller's own login session (root only; the PAM
     /// module's open_session). The daemon reads the audit session and
     /// login uid from the caller's /proc entry. `key_id` names the key the
