@@ -13,6 +13,7 @@ pub mod client;
 pub mod daemon;
 pub mod pam;
 pub mod run;
+pub mod services;
 pub mod skip;
 pub mod syslog;
 pub mod tmp;

@@ -1,0 +1,366 @@
+//! OpenSSH's sshd with pam_apikey in its PAM stack, and the real OpenSSH
+//! client logging in through sshpass, by keyboard-interactive and by
+//! password: a key logs its owner in, and nothing else does.
+//!
+//! The key travels in `SSHPASS` (`sshpass -e`), never in argv. sshpass
+//! exits 5 when asked for the password a second time, which is how a
+//! refusal shows: ssh asks again after a failed attempt. It also proves
+//! the stack asks only once for an accepted password.
+
+use apikey_tests::prelude::*;
+use apikey_tests::services::{Sshd, SANDBOX_PROGRAM};
+
+/// The PAM service (and argv[0]) of the test sshd; it matches the
+/// default `key_services` entry `sshd*`.
+const SERVICE: &str = "sshd-apikey";
+const METHODS: [&str; 2] = ["keyboard-interactive", "password"];
+/// sshpass: "invalid password", i.e. the server asked again.
+const SSHPASS_REFUSED: i32 = 5;
+const LOG_WAIT: Duration = Duration::from_secs(10);
+const DAY: i64 = 86400;
+
+macro_rules! require_sshd {
+    () => {
+        require!(
+            Need::World,
+            Need::Program("sshd"),
+            Need::Program("ssh"),
+            Need::Program("ssh-keygen"),
+            Need::Program("sshpass"),
+            Need::Program(SANDBOX_PROGRAM),
+        )
+    };
+}
+
+/// The stack the docs recommend for sshd: a key ends authentication
+/// (good) or the whole attempt (bad); any other password goes on to
+/// pam_unix without a second prompt.
+fn stack(bus_address: &str, extra: &str) -> String {
+    let module = apikey_tests::pam::module(bus_address, extra);
+    let plain = apikey_tests::pam::module(bus_address, "");
+    format!(
+        "auth [success=done ignore=ignore default=die] {module}\n\
+         auth required pam_unix.so try_first_pass\n\
+         account required {module}\n\
+         account required pam_unix.so\n\
+         session optional {plain}\n"
+    )
+}
+
+/// A world whose users may make keys, and an sshd using `stack`.
+fn site(world: &World) -> (PamServices, Sshd) {
+    world
+        .as_root()
+        .apikey(&["settings", "--allow-user-keys", "yes"])
+        .ok();
+    let pam = PamServices::new();
+    pam.add(SERVICE, &stack(world.bus().address(), ""));
+    let sshd = Sshd::start(&pam, SERVICE);
+    (pam, sshd)
+}
+
+fn generate(world: &World, user: &TestUser) -> String {
+    let out = world.as_user(user).logged_in().apikey(&["generate"]);
+    out.ok();
+    out.stdout_trimmed().to_string()
+}
+
+fn key_id(world: &World, user: &TestUser) -> String {
+    let keys = world
+        .block_on(world.proxy_as_root().list(user.name(), false, false))
+        .expect("List as root");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys[0].id.clone()
+}
+
+/// `ssh login@127.0.0.1 id -un` as `client`, answering every password
+/// prompt with `password`.
+fn ssh(sshd: &Sshd, client: &TestUser, method: &str, login: &str, password: &str) -> Output {
+    let mut args = vec!["-e".to_string()];
+    args.extend(sshd.ssh_args(method, login, &["id", "-un"]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    As::user(client)
+        .env("SSHPASS", password)
+        .timeout(Duration::from_secs(90))
+        .run("sshpass", &args)
+}
+
+#[track_caller]
+fn assert_logged_in(out: &Output, sshd: &Sshd, who: &str) {
+    if out.code() != 0 || out.stdout_trimmed() != who {
+        panic!(
+            "{}: expected a login as {who}, got exit {}\nstdout:\n{}\nstderr:\n{}\nsshd log:\n{}",
+            out.description,
+            out.code(),
+            out.stdout,
+            out.stderr,
+            sshd.log_text()
+        );
+    }
+}
+
+#[track_caller]
+fn assert_refused(out: &Output, sshd: &Sshd) {
+    if out.code() != SSHPASS_REFUSED || !out.stdout.is_empty() {
+        panic!(
+            "{}: expected a refusal (sshpass exit {SSHPASS_REFUSED}, no output), got exit {}\n\
+             stdout:\n{}\nstderr:\n{}\nsshd log:\n{}",
+            out.description,
+            out.code(),
+            out.stdout,
+            out.stderr,
+            sshd.log_text()
+        );
+    }
+}
+
+fn verify_lines(world: &World) -> Vec<String> {
+    world
+        .log()
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("event=verify "))
+        .collect()
+}
+
+#[test]
+fn a_key_logs_its_owner_in_and_the_login_is_audited() {
+    require_sshd!();
+    let world = World::new();
+    // No password at all: an account may log in with keys only.
+    let alice = TestUser::create("alice");
+    let (_pam, sshd) = site(&world);
+    let token = generate(&world, &alice);
+    let id = key_id(&world, &alice);
+
+    for method in METHODS {
+        let out = ssh(&sshd, &alice, method, alice.name(), &token);
+        assert_logged_in(&out, &sshd, alice.name());
+    }
+    // The `apikey_` spelling is the same key.
+    let alias = apikey_proto::Token::parse(token.as_bytes())
+        .expect("a key")
+        .alias();
+    let out = ssh(&sshd, &alice, "password", alice.name(), &alias);
+    assert_logged_in(&out, &sshd, alice.name());
+
+    let ok: Vec<String> = verify_lines(&world)
+        .into_iter()
+        .filter(|l| l.contains("outcome=\"ok\""))
+        .collect();
+    assert_eq!(ok.len(), 3, "one verify per login:\n{ok:#?}");
+    for line in &ok {
+        for field in [
+            format!("service=\"{SERVICE}\""),
+            "rhost=\"127.0.0.1\"".to_string(),
+            format!("user=\"{}\"", alice.name()),
+            format!("key=\"{id}\""),
+            "caller_uid=0".to_string(),
+        ] {
+            assert!(line.contains(&field), "{field} missing from {line}");
+        }
+    }
+    // The session is registered as opened with the key, even by
+    // keyboard-interactive, where authentication ran in a child of sshd.
+    let is_open = |l: &String| {
+        l.contains("event=session-open")
+            && l.contains(&format!("key=\"{id}\""))
+            && l.contains("outcome=\"ok\"")
+    };
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    while world.log().lines().iter().filter(|l| is_open(l)).count() < 3
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let opened: Vec<String> = world.log().lines().into_iter().filter(is_open).collect();
+    assert_eq!(opened.len(), 3, "{:#?}", world.log().lines());
+    let opened = &opened[0];
+    assert!(
+        opened.contains(&format!("service=\"{SERVICE}\"")),
+        "{opened}"
+    );
+    assert!(
+        !world
+            .log()
+            .contains(&token[apikey_proto::token::PREFIX.len()..]),
+        "the token reached the audit log"
+    );
+}
+
+#[test]
+fn another_users_key_is_refused() {
+    require_sshd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let bob = TestUser::create("bob");
+    let (_pam, sshd) = site(&world);
+    let bobs = generate(&world, &bob);
+    let bobs_id = key_id(&world, &bob);
+
+    for method in METHODS {
+        let out = ssh(&sshd, &alice, method, alice.name(), &bobs);
+        assert_refused(&out, &sshd);
+    }
+    world.log().expect(
+        "a refused verify of bob's key for alice",
+        |l| {
+            l.contains("event=verify ")
+                && l.contains(&format!("user=\"{}\"", alice.name()))
+                && l.contains(&format!("key=\"{bobs_id}\""))
+                && l.contains("outcome=\"refused\"")
+        },
+        LOG_WAIT,
+    );
+    assert!(
+        !verify_lines(&world)
+            .iter()
+            .any(|l| l.contains("outcome=\"ok\"")),
+        "{:#?}",
+        verify_lines(&world)
+    );
+    // Bob's key still works for bob.
+    let out = ssh(&sshd, &bob, "password", bob.name(), &bobs);
+    assert_logged_in(&out, &sshd, bob.name());
+}
+
+#[test]
+fn a_revoked_key_is_refused_on_the_next_attempt() {
+    require_sshd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let (_pam, sshd) = site(&world);
+    let token = generate(&world, &alice);
+    let id = key_id(&world, &alice);
+    let out = ssh(&sshd, &alice, "keyboard-interactive", alice.name(), &token);
+    assert_logged_in(&out, &sshd, alice.name());
+
+    world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["revoke", &id])
+        .ok();
+    for method in METHODS {
+        let out = ssh(&sshd, &alice, method, alice.name(), &token);
+        assert_refused(&out, &sshd);
+    }
+    world.log().expect(
+        "a verify refused as revoked",
+        |l| {
+            l.contains("event=verify ")
+                && l.contains(&format!("key=\"{id}\""))
+                && l.contains("revoked")
+                && l.contains(&format!("service=\"{SERVICE}\""))
+        },
+        LOG_WAIT,
+    );
+}
+
+#[test]
+fn an_expired_key_is_refused() {
+    require_sshd!();
+    let mut world = World::new();
+    let alice = TestUser::create("alice");
+    let (_pam, sshd) = site(&world);
+    let token = generate(&world, &alice);
+    let id = key_id(&world, &alice);
+
+    // Ten days old under a seven-day policy: the store is edited behind
+    // a stopped daemon, sshd keeps running.
+    world.daemon_mut().stop();
+    {
+        let db = rusqlite::Connection::open(world.daemon().db_path()).expect("open the store");
+        let changed = db
+            .execute(
+                "UPDATE keys SET created = created - ?1 WHERE id = ?2",
+                rusqlite::params![10 * DAY, id],
+            )
+            .expect("age the key");
+        assert_eq!(changed, 1);
+    }
+    world.daemon_mut().restart();
+    let out = ssh(&sshd, &alice, "password", alice.name(), &token);
+    assert_logged_in(&out, &sshd, alice.name());
+
+    world
+        .as_root()
+        .apikey(&["settings", "--expires", "7d"])
+        .ok();
+    for method in METHODS {
+        let out = ssh(&sshd, &alice, method, alice.name(), &token);
+        assert_refused(&out, &sshd);
+    }
+    world.log().expect(
+        "a verify refused as expired",
+        |l| {
+            l.contains("event=verify ")
+                && l.contains(&format!("key=\"{id}\""))
+                && l.contains("expired")
+        },
+        LOG_WAIT,
+    );
+}
+
+#[test]
+fn user_mapping_is_refused_inside_sshd() {
+    require_sshd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    // An existing account as the mapping name: without it sshd itself
+    // never hands the module the password of an unknown user (it swaps
+    // in a known-bad one), so the module's own refusal would go untested.
+    let carol = TestUser::create("carol");
+    world
+        .as_root()
+        .apikey(&["settings", "--allow-user-keys", "yes"])
+        .ok();
+    let token = generate(&world, &alice);
+    let pam = PamServices::new();
+    pam.add(SERVICE, &stack(world.bus().address(), "map_user"));
+    pam.add(
+        "sshd-mapped",
+        &stack(world.bus().address(), &format!("map_user={}", carol.name())),
+    );
+    let sshd = Sshd::start(&pam, SERVICE);
+    let mapped = Sshd::start(&pam, "sshd-mapped");
+
+    for method in METHODS {
+        // LabKey's `login apikey`: no such account here.
+        let out = ssh(&sshd, &alice, method, "apikey", &token);
+        assert_refused(&out, &sshd);
+        let out = ssh(&mapped, &alice, method, carol.name(), &token);
+        assert_refused(&out, &mapped);
+    }
+    assert!(
+        verify_lines(&world).is_empty(),
+        "a mapped key must be refused before it is offered to the daemon:\n{:#?}",
+        verify_lines(&world)
+    );
+    // The same stacks still log the owner in under her own name.
+    let out = ssh(&sshd, &alice, "keyboard-interactive", alice.name(), &token);
+    assert_logged_in(&out, &sshd, alice.name());
+    let out = ssh(&mapped, &alice, "password", alice.name(), &token);
+    assert_logged_in(&out, &mapped, alice.name());
+}
+
+#[test]
+fn the_account_password_still_works_with_one_prompt() {
+    require_sshd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let password = "correct-Horse-7-battery";
+    alice.set_password(password);
+    let (_pam, sshd) = site(&world);
+
+    for method in METHODS {
+        let out = ssh(&sshd, &alice, method, alice.name(), password);
+        assert_logged_in(&out, &sshd, alice.name());
+        let out = ssh(&sshd, &alice, method, alice.name(), "wrong-password");
+        assert_refused(&out, &sshd);
+    }
+    assert!(
+        verify_lines(&world).is_empty(),
+        "a password that is not a key never reaches the daemon:\n{:#?}",
+        verify_lines(&world)
+    );
+}
