@@ -37,8 +37,10 @@ impl PamServices {
     /// `bwrap` arguments that run a program with this directory as
     /// /etc/pam.d; put the program and its arguments after them.
     pub fn bwrap_args(&self) -> Vec<String> {
+        // --dev-bind: a plain --bind remounts /dev nodev, and programs that
+        // open /dev/null (sshd) then fail.
         vec![
-            "--bind".into(),
+            "--dev-bind".into(),
             "/".into(),
             "/".into(),
             "--bind".into(),
