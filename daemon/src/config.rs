@@ -56,7 +56,7 @@ impl Default for RawThrottle {
     fn default() -> Self {
         RawThrottle {
             free_failures: 10,
-            max_delay: "8s".into(),
+            max_delay: "2s".into(),
             forget_after: "15m".into(),
         }
     }

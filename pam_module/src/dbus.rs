@@ -64,7 +64,7 @@ impl Client {
     pub fn connect(address: &str, deadline: Instant) -> Result<Client, BusError> {
         let path = unix_path(address)
             .ok_or_else(|| BusError::Unavailable(format!("unsupported bus address {address}")))?;
-        let stream = UnixStream::connect(path)
+        let stream = connect_by(path, deadline)
             .map_err(|e| BusError::Unavailable(format!("cannot connect to {path}: {e}")))?;
         let mut client = Client {
             stream,
@@ -205,6 +205,59 @@ impl Client {
         whole.extend_from_slice(&rest);
         decode_reply(&whole, big, fixed[1], header_len, fields_len)
     }
+}
+
+/// A blocking connect that gives up at `deadline`: a bus that listens but
+/// accepts nothing (a full queue) would otherwise hold the login forever.
+/// Linux bounds the wait for the peer by the socket's send timeout.
+fn connect_by(path: &str, deadline: Instant) -> std::io::Result<UnixStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: plain socket calls on a descriptor owned by `fd` from here on.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let timeout = libc::timeval {
+        tv_sec: left.as_secs() as libc::time_t,
+        tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
+    };
+    let rc = unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &timeout as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let rc = unsafe {
+        libc::connect(
+            raw,
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(UnixStream::from(fd))
 }
 
 const MSG_METHOD_CALL: u8 = 1;

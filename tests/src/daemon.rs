@@ -73,7 +73,7 @@ impl Default for DaemonConfig {
             min_free_disk_mb: 64,
             throttle: Throttle {
                 free_failures: 10,
-                max_delay: "8s".into(),
+                max_delay: "2s".into(),
                 forget_after: "15m".into(),
             },
             verifier_groups: vec![("apikey-auth".into(), vec!["nginx*".into()])],
@@ -442,7 +442,7 @@ min_free_disk_mb = 64
 
 [throttle]
 free_failures = 10
-max_delay = \"8s\"
+max_delay = \"2s\"
 forget_after = \"15m\"
 
 [verifier_groups]
