@@ -74,3 +74,17 @@ pub fn module(bus_address: &str, extra: &str) -> String {
     .trim_end()
     .to_string()
 }
+
+/// The stack docs/pam.md recommends for sshd and vsftpd: a good key ends
+/// authentication, a refused key ends the attempt, any other password goes
+/// on to pam_unix without a second prompt; the account step re-checks the
+/// key and the session is registered. `module` is a [`module`] line.
+pub fn key_or_password_stack(module: &str) -> String {
+    format!(
+        "auth [success=done ignore=ignore default=die] {module}\n\
+         auth required pam_unix.so try_first_pass\n\
+         account required pam_unix.so\n\
+         account required {module}\n\
+         session optional {module}\n"
+    )
+}

@@ -130,6 +130,21 @@ impl World {
 
     /// A proxy for `org.apikey.Keys1` over a fresh root connection. Call
     /// methods with `world.block_on(proxy.status())`.
+    /// "Let users create API keys", set through the bus as root.
+    pub fn allow_user_keys(&self) {
+        let settings = self
+            .block_on(self.proxy_as_root().set_settings("yes", "", "", ""))
+            .expect("SetSettings as root");
+        assert!(settings.allow_user_keys);
+    }
+
+    /// Active long-lived keys of `user` as the daemon reports them to
+    /// root: independent of the CLI under test.
+    pub fn keys_of(&self, user: &str) -> Vec<apikey_proto::KeyInfo> {
+        self.block_on(self.proxy_as_root().list(user, false, false))
+            .unwrap_or_else(|e| panic!("List({user}) as root: {e}"))
+    }
+
     pub fn proxy_as_root(&self) -> Keys1Proxy<'static> {
         let conn = self.root_connection();
         self.rt

@@ -11,20 +11,6 @@ const REFUSED: i32 = 1;
 const USAGE: i32 = 2;
 const DENIED: i32 = 77;
 
-fn allow_user_keys(world: &World) {
-    world
-        .block_on(world.proxy_as_root().set_settings("yes", "", "", ""))
-        .expect("SetSettings as root");
-}
-
-/// Active long-lived keys of `user`, as the daemon reports them to root;
-/// independent of the CLI under test.
-fn keys_of(world: &World, user: &str) -> Vec<KeyInfo> {
-    world
-        .block_on(world.proxy_as_root().list(user, false, false))
-        .unwrap_or_else(|e| panic!("List({user}) as root: {e}"))
-}
-
 fn all_keys(world: &World) -> Vec<KeyInfo> {
     world
         .block_on(world.proxy_as_root().list("", true, false))
@@ -116,7 +102,7 @@ fn a_regular_user_may_not_touch_other_users_keys_or_the_site() {
     let alice = TestUser::create("alice");
     let bob = TestUser::create("bob");
     let bob_token = key_for(&world, &bob);
-    let bob_id = keys_of(&world, bob.name())[0].id.clone();
+    let bob_id = world.keys_of(bob.name())[0].id.clone();
     let as_alice = world.as_user(&alice).logged_in();
 
     let out = as_alice.apikey(&["list", "--user", bob.name()]);
@@ -162,7 +148,7 @@ fn a_regular_user_may_not_touch_other_users_keys_or_the_site() {
     as_alice.apikey(&["settings"]).ok();
 
     // Nothing of the above had an effect.
-    assert_eq!(keys_of(&world, bob.name()).len(), 1);
+    assert_eq!(world.keys_of(bob.name()).len(), 1);
     assert!(root_accepts(&world, &bob_token, bob.name()));
     let settings = world
         .block_on(world.proxy_as_root().get_settings())
@@ -190,7 +176,7 @@ fn an_administrator_may_do_all_of_it(
     alice: &TestUser,
 ) {
     let bob_token = key_for(world, bob);
-    let bob_id = keys_of(world, bob.name())[0].id.clone();
+    let bob_id = world.keys_of(bob.name())[0].id.clone();
 
     let out = admin.apikey(&["list", "--user", bob.name(), "--json"]);
     assert_eq!(ids(&out.ok().json()), vec![bob_id.clone()]);
@@ -222,7 +208,7 @@ fn an_administrator_may_do_all_of_it(
 
     admin.apikey(&["revoke", &bob_id]).ok();
     assert!(!root_accepts(world, &bob_token, bob.name()));
-    assert!(keys_of(world, bob.name()).is_empty());
+    assert!(world.keys_of(bob.name()).is_empty());
 
     let first = key_for(world, bob);
     let second = key_for(world, bob);
@@ -291,7 +277,7 @@ fn users_need_the_policy_to_generate_but_administrators_do_not() {
         .ok();
     let token = token_of(&world.as_user(&alice).logged_in().apikey(&["generate"]));
     assert!(root_accepts(&world, &token, alice.name()));
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
 }
 
 #[test]
@@ -304,9 +290,9 @@ fn a_verifier_group_verifies_only_for_its_services() {
     let www = TestUser::create("www");
     let bob = TestUser::create("bob");
     verifiers.add_member(&www);
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let token = token_of(&world.as_user(&alice).logged_in().apikey(&["generate"]));
-    let id = keys_of(&world, alice.name())[0].id.clone();
+    let id = world.keys_of(alice.name())[0].id.clone();
 
     // A verifier is a service, not a logged-in person.
     let as_www = world.as_user(&www);
@@ -360,7 +346,7 @@ fn hidden_keys_can_still_be_revoked_by_their_owner() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     world
         .as_root()
         .apikey(&["settings", "--users-see-own", "no"])
@@ -376,12 +362,12 @@ fn hidden_keys_can_still_be_revoked_by_their_owner() {
     as_alice.apikey(&["list", "--json"]).assert_code(REFUSED);
 
     // By id, learnt elsewhere (the note at generation, the audit log).
-    let first_id = keys_of(&world, alice.name())[0].id.clone();
+    let first_id = world.keys_of(alice.name())[0].id.clone();
     as_alice.apikey(&["revoke", &first_id]).ok();
-    assert_eq!(keys_of(&world, alice.name()).len(), 2);
+    assert_eq!(world.keys_of(alice.name()).len(), 2);
 
     as_alice.apikey(&["revoke", "--all"]).ok();
-    assert!(keys_of(&world, alice.name()).is_empty());
+    assert!(world.keys_of(alice.name()).is_empty());
     for token in &tokens {
         assert!(!root_accepts(&world, token, alice.name()));
     }
@@ -393,7 +379,7 @@ fn keys_come_only_from_a_login_session_of_ones_own() {
     let world = World::new();
     let alice = TestUser::create("alice");
     let bob = TestUser::create("bob");
-    allow_user_keys(&world);
+    world.allow_user_keys();
 
     // cron, a service, a container shell: no loginuid at all.
     let out = world.as_user(&alice).apikey(&["generate"]);
@@ -418,13 +404,13 @@ fn keys_come_only_from_a_login_session_of_ones_own() {
     // Premise: the same users get keys when logged in as themselves.
     token_of(&world.as_user(&alice).logged_in().apikey(&["generate"]));
     token_of(&world.as_user(&bob).logged_in().apikey(&["generate"]));
-    let bob_id = keys_of(&world, bob.name())[0].id.clone();
+    let bob_id = world.keys_of(bob.name())[0].id.clone();
     world
         .as_user(&bob)
         .logged_in_as(alice.uid())
         .apikey(&["rotate", &bob_id])
         .assert_code(REFUSED);
-    assert_eq!(keys_of(&world, bob.name())[0].id, bob_id, "rotated anyway");
+    assert_eq!(world.keys_of(bob.name())[0].id, bob_id, "rotated anyway");
 }
 
 #[test]
@@ -439,7 +425,7 @@ fn an_administrator_under_sudo_makes_keys_for_a_service_account() {
     assert_refused(&sudo.apikey(&["generate"]), REFUSED, "sudo");
 
     let token = token_of(&sudo.apikey(&["generate", "--user", svc.name(), "--name", "deploy"]));
-    let keys = keys_of(&world, svc.name());
+    let keys = world.keys_of(svc.name());
     assert_eq!(keys.len(), 1, "{keys:?}");
     let key = &keys[0];
     assert_eq!((key.user.as_str(), key.uid), (svc.name(), svc.uid()));
@@ -477,7 +463,7 @@ fn an_administrator_under_sudo_makes_keys_for_a_service_account() {
         REFUSED,
         "login session",
     );
-    assert_eq!(keys_of(&world, svc.name()).len(), 1);
+    assert_eq!(world.keys_of(svc.name()).len(), 1);
 }
 
 #[test]
@@ -491,7 +477,7 @@ fn root_gets_no_keys_unless_allowed() {
 
     world.reconfigure(|c| c.allow_system_accounts = vec!["root".into()]);
     let token = token_of(&world.as_root().logged_in().apikey(&["generate"]));
-    assert_eq!(keys_of(&world, "root").len(), 1);
+    assert_eq!(world.keys_of("root").len(), 1);
     assert!(root_accepts(&world, &token, "root"));
 }
 
@@ -500,10 +486,10 @@ fn a_key_narrowed_to_nginx_works_only_there() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let as_alice = world.as_user(&alice).logged_in();
     let token = token_of(&as_alice.apikey(&["generate", "--services", "nginx"]));
-    let keys = keys_of(&world, alice.name());
+    let keys = world.keys_of(alice.name());
     assert_eq!(keys[0].services, vec!["nginx".to_string()]);
 
     let root = world.as_root();
@@ -530,5 +516,5 @@ fn a_key_narrowed_to_nginx_works_only_there() {
     as_alice
         .apikey(&["generate", "--services", "bad service"])
         .assert_code(USAGE);
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
 }

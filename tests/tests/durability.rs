@@ -22,14 +22,6 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn allow_user_keys(world: &World) {
-    let proxy = world.proxy_as_root();
-    let settings = world
-        .block_on(proxy.set_settings("yes", "", "", ""))
-        .expect("SetSettings");
-    assert!(settings.allow_user_keys);
-}
-
 /// `apikey generate --json` (or `rotate ID --json`) by `user`, logged in:
 /// (id, token).
 fn cli_key(world: &World, user: &TestUser, args: &[&str]) -> (String, String) {
@@ -472,7 +464,7 @@ fn tokens_reach_neither_the_store_nor_the_logs() {
     require!(Need::World);
     let mut world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let proxy = world.proxy_as_root();
     let refused = |answer: Result<(String, String), KeysError>, what: &str| match answer {
         Err(KeysError::Refused(_)) => {}
@@ -555,7 +547,7 @@ fn verify_audit_lines_name_every_field() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let (id, token) = cli_key(&world, &alice, &["generate"]);
     let proxy = world.proxy_as_root();
     world
@@ -601,7 +593,7 @@ fn key_event_audit_lines_name_every_field() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let (id, _token) = cli_key(&world, &alice, &["generate", "--services", "sshd"]);
     let proxy = world.proxy_as_root();
     world
@@ -742,7 +734,7 @@ fn store_files_are_private_when_the_daemon_creates_them() {
     let db_for_config = db.clone();
     let world = World::with_config(move |c| c.database = Some(db_for_config));
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     cli_key(&world, &alice, &["generate"]);
     let mode = |p: &Path| {
         let meta = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -793,7 +785,7 @@ fn last_used_survives_shutdown() {
     require!(Need::World);
     let mut world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let (id, token) = cli_key(&world, &alice, &["generate", "--services", "sshd"]);
     let before = now();
     let proxy = world.proxy_as_root();

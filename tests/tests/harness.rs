@@ -375,7 +375,7 @@ fn daemon_config_is_valid_toml() {
     );
     let value: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(value["max_keys_per_user"].as_integer(), Some(100));
-    assert_eq!(value["throttle"]["max_delay"].as_str(), Some("8s"));
+    assert_eq!(value["throttle"]["max_delay"].as_str(), Some("2s"));
     assert_eq!(
         value["verifier_groups"]["www-data"][1].as_str(),
         Some("odd\"name")

@@ -5,27 +5,13 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Instant;
 
-use apikey_proto::{KeyInfo, Token};
+use apikey_proto::Token;
 use apikey_tests::prelude::*;
 
 const REFUSED: i32 = 1;
 const USAGE: i32 = 2;
 const UNREACHABLE: i32 = 69;
 const DAY: i64 = 86400;
-
-fn allow_user_keys(world: &World) {
-    world
-        .block_on(world.proxy_as_root().set_settings("yes", "", "", ""))
-        .expect("SetSettings as root");
-}
-
-/// Active long-lived keys of `user` as the daemon reports them to root;
-/// independent of the CLI under test.
-fn keys_of(world: &World, user: &str) -> Vec<KeyInfo> {
-    world
-        .block_on(world.proxy_as_root().list(user, false, false))
-        .unwrap_or_else(|e| panic!("List({user}) as root: {e}"))
-}
 
 /// The token a successful `generate` or `rotate` printed: alone, and
 /// key-shaped.
@@ -116,7 +102,7 @@ fn generate_verify_revoke() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let out = world
         .as_user(&alice)
         .logged_in()
@@ -127,7 +113,7 @@ fn generate_verify_revoke() {
         "the one-time warning goes to stderr:\n{}",
         out.stderr
     );
-    let keys = keys_of(&world, alice.name());
+    let keys = world.keys_of(alice.name());
     assert_eq!(keys.len(), 1);
     let id = keys[0].id.clone();
     assert!(!token.contains(&id), "the public id is part of the secret");
@@ -155,7 +141,7 @@ fn generate_verify_revoke() {
         "a first refusal is not throttled"
     );
     assert!(!accepted(&world, &alias, alice.name(), "sshd"));
-    assert!(keys_of(&world, alice.name()).is_empty());
+    assert!(world.keys_of(alice.name()).is_empty());
 
     let refusal = world.log().expect(
         "for the revoked key",
@@ -176,13 +162,13 @@ fn rotate_replaces_the_key_and_keeps_its_name_and_scope() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let old = generate(
         &world,
         &alice,
         &["--name", "ci", "--services", "sshd,nginx*"],
     );
-    let before = keys_of(&world, alice.name()).remove(0);
+    let before = world.keys_of(alice.name()).remove(0);
     assert!(accepted(&world, &old, alice.name(), "sshd"));
 
     let new = token_of(
@@ -201,7 +187,7 @@ fn rotate_replaces_the_key_and_keeps_its_name_and_scope() {
         "scope kept"
     );
 
-    let keys = keys_of(&world, alice.name());
+    let keys = world.keys_of(alice.name());
     assert_eq!(keys.len(), 1, "{keys:?}");
     let after = &keys[0];
     assert_ne!(after.id, before.id);
@@ -223,10 +209,10 @@ fn a_tightened_expiry_policy_caps_existing_keys() {
     require!(Need::World);
     let mut world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let token = generate(&world, &alice, &[]);
-    let id = keys_of(&world, alice.name())[0].id.clone();
-    assert_eq!(keys_of(&world, alice.name())[0].expires, 0, "policy never");
+    let id = world.keys_of(alice.name())[0].id.clone();
+    assert_eq!(world.keys_of(alice.name())[0].expires, 0, "policy never");
 
     world.daemon_mut().stop();
     {
@@ -253,7 +239,7 @@ fn a_tightened_expiry_policy_caps_existing_keys() {
         !accepted(&world, &token, alice.name(), "sshd"),
         "created ten days ago, the policy now says seven"
     );
-    let key = keys_of(&world, alice.name()).remove(0);
+    let key = world.keys_of(alice.name()).remove(0);
     assert_eq!(key.expires, key.created + 7 * DAY);
     assert!(key.expires < now());
 
@@ -279,12 +265,12 @@ fn a_tightened_expiry_policy_caps_existing_keys() {
         .logged_in()
         .apikey(&["generate", "--expires", "never"])
         .assert_code(REFUSED);
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
     let fresh = generate(&world, &alice, &["--expires", "7d"]);
     assert!(accepted(&world, &fresh, alice.name(), "sshd"));
     let fresh = generate(&world, &alice, &[]);
     assert!(accepted(&world, &fresh, alice.name(), "sshd"));
-    let keys = keys_of(&world, alice.name());
+    let keys = world.keys_of(alice.name());
     assert_eq!(keys.len(), 3);
     for key in &keys {
         assert_eq!(key.expires, key.created + 7 * DAY, "{key:?}");
@@ -296,7 +282,7 @@ fn locked_and_expired_accounts_are_refused() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let token = generate(&world, &alice, &[]);
     // A bare "!" (no password) is usual for such accounts and no lock.
     assert!(accepted(&world, &token, alice.name(), "sshd"));
@@ -313,7 +299,7 @@ fn locked_and_expired_accounts_are_refused() {
     alice.unexpire();
     assert!(accepted(&world, &token, alice.name(), "sshd"));
     // Refused, not revoked: the account came back and so did the key.
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
 }
 
 #[test]
@@ -321,7 +307,7 @@ fn a_deleted_account_has_its_keys_revoked_for_good() {
     require!(Need::World);
     let world = World::new();
     let bob = TestUser::create("bob");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let token = generate(&world, &bob, &[]);
     let second = generate(&world, &bob, &["--services", "nginx"]);
     let name = bob.name().to_string();
@@ -358,7 +344,7 @@ fn the_quota_stops_the_third_key_and_writes_nothing() {
     let world = World::with_config(|c| c.max_keys_per_user = 2);
     let alice = TestUser::create("alice");
     let bob = TestUser::create("bob");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     generate(&world, &alice, &[]);
     generate(&world, &alice, &[]);
 
@@ -369,7 +355,7 @@ fn the_quota_stops_the_third_key_and_writes_nothing() {
 
     // Per user, and active keys only.
     generate(&world, &bob, &[]);
-    let first = keys_of(&world, alice.name())[0].id.clone();
+    let first = world.keys_of(alice.name())[0].id.clone();
     world
         .as_user(&alice)
         .logged_in()
@@ -391,7 +377,7 @@ fn a_flood_of_bad_keys_does_not_lock_out_a_valid_one() {
         c.throttle.max_delay = "1s".into();
     });
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let token = generate(&world, &alice, &[]);
     let user = alice.name().to_string();
     let attacker = world.proxy_as_root();
@@ -507,7 +493,7 @@ fn generate_writes_netrc_and_prints_no_secret() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let as_alice = world.as_user(&alice).logged_in();
     // Other entries are left alone.
     let netrc = alice.home().join(".netrc");
@@ -587,7 +573,7 @@ fn generate_refuses_a_netrc_that_is_a_symlink_and_keeps_no_key() {
     let world = World::new();
     let alice = TestUser::create("alice");
     let svc = TestUser::create("svc");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let as_alice = world.as_user(&alice).logged_in();
     generate(&world, &alice, &[]);
     as_alice
@@ -612,7 +598,7 @@ fn generate_refuses_a_netrc_that_is_a_symlink_and_keeps_no_key() {
         .file_type()
         .is_symlink());
     assert_eq!(
-        keys_of(&world, alice.name()).len(),
+        world.keys_of(alice.name()).len(),
         1,
         "a key that reached no file must not stay valid"
     );
@@ -633,7 +619,7 @@ fn generate_refuses_a_netrc_that_is_a_symlink_and_keeps_no_key() {
         &as_alice.apikey(&["generate", "--netrc", "example.test"]),
         ".netrc",
     );
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
 
     // Usage errors, before any key is made.
     world
@@ -644,8 +630,8 @@ fn generate_refuses_a_netrc_that_is_a_symlink_and_keeps_no_key() {
     as_alice
         .apikey(&["generate", "--netrc-login", "apikey"])
         .assert_code(USAGE);
-    assert!(keys_of(&world, svc.name()).is_empty());
-    assert_eq!(keys_of(&world, alice.name()).len(), 1);
+    assert!(world.keys_of(svc.name()).is_empty());
+    assert_eq!(world.keys_of(alice.name()).len(), 1);
 }
 
 /// Byte offsets where the header's columns start.
@@ -675,10 +661,10 @@ fn list_shows_an_aligned_table_and_json() {
     require!(Need::World);
     let world = World::new();
     let alice = TestUser::create("alice");
-    allow_user_keys(&world);
+    world.allow_user_keys();
     let used = generate(&world, &alice, &["--name", "build", "--services", "sshd"]);
     generate(&world, &alice, &["--name", "a-much-longer-key-name"]);
-    let keys = keys_of(&world, alice.name());
+    let keys = world.keys_of(alice.name());
     let id_named = |name: &str| {
         keys.iter()
             .find(|k| k.name == name)

@@ -36,15 +36,7 @@ macro_rules! require_sshd {
 /// (good) or the whole attempt (bad); any other password goes on to
 /// pam_unix without a second prompt.
 fn stack(bus_address: &str, extra: &str) -> String {
-    let module = apikey_tests::pam::module(bus_address, extra);
-    let plain = apikey_tests::pam::module(bus_address, "");
-    format!(
-        "auth [success=done ignore=ignore default=die] {module}\n\
-         auth required pam_unix.so try_first_pass\n\
-         account required {module}\n\
-         account required pam_unix.so\n\
-         session optional {plain}\n"
-    )
+    apikey_tests::pam::key_or_password_stack(&apikey_tests::pam::module(bus_address, extra))
 }
 
 /// A world whose users may make keys, and an sshd using `stack`.

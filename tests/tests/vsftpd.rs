@@ -29,15 +29,7 @@ macro_rules! require_vsftpd {
 }
 
 fn stack(bus_address: &str, extra: &str) -> String {
-    let module = apikey_tests::pam::module(bus_address, extra);
-    let plain = apikey_tests::pam::module(bus_address, "");
-    format!(
-        "auth [success=done ignore=ignore default=die] {module}\n\
-         auth required pam_unix.so try_first_pass\n\
-         account required {module}\n\
-         account required pam_unix.so\n\
-         session optional {plain}\n"
-    )
+    apikey_tests::pam::key_or_password_stack(&apikey_tests::pam::module(bus_address, extra))
 }
 
 fn site(world: &World, extra: &str) -> (PamServices, Vsftpd) {

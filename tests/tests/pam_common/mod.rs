@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use apikey_proto::KeyInfo;
 use apikey_tests::prelude::*;
 
 /// A world where users may make keys, and alice and bob have one each.
@@ -57,7 +56,7 @@ impl Site {
 
 /// A key made by `user` in a login session of its own, and its id.
 pub fn new_key(world: &World, user: &TestUser) -> (String, String) {
-    let before = keys_of(world, user.name());
+    let before = world.keys_of(user.name());
     let out = world.as_user(user).logged_in().apikey(&["generate"]);
     out.ok();
     let token = out.stdout_trimmed().to_string();
@@ -66,7 +65,8 @@ pub fn new_key(world: &World, user: &TestUser) -> (String, String) {
         "generate printed no key:\n{}",
         out.stdout
     );
-    let id = keys_of(world, user.name())
+    let id = world
+        .keys_of(user.name())
         .into_iter()
         .map(|k| k.id)
         .find(|id| !before.iter().any(|k| &k.id == id))
@@ -74,24 +74,7 @@ pub fn new_key(world: &World, user: &TestUser) -> (String, String) {
     (token, id)
 }
 
-fn keys_of(world: &World, user: &str) -> Vec<KeyInfo> {
-    world
-        .block_on(world.proxy_as_root().list(user, false, false))
-        .unwrap_or_else(|e| panic!("List({user}) as root: {e}"))
-}
-
-/// The stack the SPEC recommends for a hand-written service file: a key
-/// ends the auth block, a refused key ends the login, any other password
-/// goes on to pam_unix without a second prompt.
-pub fn key_or_password_stack(module: &str) -> String {
-    format!(
-        "auth [success=done ignore=ignore default=die] {module}\n\
-         auth required pam_unix.so try_first_pass\n\
-         account required pam_unix.so\n\
-         account required {module}\n\
-         session optional {module}\n"
-    )
-}
+pub use apikey_tests::pam::key_or_password_stack;
 
 /// One of the tests' own programs (`src/bin/akt-*.rs`), which Cargo builds
 /// with the test binaries into the directory above their `deps/`; copied
