@@ -16,6 +16,8 @@ const MAX_RSS_GROWTH_KB: u64 = 2048;
 /// Finer than RSS: one malloc chunk (32 bytes at least) kept per login
 /// would be over 300 KiB here; what stays is a few one-off KiB of libc
 /// and libpam state, measured at 8 to 11 KiB whatever the count.
+/// Enough for a stable median of pam_unix's deliberately slow hash.
+const PASSWORD_LOGINS: u64 = 30;
 const MAX_HEAP_GROWTH: u64 = 64 * 1024;
 
 const PAM_SUCCESS: u64 = 0;
@@ -35,8 +37,13 @@ fn ten_thousand_logins_leave_no_fd_thread_or_memory_behind() {
     services.add(SERVICE, &key_or_password_stack(&site.module("")));
     let bin = helper_bin("akt-pam-loop", site.world.dir());
 
+    // The same stack with alice's password: pam_unix (yescrypt) after the
+    // module's IGNORE, measured in the same run as the key logins.
+    let password = "correct horse battery staple";
+    site.alice.set_password(password);
     let phases = format!(
-        "valid\t{VALID_LOGINS}\t{PAM_SUCCESS}\t{}\nrefused\t{REFUSED_LOGINS}\t{PAM_AUTH_ERR}\t{}\n",
+        "valid\t{VALID_LOGINS}\t{PAM_SUCCESS}\t{}\nrefused\t{REFUSED_LOGINS}\t{PAM_AUTH_ERR}\t{}\n\
+         password\t{PASSWORD_LOGINS}\t{PAM_SUCCESS}\t{password}\n",
         site.alice_key, site.bob_key
     );
     let out = As::root()
@@ -53,7 +60,11 @@ fn ten_thousand_logins_leave_no_fd_thread_or_memory_behind() {
         );
     out.ok();
     let report = out.json();
-    let (valid, refused) = (&report["phases"][0], &report["phases"][1]);
+    let (valid, refused, by_password) = (
+        &report["phases"][0],
+        &report["phases"][1],
+        &report["phases"][2],
+    );
     let (start, end) = (&report["start"], &report["end"]);
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{report}"));
     // For the record of a run, whatever the outcome.
@@ -77,6 +88,13 @@ fn ten_thousand_logins_leave_no_fd_thread_or_memory_behind() {
         n(&start["heap_in_use"]),
         n(&end["heap_in_use"]),
     );
+    println!(
+        "pam loop: {} password logins (pam_unix, yescrypt), median {} us: a key login costs {:.3} of a password login",
+        n(&by_password["count"]),
+        n(&by_password["median_us"]),
+        n(&valid["median_us"]) as f64 / n(&by_password["median_us"]).max(1) as f64,
+    );
+    assert_eq!(n(&by_password["as_expected"]), PASSWORD_LOGINS, "{report}");
 
     assert_eq!(n(&valid["as_expected"]), VALID_LOGINS, "{report}");
     assert_eq!(n(&refused["as_expected"]), REFUSED_LOGINS, "{report}");
