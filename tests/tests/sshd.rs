@@ -356,3 +356,49 @@ fn the_account_password_still_works_with_one_prompt() {
         verify_lines(&world)
     );
 }
+
+/// Hostile passwords over the network: each is refused cleanly, and the
+/// same sshd (the same module in the same listener) serves the next login.
+#[test]
+fn junk_passwords_are_refused_and_sshd_keeps_serving() {
+    require_sshd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let (_pam, sshd) = site(&world);
+    let key = generate(&world, &alice);
+    let bad_checksum = {
+        let mut k = key.clone().into_bytes();
+        let i = k.len() - 1;
+        k[i] = if k[i] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(k).unwrap()
+    };
+    // ssh reads the password from a terminal, whose line is at most 4 KiB
+    // (the 1 MiB case goes through pamtester); 4,000 bytes is still 75
+    // times what a key can be.
+    let huge_key_shaped = format!("apikey|{}", "A".repeat(4000));
+    let huge_plain = "x".repeat(4000);
+    let not_utf8_like = "apikey|\u{fffd}\u{202e}\u{0}".replace('\0', "");
+    for method in METHODS {
+        for junk in [
+            "",
+            bad_checksum.as_str(),
+            huge_key_shaped.as_str(),
+            huge_plain.as_str(),
+            not_utf8_like.as_str(),
+            "apikey|",
+        ] {
+            let out = ssh(&sshd, &alice, method, alice.name(), junk);
+            assert_refused(&out, &sshd);
+        }
+        let out = ssh(&sshd, &alice, method, alice.name(), &key);
+        assert_logged_in(&out, &sshd, alice.name());
+    }
+    // Only the good key reached the daemon: the rest were refused by the
+    // module's own checks (shape, length, checksum) or by pam_unix.
+    let lines = verify_lines(&world);
+    assert_eq!(lines.len(), METHODS.len(), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.contains("outcome=\"ok\"")),
+        "{lines:#?}"
+    );
+}
