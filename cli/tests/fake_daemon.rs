@@ -4,6 +4,7 @@
 
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo, Token};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -272,7 +273,20 @@ impl Bus {
     }
 
     fn run_as(&self, args: &[&str], stdin: &[u8], stdout: Stdio, uid: Option<u32>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_apikey"));
+        // Another uid may not be able to reach the build tree (a checkout
+        // under a private home): it runs a copy from a world-readable dir.
+        let copy = uid.map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let bin = dir.path().join("apikey");
+            std::fs::copy(env!("CARGO_BIN_EXE_apikey"), &bin).unwrap();
+            (dir, bin)
+        });
+        let program = match &copy {
+            Some((_, bin)) => bin.clone(),
+            None => std::path::PathBuf::from(env!("CARGO_BIN_EXE_apikey")),
+        };
+        let mut cmd = Command::new(program);
         if let Some(uid) = uid {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
         }
