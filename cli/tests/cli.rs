@@ -92,13 +92,10 @@ fn unreachable_daemon_exits_69() {
 }
 
 #[test]
-fn session_is_not_available() {
+fn session_needs_the_daemon() {
     let out = apikey(&["session", "--name", "x"], b"");
-    assert_eq!(code(&out), 1);
-    assert_eq!(
-        stderr(&out),
-        "apikey: session keys are not available in this version\n"
-    );
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(stdout_is_empty(&out));
 }
 
 #[test]
@@ -140,4 +137,8 @@ fn verify_refuses_bad_input_locally() {
     let out = apikey(&["verify"], bad.as_bytes());
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
+}
+
+fn stdout_is_empty(out: &std::process::Output) -> bool {
+    out.stdout.is_empty()
 }

@@ -148,6 +148,7 @@ impl Fake {
             verifier: false,
             logged_in: true,
             impersonating: false,
+            session_keys: 0,
             settings: settings(),
         }
     }

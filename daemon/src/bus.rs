@@ -97,6 +97,18 @@ impl Keys1 {
         .await
     }
 
+    async fn create_session_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        name: String,
+    ) -> Result<(String, KeyInfo), KeysError> {
+        self.run(&header, move |s, c| {
+            s.create_session_key(c, &name)
+                .map(|(token, info)| (token.as_str().to_string(), info))
+        })
+        .await
+    }
+
     async fn list(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -53,6 +53,8 @@ pub trait Host: Send + Sync {
     /// The kernel's id of this boot: what tells a session of this boot
     /// from one of an earlier boot that reused its audit session id (S5).
     fn boot_id(&self) -> String;
+    /// True while some process still belongs to this audit session.
+    fn audit_session_alive(&self, sessionid: u32) -> bool;
 }
 
 /// The real operating system.
@@ -86,7 +88,10 @@ impl SystemHost {
                 id
             }
         };
-        SystemHost { uid_min, boot_id }
+        SystemHost {
+            uid_min,
+            boot_id: test_boot_id().unwrap_or(boot_id),
+        }
     }
 }
 
@@ -160,6 +165,44 @@ impl Host for SystemHost {
     fn boot_id(&self) -> String {
         self.boot_id.clone()
     }
+
+    fn audit_session_alive(&self, sessionid: u32) -> bool {
+        audit_session_alive(sessionid)
+    }
+}
+
+/// Tests simulate a reboot by giving the daemon another boot id. Only
+/// debug builds (what the test suite runs) honour the variable; a release
+/// build has no such switch.
+#[cfg(debug_assertions)]
+fn test_boot_id() -> Option<String> {
+    std::env::var("APIKEYD_TEST_BOOT_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(not(debug_assertions))]
+fn test_boot_id() -> Option<String> {
+    None
+}
+
+/// True while some process still belongs to audit session `sessionid`.
+pub fn audit_session_alive(sessionid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        // Cannot tell: do not end sessions on a guess.
+        return true;
+    };
+    let wanted = sessionid.to_string();
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("sessionid")).is_ok_and(|s| s.trim() == wanted)
+        })
 }
 
 /// The boot id as the kernel prints it: a UUID, lower-case hex and dashes.

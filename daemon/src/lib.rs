@@ -15,3 +15,5 @@ pub mod usage;
 
 #[cfg(test)]
 mod service_tests;
+#[cfg(test)]
+mod session_key_tests;

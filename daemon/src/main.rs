@@ -61,6 +61,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Keys of an earlier boot, or of sessions that ended while the daemon
+    // was down, die before the first request is answered (S5).
+    svc.sweep_session_keys();
     let code = runtime.block_on(serve(svc.clone()));
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
@@ -97,6 +100,7 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
                         eprintln!("apikeyd: could not write last-used times: {e}");
                     }
                     svc.log_throttle_summaries();
+                    svc.sweep_session_keys();
                 }).await;
             }
         }

@@ -2,7 +2,7 @@
 //! input (uids, groups, policy, time) is passed in, so each rule is tested
 //! on its own and the bus layer only gathers facts.
 
-use crate::store::{KeyKind, KeyRecord, Policy};
+use crate::store::{KeyKind, KeyRecord, Policy, SessionBinding};
 use apikey_proto::services::{any_matches, is_never_key_service, is_valid_pattern, pattern_within};
 use apikey_proto::{Expiry, KeysError};
 
@@ -217,9 +217,8 @@ pub fn check_key(
     if key.revoked.is_some() {
         return Err(KeyRefusal::Revoked);
     }
-    if key.kind == KeyKind::Session {
-        // Session keys arrive with their own binding checks; until then
-        // none is valid.
+    if key.kind == KeyKind::Session && key.binding.is_none() {
+        // A session key with no session cannot end with one: never valid.
         return Err(KeyRefusal::SessionKey);
     }
     if effective_expiry(key.created, key.expires, policy.expiry).is_some_and(|e| now >= e) {
@@ -235,6 +234,65 @@ pub fn check_key(
         if !key.services.is_empty() && !any_matches(&key.services, service) {
             return Err(KeyRefusal::OutOfScope);
         }
+    }
+    Ok(())
+}
+
+/// Why a session key has ended (S5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Made in an earlier boot: audit session ids have been reused since.
+    Reboot,
+    /// The registered login session it was bound to was closed.
+    Closed,
+    /// Unused for longer than the idle timeout.
+    Idle,
+    /// No process of its audit session is left.
+    Gone,
+}
+
+impl SessionEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Reboot => "session-key-reboot",
+            SessionEnd::Closed => "session-closed",
+            SessionEnd::Idle => "session-key-idle",
+            SessionEnd::Gone => "session-gone",
+        }
+    }
+}
+
+/// What is known about a session key's session right now.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    pub boot_id: &'a str,
+    pub now: i64,
+    /// Creation or last successful use, whichever is later.
+    pub last_activity: i64,
+    pub idle_timeout_secs: u64,
+    /// The bound registered session has been closed.
+    pub handle_closed: bool,
+    /// Some process still belongs to the audit session.
+    pub session_alive: bool,
+}
+
+/// Whether a session key still lives. Its lifetime cap is its `expires`,
+/// checked with every key's expiry.
+pub fn session_key_state(
+    binding: &SessionBinding,
+    facts: &SessionFacts<'_>,
+) -> Result<(), SessionEnd> {
+    if binding.boot_id != facts.boot_id {
+        return Err(SessionEnd::Reboot);
+    }
+    if facts.handle_closed {
+        return Err(SessionEnd::Closed);
+    }
+    if facts.now - facts.last_activity >= facts.idle_timeout_secs as i64 {
+        return Err(SessionEnd::Idle);
+    }
+    if !facts.session_alive {
+        return Err(SessionEnd::Gone);
     }
     Ok(())
 }
@@ -320,6 +378,7 @@ mod tests {
             expires: None,
             last_used: None,
             revoked: None,
+            binding: None,
         }
     }
 
@@ -458,6 +517,70 @@ mod tests {
         assert_eq!(
             check_key(&revoked, 1_000_001, &p, &site, "alice", "sshd"),
             Err(KeyRefusal::Revoked)
+        );
+    }
+
+    #[test]
+    fn session_keys_end_in_every_documented_way() {
+        let binding = SessionBinding {
+            boot_id: "boot-a".into(),
+            audit_session: 7,
+            loginuid: 1000,
+            handle: Some("h".into()),
+        };
+        let live = SessionFacts {
+            boot_id: "boot-a",
+            now: 1000,
+            last_activity: 900,
+            idle_timeout_secs: 1800,
+            handle_closed: false,
+            session_alive: true,
+        };
+        assert_eq!(session_key_state(&binding, &live), Ok(()));
+        let ended = |f: SessionFacts<'_>| session_key_state(&binding, &f).unwrap_err();
+        assert_eq!(
+            ended(SessionFacts {
+                boot_id: "boot-b",
+                ..live
+            }),
+            SessionEnd::Reboot
+        );
+        assert_eq!(
+            ended(SessionFacts {
+                handle_closed: true,
+                ..live
+            }),
+            SessionEnd::Closed
+        );
+        assert_eq!(
+            ended(SessionFacts {
+                now: 900 + 1800,
+                ..live
+            }),
+            SessionEnd::Idle
+        );
+        assert_eq!(
+            session_key_state(
+                &binding,
+                &SessionFacts {
+                    now: 900 + 1799,
+                    ..live
+                }
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ended(SessionFacts {
+                session_alive: false,
+                ..live
+            }),
+            SessionEnd::Gone
+        );
+        let mut unbound = key();
+        unbound.kind = KeyKind::Session;
+        assert_eq!(
+            check_key(&unbound, 1_000_001, &Policy::default(), &[], "", ""),
+            Err(KeyRefusal::SessionKey)
         );
     }
 

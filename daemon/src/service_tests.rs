@@ -12,17 +12,21 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
-struct FakeHost {
-    now: AtomicI64,
-    procs: Mutex<HashMap<u32, ProcIdentity>>,
-    accounts: Mutex<HashMap<u32, String>>,
-    shadow: Mutex<HashMap<String, ShadowState>>,
-    nss_down: Mutex<bool>,
+pub(crate) struct FakeHost {
+    pub(crate) now: AtomicI64,
+    pub(crate) procs: Mutex<HashMap<u32, ProcIdentity>>,
+    pub(crate) accounts: Mutex<HashMap<u32, String>>,
+    pub(crate) shadow: Mutex<HashMap<String, ShadowState>>,
+    pub(crate) nss_down: Mutex<bool>,
+    /// Another boot id than BOOT_ID: a reboot happened.
+    pub(crate) rebooted: Mutex<Option<String>>,
+    /// Audit sessions no process belongs to any more.
+    pub(crate) dead_sessions: Mutex<Vec<u32>>,
 }
 
 const ADMIN_GID: u32 = 900;
-const ALICE: u32 = 1000;
-const BOB: u32 = 1001;
+pub(crate) const ALICE: u32 = 1000;
+pub(crate) const BOB: u32 = 1001;
 const BOOT_ID: &str = "0f6c5a8e-3b1d-4c2a-9e7f-1a2b3c4d5e6f";
 
 impl Host for FakeHost {
@@ -75,17 +79,24 @@ impl Host for FakeHost {
         1000
     }
     fn boot_id(&self) -> String {
-        BOOT_ID.into()
+        self.rebooted
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| BOOT_ID.into())
+    }
+    fn audit_session_alive(&self, sessionid: u32) -> bool {
+        !self.dead_sessions.lock().unwrap().contains(&sessionid)
     }
 }
 
-struct World {
-    host: Arc<FakeHost>,
-    store: Arc<SqliteStore>,
-    svc: KeyService,
+pub(crate) struct World {
+    pub(crate) host: Arc<FakeHost>,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) svc: KeyService,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let host = Arc::new(FakeHost::default());
     host.now.store(1_700_000_000, Ordering::SeqCst);
     {
@@ -106,14 +117,26 @@ fn world() -> World {
 }
 
 impl World {
-    /// A caller process of `uid` logged in as `loginuid`.
-    fn caller(&self, uid: u32, loginuid: Option<u32>, gids: &[u32]) -> Caller {
-        let pid = 10_000 + uid + loginuid.unwrap_or(7) * 3;
+    /// A caller process of `uid` logged in as `loginuid`, in the audit
+    /// session that login made (numbered after the login uid).
+    pub(crate) fn caller(&self, uid: u32, loginuid: Option<u32>, gids: &[u32]) -> Caller {
+        self.caller_in(uid, loginuid, loginuid, gids)
+    }
+
+    /// A caller in audit session `session` (None: outside any).
+    pub(crate) fn caller_in(
+        &self,
+        uid: u32,
+        loginuid: Option<u32>,
+        session: Option<u32>,
+        gids: &[u32],
+    ) -> Caller {
+        let pid = 10_000 + uid + loginuid.unwrap_or(7) * 3 + session.unwrap_or(11) * 7919;
         self.host.procs.lock().unwrap().insert(
             pid,
             ProcIdentity {
                 loginuid,
-                sessionid: Some(1),
+                sessionid: session,
             },
         );
         Caller {
@@ -123,29 +146,29 @@ impl World {
         }
     }
 
-    fn alice(&self) -> Caller {
+    pub(crate) fn alice(&self) -> Caller {
         self.caller(ALICE, Some(ALICE), &[ALICE])
     }
 
-    fn admin(&self) -> Caller {
+    pub(crate) fn admin(&self) -> Caller {
         self.caller(BOB, Some(BOB), &[ADMIN_GID])
     }
 
-    fn root(&self) -> Caller {
+    pub(crate) fn root(&self) -> Caller {
         self.caller(0, None, &[0])
     }
 
-    fn allow_users(&self) {
+    pub(crate) fn allow_users(&self) {
         self.svc
             .set_settings(&self.root(), "yes", "", "", "")
             .unwrap();
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.host.now.fetch_add(secs, Ordering::SeqCst);
     }
 
-    fn verify(&self, token: &str, user: &str) -> Result<(String, String), KeysError> {
+    pub(crate) fn verify(&self, token: &str, user: &str) -> Result<(String, String), KeysError> {
         self.svc
             .verify(&self.root(), token.as_bytes(), user, "sshd", "10.0.0.1")
             .result

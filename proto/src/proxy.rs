@@ -20,6 +20,10 @@ pub trait Keys1 {
         user: &str,
     ) -> Result<(String, KeyInfo), KeysError>;
 
+    /// A session key: bound to the caller's login session and authenticating
+    /// as the uid the caller runs as; it ends with that session.
+    fn create_session_key(&self, name: &str) -> Result<(String, KeyInfo), KeysError>;
+
     /// Keys visible to the caller: its own (`user` empty, `all` false),
     /// one user's (`user`), or every key (`all`). Session keys only with
     /// `sessions` and only for administrators.

@@ -97,6 +97,8 @@ pub struct StatusInfo {
     pub verifier: bool,
     pub logged_in: bool,
     pub impersonating: bool,
+    /// Active session keys the caller owns.
+    pub session_keys: u32,
     pub settings: Settings,
 }
 

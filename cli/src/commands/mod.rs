@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 pub async fn dispatch(cmd: Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Generate(a) => generate::run(a).await,
-        Cmd::Session(a) => session::run(a),
+        Cmd::Session(a) => session::run(a).await,
         Cmd::List(a) => list::run(a).await,
         Cmd::Revoke(a) => revoke::run(a).await,
         Cmd::Rotate(a) => rotate::run(a).await,

@@ -1,11 +1,23 @@
-//! `apikey session`: the daemon does not offer session keys yet; the
-//! command is here so that scripts and documentation see the final shape.
+//! `apikey session`: a key bound to this login session.
 
+use super::{accept_token, expiry_text, hand_over, note};
 use crate::args::SessionArgs;
+use crate::client;
 use crate::exit::CliError;
+use crate::text::{safe, FIELD};
 
-pub fn run(_args: SessionArgs) -> Result<(), CliError> {
-    Err(CliError::Failed(
-        "session keys are not available in this version".to_string(),
-    ))
+pub async fn run(args: SessionArgs) -> Result<(), CliError> {
+    let proxy = client::connect().await?;
+    let name = args.name.as_deref().unwrap_or("");
+    let (raw, info) = proxy.create_session_key(name).await?;
+    let token = accept_token(&proxy, raw, &info).await?;
+    hand_over(&proxy, &token, &info, args.json).await?;
+    note(&format!(
+        "session key {} for {} ends with this login session (at the latest {}); \
+         it will not be shown again.",
+        safe(&info.id, FIELD),
+        safe(&info.user, FIELD),
+        expiry_text(info.expires)
+    ));
+    Ok(())
 }

@@ -29,6 +29,7 @@ struct StatusJson<'a> {
     verifier: bool,
     logged_in: bool,
     impersonating: bool,
+    session_keys: u32,
     settings: SettingsJson,
 }
 
@@ -43,6 +44,7 @@ impl<'a> StatusJson<'a> {
             verifier: s.verifier,
             logged_in: s.logged_in,
             impersonating: s.impersonating,
+            session_keys: s.session_keys,
             settings: SettingsJson::new(&s.settings),
         }
     }
@@ -62,6 +64,7 @@ pub fn render(s: &StatusInfo) -> String {
             "Impersonating (su/sudo)",
             yes_no(s.impersonating).to_string(),
         ),
+        ("Your session keys", s.session_keys.to_string()),
     ];
     pairs.extend(policy_pairs(&s.settings));
     lines(&pairs)
@@ -81,6 +84,7 @@ mod tests {
             verifier: true,
             logged_in: true,
             impersonating: false,
+            session_keys: 0,
             settings: Settings {
                 allow_user_keys: false,
                 expires: "never".into(),
@@ -101,6 +105,7 @@ Administrator:              no
 Verifier:                   yes
 In a login session:         yes
 Impersonating (su/sudo):    no
+Your session keys:          0
 Let users create API keys:  no
 Expire API keys:            never
 Users see their own keys:   yes

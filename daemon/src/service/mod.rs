@@ -13,6 +13,7 @@ use crate::store::{
 use crate::throttle::{Source, Throttle};
 use crate::usage::UsageBuffer;
 
+mod session_keys;
 mod sessions;
 use apikey_proto::duration::parse_duration;
 use apikey_proto::services::{is_valid_service, printable};
@@ -114,6 +115,7 @@ impl KeyService {
         let policy = self.policy()?;
         let admin = self.is_admin(c);
         let proc_id = self.proc_identity(c)?;
+        self.refuse_key_opened_session(&proc_id)?;
         let login = policy::login_state(c.uid, proc_id.loginuid);
         let owner = if user.is_empty() {
             policy::may_generate_own(login, admin, &policy)?;
@@ -164,6 +166,7 @@ impl KeyService {
             expires,
             last_used: None,
             revoked: None,
+            binding: None,
         };
         Ok((token, record))
     }
@@ -309,6 +312,7 @@ impl KeyService {
         let admin = self.is_admin(c);
         let policy = self.policy()?;
         let proc_id = self.proc_identity(c)?;
+        self.refuse_key_opened_session(&proc_id)?;
         let login = policy::login_state(c.uid, proc_id.loginuid);
         if old.owner_uid == c.uid {
             policy::may_generate_own(login, admin, &policy)?;
@@ -414,6 +418,7 @@ impl KeyService {
             verifier: self.verifier_scope(c) != VerifierScope::None,
             logged_in: login != LoginState::NotLoggedIn,
             impersonating: login == LoginState::Impersonating,
+            session_keys: self.session_keys_of(c.uid),
             settings: self.get_settings()?,
         })
     }
@@ -547,6 +552,9 @@ impl KeyService {
         let policy = self.policy().map_err(|_| "store-error")?;
         policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
             .map_err(KeyRefusal::as_str)?;
+        if key.kind == KeyKind::Session {
+            self.check_session_alive(key, &policy, now)?;
+        }
         self.check_owner_account(key, now)
     }
 

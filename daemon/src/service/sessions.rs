@@ -185,6 +185,7 @@ impl KeyService {
         {
             return Err(not_found());
         }
+        self.end_keys_of_session(handle);
         Ok(record)
     }
 }

@@ -51,4 +51,16 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX sessions_audit ON sessions(boot_id, audit_session);
     "#,
+    // 3: session keys carry their binding to a login session (S5): the
+    // boot, the audit session and login uid of the caller that made them,
+    // and the handle of the registered session they end with.
+    r#"
+    ALTER TABLE keys ADD COLUMN session_boot_id TEXT;
+    ALTER TABLE keys ADD COLUMN session_audit INTEGER;
+    ALTER TABLE keys ADD COLUMN session_loginuid INTEGER;
+    ALTER TABLE keys ADD COLUMN session_handle TEXT;
+    CREATE INDEX keys_session_handle ON keys(session_handle)
+        WHERE session_handle IS NOT NULL AND revoked IS NULL;
+    CREATE INDEX keys_active_sessions ON keys(kind) WHERE kind = 'session' AND revoked IS NULL;
+    "#,
 ];

@@ -53,6 +53,19 @@ pub struct KeyRecord {
     pub expires: Option<i64>,
     pub last_used: Option<KeyUse>,
     pub revoked: Option<Revocation>,
+    /// Session keys only: the login session the key lives and dies with.
+    pub binding: Option<SessionBinding>,
+}
+
+/// What a session key is bound to (S5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBinding {
+    pub boot_id: String,
+    pub audit_session: u32,
+    pub loginuid: u32,
+    /// The registered login session (OpenSession) the key ends with, when
+    /// the login went through pam_apikey's session hook.
+    pub handle: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +193,12 @@ pub trait Store: Send + Sync {
     /// session was already closed (the first close wins).
     fn close_session(&self, handle: &str, at: i64, reason: &str) -> StoreResult<bool>;
     fn session(&self, handle: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Registered sessions of one audit session, oldest first.
+    fn sessions_of(&self, boot_id: &str, audit_session: u32) -> StoreResult<Vec<SessionRecord>>;
+    /// Session keys not yet revoked.
+    fn active_session_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// Revokes the active session keys bound to the session `handle`.
+    fn revoke_bound_to(&self, handle: &str, by: RevokeBy<'_>) -> StoreResult<Vec<String>>;
     /// Bytes free for the store, where the backend can tell.
     fn free_space(&self) -> Option<u64> {
         None

@@ -38,7 +38,8 @@ impl std::error::Error for OpenError {}
 
 const KEY_COLUMNS: &str = "id, hash, kind, owner_uid, owner_name, created_by_uid, \
     created_by_loginuid, name, services, created, expires, last_used, last_service, \
-    last_rhost, revoked, revoked_by_uid, revoke_reason";
+    last_rhost, revoked, revoked_by_uid, revoke_reason, session_boot_id, session_audit, \
+    session_loginuid, session_handle";
 
 const SESSION_COLUMNS: &str = "handle, boot_id, audit_session, loginuid, caller_pid, uid, \
     user, service, rhost, tty, key_id, opened, closed, close_reason";
@@ -377,6 +378,27 @@ impl Store for SqliteStore {
             .map_err(map_err)
     }
 
+    fn sessions_of(&self, boot_id: &str, audit_session: u32) -> StoreResult<Vec<SessionRecord>> {
+        let conn = self.read();
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE boot_id = ?1 AND audit_session = ?2 \
+             ORDER BY opened, rowid"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![boot_id, audit_session], session_from_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn active_session_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.query_keys("kind = 'session' AND revoked IS NULL", &[])
+    }
+
+    fn revoke_bound_to(&self, handle: &str, by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
+        self.revoke_where("session_handle = ?4", &[&handle], by)
+    }
+
     fn free_space(&self) -> Option<u64> {
         let st = nix::sys::statvfs::statvfs(self.dir.as_deref()?).ok()?;
         Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
@@ -447,7 +469,8 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
 fn insert_row(tx: &rusqlite::Transaction<'_>, key: &KeyRecord) -> StoreResult<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         ?18, ?19, ?20, ?21)"
     ))
     .and_then(|mut s| {
         let (last_used, last_service, last_rhost) = match &key.last_used {
@@ -458,6 +481,7 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, key: &KeyRecord) -> StoreResult<()
             Some(r) => (Some(r.at), Some(r.by_uid), Some(r.reason.as_str())),
             None => (None, None, None),
         };
+        let b = key.binding.as_ref();
         s.execute(params![
             key.id,
             &key.hash[..],
@@ -476,6 +500,10 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, key: &KeyRecord) -> StoreResult<()
             revoked,
             revoked_by,
             reason,
+            b.map(|b| b.boot_id.as_str()),
+            b.map(|b| b.audit_session),
+            b.map(|b| b.loginuid),
+            b.and_then(|b| b.handle.as_deref()),
         ])
     })
     .map(|_| ())
@@ -528,6 +556,18 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         expires: row.get(10)?,
         last_used,
         revoked,
+        binding: match (
+            row.get::<_, Option<String>>(17)?,
+            row.get::<_, Option<u32>>(18)?,
+        ) {
+            (Some(boot_id), Some(audit_session)) => Some(super::SessionBinding {
+                boot_id,
+                audit_session,
+                loginuid: row.get::<_, Option<u32>>(19)?.unwrap_or(u32::MAX),
+                handle: row.get(20)?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -603,6 +643,7 @@ mod tests {
             expires: None,
             last_used: None,
             revoked: None,
+            binding: None,
         }
     }
 
@@ -780,15 +821,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.db");
         {
-            let mut conn = Connection::open(&path).unwrap();
+            let conn = Connection::open(&path).unwrap();
             conn.execute_batch(MIGRATIONS[0]).unwrap();
             conn.execute_batch("PRAGMA user_version = 1").unwrap();
-            let tx = conn.transaction().unwrap();
-            insert_row(&tx, &key("k00000000001", 1000, 0)).unwrap();
-            tx.commit().unwrap();
+            // A key as version 1 wrote it.
+            conn.execute(
+                "INSERT INTO keys (id, hash, kind, owner_uid, owner_name, created_by_uid, \
+                 name, services, created) VALUES ('k00000000001', ?1, 'long', 1000, \
+                 'user1000', 1000, 'ci', 'sshd*', 0)",
+                [&[7u8; 32][..]],
+            )
+            .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.list_active(None).unwrap().len(), 1);
+        let keys = s.list_active(None).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].binding, None);
         s.open_session(&session("h000000000000000000004", Some(1)))
             .unwrap();
         let version: i64 = s

@@ -1,0 +1,179 @@
+//! Session keys against the scripted host: binding, every way they end,
+//! and S6, with an injected clock instead of sleeping.
+
+use crate::service_tests::{world, ALICE, BOB};
+use crate::store::Store;
+use apikey_proto::KeysError;
+
+const LOGIN: Option<u32> = Some(42);
+
+#[test]
+fn no_audit_session_no_session_key() {
+    let w = world();
+    w.allow_users();
+    let outside = w.caller_in(ALICE, None, None, &[]);
+    assert!(matches!(
+        w.svc.create_session_key(&outside, "x"),
+        Err(KeysError::NoSession(_))
+    ));
+}
+
+#[test]
+fn a_session_key_logs_in_as_the_uid_the_caller_runs_as() {
+    let w = world();
+    w.allow_users();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (t, info) = w.svc.create_session_key(&alice, "notebook").unwrap();
+    assert!(info.session);
+    assert_eq!(w.verify(t.as_str(), "alice").unwrap().1, info.id);
+    // Inside alice's login, su to bob: a key for bob, bound to alice's login.
+    let su_bob = w.caller_in(BOB, Some(ALICE), LOGIN, &[]);
+    let (tb, bobs) = w.svc.create_session_key(&su_bob, "").unwrap();
+    assert_eq!(bobs.user, "bob");
+    assert!(w.verify(tb.as_str(), "bob").is_ok());
+    // Long-lived keys stay refused while impersonating.
+    assert!(matches!(
+        w.svc.generate(&su_bob, "", "", &[], ""),
+        Err(KeysError::Impersonating(_))
+    ));
+    // Hidden from owners' listings; administrators ask for them.
+    assert!(w.svc.list(&alice, "", false, false).unwrap().is_empty());
+    assert_eq!(w.svc.list(&w.admin(), "", true, true).unwrap().len(), 2);
+    assert!(matches!(
+        w.svc.list(&alice, "", false, true),
+        Err(KeysError::Denied(_))
+    ));
+    assert_eq!(w.svc.status(&alice).unwrap().session_keys, 1);
+}
+
+#[test]
+fn closing_the_login_ends_its_keys_but_a_nested_close_does_not() {
+    let w = world();
+    w.allow_users();
+    // sshd registers alice's login in audit session 42...
+    let sshd = w.caller_in(0, Some(ALICE), LOGIN, &[0]);
+    let login = w
+        .svc
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "")
+        .unwrap();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (t, _) = w.svc.create_session_key(&alice, "").unwrap();
+    // ...then su registers a nested session in the same audit session.
+    let su = w.caller_in(0, Some(ALICE), LOGIN, &[0]);
+    let nested = w
+        .svc
+        .open_session(&su, "bob", "su", "", "pts/1", "")
+        .unwrap();
+    w.svc.close_session(&su, &nested).unwrap();
+    assert!(
+        w.verify(t.as_str(), "alice").is_ok(),
+        "su closing must not end alice's key"
+    );
+    w.svc.close_session(&sshd, &login).unwrap();
+    assert!(matches!(
+        w.verify(t.as_str(), "alice"),
+        Err(KeysError::Refused(_))
+    ));
+}
+
+#[test]
+fn idle_timeout_and_lifetime_without_sleeping() {
+    let w = world();
+    w.allow_users();
+    w.svc.set_settings(&w.root(), "", "", "", "10m").unwrap();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (used, _) = w.svc.create_session_key(&alice, "").unwrap();
+    let (idle, _) = w.svc.create_session_key(&alice, "").unwrap();
+    // Each use restarts the idle clock.
+    for _ in 0..3 {
+        w.advance(9 * 60);
+        assert!(w.verify(used.as_str(), "alice").is_ok());
+    }
+    assert!(
+        w.verify(idle.as_str(), "alice").is_err(),
+        "unused for 27 minutes"
+    );
+    // Never longer than session_key_max_lifetime (12h), however busy.
+    for _ in 0..100 {
+        w.advance(9 * 60);
+        let _ = w.verify(used.as_str(), "alice");
+    }
+    assert!(w.verify(used.as_str(), "alice").is_err());
+}
+
+#[test]
+fn a_reboot_or_a_vanished_session_ends_them() {
+    let w = world();
+    w.allow_users();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (a, a_info) = w.svc.create_session_key(&alice, "").unwrap();
+    let other = w.caller_in(ALICE, Some(ALICE), Some(43), &[]);
+    let (b, _) = w.svc.create_session_key(&other, "").unwrap();
+    w.host.dead_sessions.lock().unwrap().push(43);
+    assert!(w.verify(b.as_str(), "alice").is_err());
+    assert!(w.verify(a.as_str(), "alice").is_ok());
+    *w.host.rebooted.lock().unwrap() = Some("another-boot".into());
+    w.svc.sweep_session_keys();
+    let rec = w.store.by_id(&a_info.id).unwrap().unwrap();
+    assert_eq!(rec.revoked.unwrap().reason, "session-key-reboot");
+    // Revoked for good: the old boot id coming back changes nothing.
+    *w.host.rebooted.lock().unwrap() = None;
+    assert!(w.verify(a.as_str(), "alice").is_err());
+}
+
+#[test]
+fn revoke_all_ends_session_keys_too() {
+    let w = world();
+    w.allow_users();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (t, info) = w.svc.create_session_key(&alice, "").unwrap();
+    assert_eq!(w.svc.revoke_all(&alice, "").unwrap(), vec![info.id]);
+    assert!(w.verify(t.as_str(), "alice").is_err());
+}
+
+#[test]
+fn a_session_opened_with_a_key_cannot_make_keys() {
+    let w = world();
+    w.allow_users();
+    let (long, info) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    w.verify(long.as_str(), "alice").unwrap();
+    // sshd logs alice in with that key; her shell is audit session 44.
+    let sshd = w.caller_in(0, Some(ALICE), Some(44), &[0]);
+    w.svc
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", &info.id)
+        .unwrap();
+    let shell = w.caller_in(ALICE, Some(ALICE), Some(44), &[]);
+    assert!(matches!(
+        w.svc.generate(&shell, "", "", &[], ""),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.create_session_key(&shell, ""),
+        Err(KeysError::Denied(_))
+    ));
+    assert!(matches!(
+        w.svc.rotate(&shell, &info.id),
+        Err(KeysError::Denied(_))
+    ));
+    // Even under su inside it.
+    let su_bob = w.caller_in(BOB, Some(ALICE), Some(44), &[]);
+    assert!(matches!(
+        w.svc.create_session_key(&su_bob, ""),
+        Err(KeysError::Denied(_))
+    ));
+}
+
+#[test]
+fn policy_still_decides_who_gets_keys() {
+    let w = world();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    assert!(matches!(
+        w.svc.create_session_key(&alice, ""),
+        Err(KeysError::PolicyForbids(_))
+    ));
+    let root = w.caller_in(0, Some(0), LOGIN, &[0]);
+    assert!(matches!(
+        w.svc.create_session_key(&root, ""),
+        Err(KeysError::PolicyForbids(_))
+    ));
+}
