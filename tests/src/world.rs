@@ -130,6 +130,26 @@ impl World {
 
     /// A proxy for `org.apikey.Keys1` over a fresh root connection. Call
     /// methods with `world.block_on(proxy.status())`.
+    /// Makes key `id` `secs` seconds older (its creation and any recorded
+    /// use), by editing the store behind a stopped daemon, then restarts
+    /// the daemon on it: how tests reach expiry and idle times without
+    /// waiting. The key must not have an expiry of its own.
+    pub fn age_key(&mut self, id: &str, secs: i64) {
+        self.daemon_mut().stop();
+        {
+            let db = rusqlite::Connection::open(self.daemon().db_path()).expect("open the store");
+            let changed = db
+                .execute(
+                    "UPDATE keys SET created = created - ?1, \
+                     last_used = last_used - ?1 WHERE id = ?2 AND expires IS NULL",
+                    rusqlite::params![secs, id],
+                )
+                .expect("age the key");
+            assert_eq!(changed, 1, "no key {id} without an expiry of its own");
+        }
+        self.daemon_mut().restart();
+    }
+
     /// "Let users create API keys", set through the bus as root.
     pub fn allow_user_keys(&self) {
         let settings = self

@@ -214,18 +214,7 @@ fn a_tightened_expiry_policy_caps_existing_keys() {
     let id = world.keys_of(alice.name())[0].id.clone();
     assert_eq!(world.keys_of(alice.name())[0].expires, 0, "policy never");
 
-    world.daemon_mut().stop();
-    {
-        let db = rusqlite::Connection::open(world.daemon().db_path()).unwrap();
-        let changed = db
-            .execute(
-                "UPDATE keys SET created = created - ?1 WHERE id = ?2 AND expires IS NULL",
-                rusqlite::params![10 * DAY, id],
-            )
-            .unwrap();
-        assert_eq!(changed, 1);
-    }
-    world.daemon_mut().restart();
+    world.age_key(&id, 10 * DAY);
     assert!(
         accepted(&world, &token, alice.name(), "sshd"),
         "a ten-day-old key under 'never'"

@@ -259,18 +259,7 @@ fn an_expired_key_is_refused() {
 
     // Ten days old under a seven-day policy: the store is edited behind
     // a stopped daemon, sshd keeps running.
-    world.daemon_mut().stop();
-    {
-        let db = rusqlite::Connection::open(world.daemon().db_path()).expect("open the store");
-        let changed = db
-            .execute(
-                "UPDATE keys SET created = created - ?1 WHERE id = ?2",
-                rusqlite::params![10 * DAY, id],
-            )
-            .expect("age the key");
-        assert_eq!(changed, 1);
-    }
-    world.daemon_mut().restart();
+    world.age_key(&id, 10 * DAY);
     let out = ssh(&sshd, &alice, "password", alice.name(), &token);
     assert_logged_in(&out, &sshd, alice.name());
 
