@@ -58,6 +58,11 @@ pub struct DaemonConfig {
     /// exec'ing its arguments, so that the child's pid is the daemon's.
     /// See [`tmpfs_wrapper`].
     pub wrapper: Vec<String>,
+    /// Extra environment of the daemon process (it otherwise gets only
+    /// PATH, LANG, RUST_BACKTRACE and the bus address), e.g.
+    /// `APIKEYD_TEST_BOOT_ID`, which debug builds take as the boot id.
+    /// Takes effect at the next start or restart.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for DaemonConfig {
@@ -80,6 +85,7 @@ impl Default for DaemonConfig {
             extra_toml: String::new(),
             file_text: None,
             wrapper: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -269,6 +275,7 @@ impl Daemon {
             .env("LANG", "C")
             .env("RUST_BACKTRACE", "1")
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address)
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(stderr.try_clone().expect("dup stderr file"))

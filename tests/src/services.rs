@@ -77,6 +77,20 @@ pub fn module_for_workers(dir: &Path, bus_address: &str, extra: &str) -> String 
     .to_string()
 }
 
+/// What puts a service in its private mount and pid namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launcher {
+    /// bwrap, as described at the top of this file.
+    Bwrap,
+    /// util-linux `unshare` and a bind mount made by `sh` inside the new
+    /// mount namespace. bwrap always sets no_new_privs, so a set-uid
+    /// program (su) run inside a login of that service never gains root;
+    /// this launcher leaves that bit alone. The namespace's first process
+    /// is the service itself (no bwrap reaper in between), and
+    /// `--kill-child` takes it down with `unshare`.
+    Unshare,
+}
+
 /// One sandboxed service process tree, killed and reaped on drop.
 struct Sandbox {
     what: String,
@@ -103,22 +117,57 @@ impl Sandbox {
         argv: &[OsString],
         log_path: &Path,
     ) -> Sandbox {
+        Sandbox::spawn_with(Launcher::Bwrap, what, pam, dir, argv, log_path)
+    }
+
+    fn spawn_with(
+        launcher: Launcher,
+        what: &str,
+        pam: &PamServices,
+        dir: &Path,
+        argv: &[OsString],
+        log_path: &Path,
+    ) -> Sandbox {
         let log = File::create(log_path).expect("create service log");
         // sshd appends every failed password login to /var/log/btmp (and
         // would write wtmp and lastlog for terminal sessions): the
         // machine's records are not the tests' to write.
         let var_log = dir.join("var-log");
         std::fs::create_dir_all(&var_log).expect("create private /var/log");
-        let mut cmd = Command::new(skip::program(SANDBOX_PROGRAM));
-        cmd.args(["--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/"])
-            .arg("--bind")
-            .arg(pam.dir())
-            .arg("/etc/pam.d")
-            .arg("--bind")
-            .arg(&var_log)
-            .arg("/var/log")
-            .arg("--")
-            .args(argv)
+        let mut cmd = match launcher {
+            Launcher::Bwrap => {
+                let mut cmd = Command::new(skip::program(SANDBOX_PROGRAM));
+                cmd.args(["--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/"])
+                    .arg("--bind")
+                    .arg(pam.dir())
+                    .arg("/etc/pam.d")
+                    .arg("--bind")
+                    .arg(&var_log)
+                    .arg("/var/log")
+                    .arg("--");
+                cmd
+            }
+            Launcher::Unshare => {
+                let mut cmd = Command::new(skip::program("unshare"));
+                cmd.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--pid",
+                    "--fork",
+                    "--kill-child",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    r#"mount --bind "$1" /etc/pam.d && mount --bind "$2" /var/log && shift 2 && exec "$@""#,
+                    "sh",
+                ])
+                .arg(pam.dir())
+                .arg(&var_log);
+                cmd
+            }
+        };
+        cmd.args(argv)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("LANG", "C")
@@ -337,6 +386,18 @@ impl Sshd {
     /// Starts sshd on 127.0.0.1 with password and keyboard-interactive
     /// authentication through PAM only (no public keys, no root).
     pub fn start(pam: &PamServices, service: &str) -> Sshd {
+        Sshd::start_with(Launcher::Bwrap, pam, service)
+    }
+
+    /// Like [`start`](Self::start), but set-uid programs work inside its
+    /// logins (`su` to another user within an ssh session): it runs under
+    /// `unshare` instead of bwrap, which forbids gaining privileges. `pam`
+    /// also serves those programs, e.g. a stack for `su`.
+    pub fn start_allowing_setuid(pam: &PamServices, service: &str) -> Sshd {
+        Sshd::start_with(Launcher::Unshare, pam, service)
+    }
+
+    fn start_with(launcher: Launcher, pam: &PamServices, service: &str) -> Sshd {
         let dir = service_dir("sshd");
         let host_key = dir.path().join("host_key");
         let out = Command::new(skip::program("ssh-keygen"))
@@ -374,7 +435,7 @@ impl Sshd {
                     "-f".into(),
                     config.clone().into(),
                 ];
-                Sandbox::spawn("sshd", pam, dir.path(), &argv, &log)
+                Sandbox::spawn_with(launcher, "sshd", pam, dir.path(), &argv, &log)
             },
             &String::new,
         );

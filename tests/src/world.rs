@@ -172,6 +172,12 @@ impl World {
             .expect("create Keys1 proxy")
     }
 
+    /// The `apikey` CLI as test users can execute it: the built one, or a
+    /// copy in the world's directory when the checkout is private.
+    pub fn apikey_bin(&self) -> &Path {
+        &self.apikey_bin
+    }
+
     /// Runs things as `user`, on this world's bus, with the built CLI.
     pub fn as_user(&self, user: &TestUser) -> As {
         As::user(user)
