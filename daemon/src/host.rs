@@ -42,7 +42,14 @@ pub trait Host: Send + Sync {
     fn now(&self) -> i64;
     /// Reads /proc/PID for a caller whose bus uid is `uid`; every Uid
     /// field must match, and anything unreadable is an error.
-    fn proc_identity(&self, pid: u32, uid: u32) -> Result<ProcIdentity, String>;
+    /// `setuid_root_ok` admits a set-uid-root program run by another user
+    /// (see [`uids_acceptable`]); only the session calls pass true.
+    fn proc_identity(
+        &self,
+        pid: u32,
+        uid: u32,
+        setuid_root_ok: bool,
+    ) -> Result<ProcIdentity, String>;
     fn account_by_uid(&self, uid: u32) -> Lookup<Account>;
     fn account_by_name(&self, name: &str) -> Lookup<Account>;
     /// Shadow state; an error means it could not be determined.
@@ -109,7 +116,12 @@ impl Host for SystemHost {
             .unwrap_or(0)
     }
 
-    fn proc_identity(&self, pid: u32, uid: u32) -> Result<ProcIdentity, String> {
+    fn proc_identity(
+        &self,
+        pid: u32,
+        uid: u32,
+        setuid_root_ok: bool,
+    ) -> Result<ProcIdentity, String> {
         // One directory handle for all three files, so they describe the
         // same process even if the pid is reused meanwhile.
         let dir = std::fs::OpenOptions::new()
@@ -119,7 +131,7 @@ impl Host for SystemHost {
             .map_err(|e| format!("cannot open /proc/{pid}: {e}"))?;
         let status = read_at(&dir, "status")?;
         let uids = parse_status_uids(&status).ok_or("no Uid line in status")?;
-        if uids.iter().any(|u| *u != uid) {
+        if !uids_acceptable(uids, uid, setuid_root_ok) {
             return Err(format!(
                 "process {pid} runs with uids {uids:?}, the bus says {uid}"
             ));
@@ -242,6 +254,19 @@ fn read_at(dir: &File, name: &str) -> Result<String, String> {
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {name}: {e}"))?;
     Ok(text)
+}
+
+/// S4: every uid of the caller (real, effective, saved, filesystem) must
+/// be the uid the bus reports. One exception, for the PAM session calls
+/// only (`setuid_root_ok`): su and sudo are set-uid-root programs that open
+/// their PAM session with effective, saved and filesystem uid 0 while the
+/// real uid is still the invoking user's. The bus reports 0, which those
+/// three match; refusing would leave every su/sudo session unregistered,
+/// and with it the rule that a nested session never ends its parent's
+/// keys. Making or rotating keys never takes this exception.
+pub fn uids_acceptable(uids: [u32; 4], bus_uid: u32, setuid_root_ok: bool) -> bool {
+    uids.iter().all(|u| *u == bus_uid)
+        || (setuid_root_ok && bus_uid == 0 && uids[1..].iter().all(|u| *u == 0))
 }
 
 /// The four ids of the `Uid:` line (real, effective, saved, filesystem).
@@ -400,8 +425,21 @@ mod tests {
         let host = SystemHost::new();
         let me = std::process::id();
         let uid = nix::unistd::getuid().as_raw();
-        assert!(host.proc_identity(me, uid).is_ok());
-        assert!(host.proc_identity(me, uid + 1).is_err());
-        assert!(host.proc_identity(u32::MAX - 1, uid).is_err());
+        assert!(host.proc_identity(me, uid, false).is_ok());
+        assert!(host.proc_identity(me, uid + 1, false).is_err());
+        assert!(host.proc_identity(u32::MAX - 1, uid, false).is_err());
+    }
+
+    #[test]
+    fn only_session_calls_accept_a_setuid_root_caller() {
+        let su = [1000, 0, 0, 0];
+        assert!(!uids_acceptable(su, 0, false));
+        assert!(uids_acceptable(su, 0, true));
+        assert!(uids_acceptable([0; 4], 0, false));
+        assert!(uids_acceptable([1000; 4], 1000, false));
+        // Only the real uid may differ, and only towards root.
+        assert!(!uids_acceptable([1000, 0, 1000, 0], 0, true));
+        assert!(!uids_acceptable([0, 1000, 1000, 1000], 1000, true));
+        assert!(!uids_acceptable([1000, 1001, 1001, 1001], 1001, true));
     }
 }

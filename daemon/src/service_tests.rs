@@ -33,7 +33,12 @@ impl Host for FakeHost {
     fn now(&self) -> i64 {
         self.now.load(Ordering::SeqCst)
     }
-    fn proc_identity(&self, pid: u32, _uid: u32) -> Result<ProcIdentity, String> {
+    fn proc_identity(
+        &self,
+        pid: u32,
+        _uid: u32,
+        _setuid_root_ok: bool,
+    ) -> Result<ProcIdentity, String> {
         self.procs
             .lock()
             .unwrap()

@@ -407,7 +407,7 @@ impl KeyService {
         };
         let login = self
             .host
-            .proc_identity(c.pid, c.uid)
+            .proc_identity(c.pid, c.uid, false)
             .map(|p| policy::login_state(c.uid, p.loginuid))
             .unwrap_or(LoginState::NotLoggedIn);
         Ok(StatusInfo {
@@ -809,7 +809,7 @@ impl KeyService {
     fn proc_identity(&self, c: &Caller) -> Result<crate::host::ProcIdentity> {
         // Anything unreadable means refusal (S4).
         self.host
-            .proc_identity(c.pid, c.uid)
+            .proc_identity(c.pid, c.uid, false)
             .map_err(|e| KeysError::Denied(format!("cannot confirm who the caller is: {e}")))
     }
 

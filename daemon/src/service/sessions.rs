@@ -66,7 +66,12 @@ impl KeyService {
         }
         // The session is the caller's own: its audit session and login uid
         // come from /proc, never from an argument (S4).
-        let proc_id = self.proc_identity(c)?;
+        // su and sudo register their sessions set-uid root (see
+        // uids_acceptable): the one place that exception applies.
+        let proc_id = self
+            .host
+            .proc_identity(c.pid, c.uid, true)
+            .map_err(|e| KeysError::Denied(format!("cannot confirm who the caller is: {e}")))?;
         note.proc_id = Some(proc_id);
         // A name that does not resolve (a transient NSS failure, an account
         // deleted mid-login) is still recorded, with uid NULL: PAM has let
