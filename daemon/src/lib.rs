@@ -7,6 +7,7 @@ pub mod bus;
 pub mod config;
 pub mod host;
 pub mod key_logins;
+pub mod logind;
 pub mod policy;
 pub mod service;
 pub mod store;

@@ -80,6 +80,7 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
         }
     };
     eprintln!("apikeyd: serving {BUS_NAME} on {OBJECT_PATH}");
+    tokio::spawn(apikeyd::logind::watch(conn.clone(), svc.clone()));
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

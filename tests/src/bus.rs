@@ -247,6 +247,8 @@ fn bus_config(socket: &Path, policy_dir: &Path, permissive: bool) -> String {
   <!-- Tests of the daemon's own caller checks: the bus lets them through. -->
   <policy user="root">
     <allow own="org.apikey.Keys1"/>
+    <!-- Tests play logind, whose signals end session keys. -->
+    <allow own="org.freedesktop.login1"/>
   </policy>
   <policy context="default">
     <allow send_destination="org.apikey.Keys1"/>

@@ -7,6 +7,8 @@ use crate::store::SessionBinding;
 
 /// Revocation reason of a session key that reached its lifetime cap.
 const LIFETIME_REASON: &str = "session-key-lifetime";
+/// Revocation reason of a session key whose session logind removed.
+const LOGIND_REASON: &str = "logind-session-removed";
 
 impl KeyService {
     pub fn create_session_key(&self, c: &Caller, name: &str) -> Result<(Token, KeyInfo)> {
@@ -169,6 +171,40 @@ impl KeyService {
             if let Some(reason) = reason {
                 self.end_session_keys(std::slice::from_ref(&key.id), reason);
             }
+        }
+    }
+
+    /// logind said session `id` is gone. Its ids are the kernel's audit
+    /// session ids where the kernel audits logins; others ("c1") bind no
+    /// session key. A signal not from logind's owner only gets logged.
+    pub fn logind_session_removed(&self, id: &str, sender: &str, from_logind: bool) {
+        if !from_logind {
+            let line = Line::new("logind-signal")
+                .field("sender", sender)
+                .field("session", id)
+                .field("outcome", "ignored-not-logind")
+                .warn();
+            self.audit.log(&line);
+            return;
+        }
+        let Ok(audit_session) = id.parse::<u32>() else {
+            return;
+        };
+        let boot_id = self.host.boot_id();
+        let Ok(keys) = self.store.active_session_keys() else {
+            return;
+        };
+        let ids: Vec<String> = keys
+            .into_iter()
+            .filter(|k| {
+                k.binding
+                    .as_ref()
+                    .is_some_and(|b| b.boot_id == boot_id && b.audit_session == audit_session)
+            })
+            .map(|k| k.id)
+            .collect();
+        if !ids.is_empty() {
+            self.end_session_keys(&ids, LOGIND_REASON);
         }
     }
 
