@@ -19,6 +19,12 @@ pub struct SqliteStore {
     /// `None` for an in-memory store, which has a single connection.
     reader: Option<Mutex<Connection>>,
     dir: Option<PathBuf>,
+    /// The policy as last read or saved. Verify needs it for every login,
+    /// and only this process writes the store (SPEC), so the settings
+    /// table cannot change behind it: a read transaction per login bought
+    /// nothing. Held while the table is read or written, so a read racing
+    /// a save cannot put the old policy back.
+    policy: Mutex<Option<Policy>>,
 }
 
 /// Why the store could not be opened; the daemon prints it and exits.
@@ -95,6 +101,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             reader: Some(Mutex::new(reader)),
             dir: Some(dir.into()),
+            policy: Mutex::new(None),
         })
     }
 
@@ -106,6 +113,7 @@ impl SqliteStore {
             writer: Mutex::new(conn),
             reader: None,
             dir: None,
+            policy: Mutex::new(None),
         }
     }
 
@@ -152,6 +160,10 @@ impl SqliteStore {
         self.read()
             .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
             .expect("count sessions")
+    }
+
+    fn cached_policy(&self) -> MutexGuard<'_, Option<Policy>> {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> MutexGuard<'_, Connection> {
@@ -292,6 +304,10 @@ impl Store for SqliteStore {
     }
 
     fn policy(&self) -> StoreResult<Policy> {
+        let mut cached = self.cached_policy();
+        if let Some(p) = *cached {
+            return Ok(p);
+        }
         let conn = self.read();
         let mut stmt = conn
             .prepare_cached("SELECT name, value FROM settings")
@@ -315,10 +331,14 @@ impl Store for SqliteStore {
                 _ => {}
             }
         }
+        *cached = Some(policy);
         Ok(policy)
     }
 
     fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
+        let mut cached = self.cached_policy();
+        // Whatever happens, the next read asks the table again.
+        *cached = None;
         self.in_write_tx(|tx| {
             let mut stmt = tx
                 .prepare_cached(
@@ -339,7 +359,9 @@ impl Store for SqliteStore {
                 stmt.execute(params![name, value]).map_err(map_err)?;
             }
             Ok(())
-        })
+        })?;
+        *cached = Some(*policy);
+        Ok(())
     }
 
     fn open_session(&self, r: &SessionRecord) -> StoreResult<()> {
@@ -789,6 +811,52 @@ mod tests {
         };
         s.save_policy(&p).unwrap();
         assert_eq!(s.policy().unwrap(), p);
+    }
+
+    #[test]
+    fn the_policy_is_read_once_and_follows_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let stored = Policy {
+            allow_user_keys: true,
+            ..Policy::default()
+        };
+        s.save_policy(&stored).unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.policy().unwrap(), stored);
+        // The table is not read again: a change made behind the store's
+        // back (which the daemon, its only writer, never makes) is unseen.
+        s.write().execute("DELETE FROM settings", []).unwrap();
+        assert_eq!(s.policy().unwrap(), stored);
+        // A save is seen at once, and written through.
+        let saved = Policy {
+            expiry: Expiry::Days(7),
+            ..stored
+        };
+        s.save_policy(&saved).unwrap();
+        assert_eq!(s.policy().unwrap(), saved);
+        drop(s);
+        assert_eq!(SqliteStore::open(&path).unwrap().policy().unwrap(), saved);
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_policy_behind() {
+        let s = SqliteStore::open_in_memory();
+        assert_eq!(s.policy().unwrap(), Policy::default());
+        s.write()
+            .execute_batch(
+                "CREATE TRIGGER no_settings BEFORE INSERT ON settings \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap();
+        let p = Policy {
+            allow_user_keys: true,
+            ..Policy::default()
+        };
+        assert!(s.save_policy(&p).is_err());
+        assert_eq!(s.policy().unwrap(), Policy::default());
     }
 
     fn session(handle: &str, audit_session: Option<u32>) -> SessionRecord {
