@@ -238,7 +238,7 @@ apikey-auth = ["nginx*"]
 
     #[test]
     fn the_shipped_file_is_all_defaults() {
-        let shipped = include_str!("../../packaging/apikeyd.toml");
+        let shipped = include_str!("../../packaging/apikey/apikeyd.toml");
         assert_eq!(parse(shipped).unwrap(), Config::default());
         // Uncommenting every option gives the defaults too.
         let uncommented: String = shipped

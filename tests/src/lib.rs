@@ -11,6 +11,7 @@ pub mod bins;
 pub mod bus;
 pub mod client;
 pub mod daemon;
+pub mod packaging;
 pub mod pam;
 pub mod run;
 pub mod services;

@@ -24,6 +24,9 @@ pub enum Need {
     LoginUid,
     /// Everything `World::new()` and `TestUser` use.
     World,
+    /// The .deb and the .rpm in target/packages (`make deb rpm`; `make
+    /// test` builds them before the suite).
+    Packages,
 }
 
 /// Programs the harness runs; `Need::World` checks all of them.
@@ -83,6 +86,14 @@ fn check(need: Need) -> Option<String> {
             needs.extend(WORLD_PROGRAMS.iter().map(|p| Need::Program(p)));
             unmet(&needs)
         }
+        Need::Packages => ["deb", "rpm"].iter().find_map(|ext| {
+            crate::packaging::package(ext).is_none().then(|| {
+                format!(
+                    "needs the .{ext} in {} (run `make deb rpm`)",
+                    crate::packaging::packages_dir().display()
+                )
+            })
+        }),
     }
 }
 

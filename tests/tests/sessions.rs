@@ -308,12 +308,22 @@ fn only_root_may_open_or_close_sessions() {
 #[test]
 fn the_packaged_bus_policy_keeps_session_calls_for_root() {
     require!(Need::World, Need::Program("dbus-send"));
-    let policy = apikey_tests::bins::workspace_root().join("packaging/dbus/org.apikey.Keys1.conf");
+    // The policy lets only the daemon's account own the name: a test user
+    // stands in for `apikeyd`.
+    let daemon_user = TestUser::create("daemon");
+    let scratch = apikey_tests::tmp::temp_dir("policy");
+    let policy = apikey_tests::packaging::bus_policy_for(daemon_user.name(), scratch.path());
     let bus = PrivateBus::start_with(&BusOptions {
         permissive: false,
         policy_files: vec![policy],
     });
-    let _daemon = Daemon::start(&bus, &DaemonConfig::default());
+    let _daemon = Daemon::start(
+        &bus,
+        &DaemonConfig {
+            wrapper: apikey_tests::packaging::run_as(&daemon_user),
+            ..DaemonConfig::default()
+        },
+    );
     let alice = TestUser::create("alice");
     let as_alice = As::user(&alice).bus(bus.address()).logged_in();
     let as_root = As::root().bus(bus.address());
