@@ -21,6 +21,11 @@ needs='
 /usr/lib/nginx/modules/ngx_http_auth_pam_module.so libnginx-mod-http-auth-pam
 /usr/bin/curl curl
 /usr/lib/python3/dist-packages/requests/__init__.py python3-requests
+/usr/sbin/pam-auth-update libpam-runtime
+/usr/bin/systemd-analyze systemd
+/usr/bin/lintian lintian
+/usr/bin/rpmlint rpmlint
+/usr/bin/rpm rpm
 '
 
 missing=$(printf '%s\n' "$needs" | while read -r path pkg; do
