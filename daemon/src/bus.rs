@@ -210,15 +210,12 @@ impl Keys1 {
     ) -> Result<(String, String), KeysError> {
         let token = zeroize::Zeroizing::new(token);
         let caller = self.caller(&header).await?;
-        // Every login waits for this call, so it runs on the thread that
-        // received it: block_in_place hands this worker's other tasks to
-        // another thread instead of handing the call to a pool thread and
-        // waiting to be woken when it is done, two thread switches fewer
-        // per login. Blocking is still allowed (NSS, the store).
-        let answer = tokio::task::block_in_place(|| {
-            self.svc
-                .verify(&caller, token.as_bytes(), &user, &service, &rhost)
-        });
+        let svc = self.svc.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
+        })
+        .await
+        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?;
         if answer.delay_ms > 0 {
             // Delays only refusals, and without holding a thread (S7).
             tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
