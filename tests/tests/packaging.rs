@@ -1122,3 +1122,63 @@ fn the_pam_auth_update_profile_puts_keys_first_and_su_and_sudo_still_refuse_them
         );
     }
 }
+
+#[test]
+fn make_install_puts_the_files_of_the_deb_where_the_deb_does() {
+    require!(
+        Need::Packages,
+        Need::Program("make"),
+        Need::Program("dpkg-deb")
+    );
+    let dir = tmp::temp_dir("destdir");
+    let destdir = dir.path().join("root");
+    let out = Command::new(skip::program("make"))
+        .current_dir(bins::workspace_root())
+        .args(["--no-print-directory", "install"])
+        .arg(format!("DESTDIR={}", destdir.display()))
+        .args(["PREFIX=/usr", &format!("PAMDIR=/{DEB_PAMDIR}")])
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run make install");
+    assert!(
+        out.status.success(),
+        "make install: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut installed = BTreeMap::new();
+    let mut dirs = vec![destdir.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else {
+                let rel = path.strip_prefix(&destdir).unwrap();
+                installed.insert(path_str(rel).to_string(), path);
+            }
+        }
+    }
+    // The deb compresses man pages and adds its Debian changelog;
+    // otherwise the same files, byte for byte where they come from the tree.
+    let mut expected = deb_files();
+    expected.remove("usr/share/doc/apikey/changelog.Debian.gz");
+    let expected: BTreeMap<String, Entry> = expected
+        .into_iter()
+        .map(|(path, e)| match path.strip_suffix(".gz") {
+            Some(page) if path.starts_with("usr/share/man/") => (page.to_string(), e),
+            _ => (path, e),
+        })
+        .collect();
+    assert_same_set("make install", &installed, &expected);
+    for (path, want) in &expected {
+        if let Some(source) = &want.source {
+            assert!(
+                std::fs::read(&installed[path]).unwrap() == std::fs::read(source).unwrap(),
+                "{path} differs from {}",
+                source.display()
+            );
+        }
+    }
+}
