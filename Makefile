@@ -4,6 +4,8 @@
 #   make test           install what the tests need, build the packages,
 #                       then run every test
 #                       (APIKEY_STRICT_TESTS=1 turns every skip into a failure)
+#   make bench          release build, then the benchmarks as root (a few
+#                       minutes); table on stdout, JSON under target/bench/
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -24,7 +26,7 @@ PAMCONFDIR ?= $(DATADIR)/pam-configs
 PAMDIR     ?= $(shell dirname "$$(find -H /lib /lib64 /usr/lib /usr/lib64 -name pam_unix.so 2>/dev/null | head -n 1)")
 CARGO      ?= cargo
 
-.PHONY: all build release test test-deps check docs install uninstall start stop clean \
+.PHONY: all build release test test-deps check bench docs install uninstall start stop clean \
 	bins package-tools stage deb rpm packages
 
 all: build
@@ -47,6 +49,16 @@ test: test-deps
 	$(MAKE) --no-print-directory packages
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
+
+# The bench creates test users and runs its own bus and daemon: root runs
+# it directly, anyone else through sudo. It uses the release binaries it
+# was built with, not the debug ones the tests use.
+AS_ROOT = $(if $(filter 0,$(shell id -u)),,sudo)
+
+bench:
+	$(CARGO) build --release --workspace
+	$(AS_ROOT) env APIKEY_BIN_DIR=$(CURDIR)/target/release \
+	  $(CURDIR)/target/release/apikey-bench --out $(CURDIR)/target/bench
 
 check:
 	$(CARGO) fmt --all -- --check
