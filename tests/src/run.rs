@@ -248,7 +248,7 @@ impl As {
     }
 }
 
-fn write_loginuid(text: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_loginuid(text: &[u8]) -> std::io::Result<()> {
     let path = c"/proc/self/loginuid";
     // SAFETY: raw syscalls on a constant path and a buffer made before fork.
     unsafe {

@@ -79,7 +79,7 @@ pub fn module_for_workers(dir: &Path, bus_address: &str, extra: &str) -> String 
 
 /// What puts a service in its private mount and pid namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Launcher {
+pub(crate) enum Launcher {
     /// bwrap, as described at the top of this file.
     Bwrap,
     /// util-linux `unshare` and a bind mount made by `sh` inside the new
@@ -92,7 +92,7 @@ enum Launcher {
 }
 
 /// One sandboxed service process tree, killed and reaped on drop.
-struct Sandbox {
+pub(crate) struct Sandbox {
     what: String,
     /// The outer bwrap, our child.
     child: Option<Child>,
@@ -117,16 +117,19 @@ impl Sandbox {
         argv: &[OsString],
         log_path: &Path,
     ) -> Sandbox {
-        Sandbox::spawn_with(Launcher::Bwrap, what, pam, dir, argv, log_path)
+        Sandbox::spawn_with(Launcher::Bwrap, what, pam, dir, argv, log_path, None)
     }
 
-    fn spawn_with(
+    /// `loginuid`: written to the launcher's `/proc/self/loginuid` before
+    /// it runs, which starts a new audit session, as a login would.
+    pub(crate) fn spawn_with(
         launcher: Launcher,
         what: &str,
         pam: &PamServices,
         dir: &Path,
         argv: &[OsString],
         log_path: &Path,
+        loginuid: Option<u32>,
     ) -> Sandbox {
         let log = File::create(log_path).expect("create service log");
         // sshd appends every failed password login to /var/log/btmp (and
@@ -179,6 +182,13 @@ impl Sandbox {
         unsafe {
             cmd.pre_exec(bus::die_with_parent);
         }
+        if let Some(uid) = loginuid {
+            let text = uid.to_string().into_bytes();
+            // SAFETY: only open/write/close on a buffer made before fork.
+            unsafe {
+                cmd.pre_exec(move || crate::run::write_loginuid(&text));
+            }
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn bwrap for {what}: {e}"));
@@ -190,7 +200,7 @@ impl Sandbox {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
@@ -276,7 +286,7 @@ impl Drop for Sandbox {
 
 /// Starts a service, retrying on a new port when another process took
 /// the one picked; `launch(port)` spawns it.
-fn start_on_free_port(
+pub(crate) fn start_on_free_port(
     what: &str,
     mut launch: impl FnMut(u16) -> Sandbox,
     extra_log: &dyn Fn() -> String,
@@ -366,7 +376,7 @@ fn listening_inode(port: u16) -> Option<u64> {
 
 /// A temp dir other users may traverse (test users' clients and nginx's
 /// workers reach files inside).
-fn service_dir(kind: &str) -> TempDir {
+pub(crate) fn service_dir(kind: &str) -> TempDir {
     let dir = tmp::temp_dir(kind);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod service dir");
@@ -435,7 +445,7 @@ impl Sshd {
                     "-f".into(),
                     config.clone().into(),
                 ];
-                Sandbox::spawn_with(launcher, "sshd", pam, dir.path(), &argv, &log)
+                Sandbox::spawn_with(launcher, "sshd", pam, dir.path(), &argv, &log, None)
             },
             &String::new,
         );

@@ -191,6 +191,30 @@ impl World {
             .bus(self.bus.address())
             .apikey_bin(&self.apikey_bin)
     }
+
+    /// A key made with `apikey generate ARGS` by `user` in a login
+    /// session of its own, and its id.
+    pub fn new_key(&self, user: &TestUser, args: &[&str]) -> (String, String) {
+        let before = self.keys_of(user.name());
+        let out = self
+            .as_user(user)
+            .logged_in()
+            .apikey(&[&["generate"], args].concat());
+        out.ok();
+        let token = out.stdout_trimmed().to_string();
+        assert!(
+            apikey_proto::Token::parse(token.as_bytes()).is_ok(),
+            "generate printed no key:\n{}",
+            out.stdout
+        );
+        let id = self
+            .keys_of(user.name())
+            .into_iter()
+            .map(|k| k.id)
+            .find(|id| !before.iter().any(|k| &k.id == id))
+            .expect("the new key is listed");
+        (token, id)
+    }
 }
 
 impl Default for World {

@@ -56,22 +56,7 @@ impl Site {
 
 /// A key made by `user` in a login session of its own, and its id.
 pub fn new_key(world: &World, user: &TestUser) -> (String, String) {
-    let before = world.keys_of(user.name());
-    let out = world.as_user(user).logged_in().apikey(&["generate"]);
-    out.ok();
-    let token = out.stdout_trimmed().to_string();
-    assert!(
-        apikey_proto::Token::parse(token.as_bytes()).is_ok(),
-        "generate printed no key:\n{}",
-        out.stdout
-    );
-    let id = world
-        .keys_of(user.name())
-        .into_iter()
-        .map(|k| k.id)
-        .find(|id| !before.iter().any(|k| &k.id == id))
-        .expect("the new key is listed");
-    (token, id)
+    world.new_key(user, &[])
 }
 
 pub use apikey_tests::pam::key_or_password_stack;
