@@ -4,6 +4,8 @@
 #   make test           install what the tests need, build the packages,
 #                       then run every test
 #                       (APIKEY_STRICT_TESTS=1 turns every skip into a failure)
+#   make cockpit        the Cockpit page, in cockpit/dist (npm packages from
+#                       the committed lock file)
 #   make bench          release build, then the benchmarks as root (a few
 #                       minutes); table on stdout, JSON under target/bench/
 
@@ -27,12 +29,26 @@ PAMDIR     ?= $(shell dirname "$$(find -H /lib /lib64 /usr/lib /usr/lib64 -name 
 CARGO      ?= cargo
 
 .PHONY: all build release test test-deps check bench docs install uninstall start stop clean \
-	bins package-tools stage deb rpm packages
+	bins package-tools stage deb rpm packages cockpit
 
 all: build
 
-build:
+build: cockpit
 	$(CARGO) build --workspace --all-targets
+
+# The Cockpit page: PatternFly and the browser driver the tests use come
+# from npm at the versions of cockpit/package-lock.json; the page itself
+# is plain JavaScript, copied with one stylesheet into cockpit/dist.
+NPM ?= npm
+COCKPIT_INPUTS = $(wildcard cockpit/src/*) cockpit/build.mjs cockpit/node_modules/.package-lock.json
+
+cockpit: cockpit/dist/manifest.json
+
+cockpit/node_modules/.package-lock.json: cockpit/package.json cockpit/package-lock.json
+	cd cockpit && $(NPM) ci --no-audit --no-fund
+
+cockpit/dist/manifest.json: $(COCKPIT_INPUTS)
+	cd cockpit && node build.mjs
 
 release:
 	$(CARGO) build --release --workspace
@@ -45,6 +61,8 @@ test-deps:
 # tests it no longer should.
 test: test-deps
 	$(CARGO) fmt --all -- --check
+	$(MAKE) --no-print-directory cockpit
+	cd cockpit && node --test test/unit/
 	$(CARGO) build --workspace --all-targets
 	$(MAKE) --no-print-directory packages
 	$(CARGO) nextest run --workspace --no-fail-fast
@@ -70,7 +88,7 @@ docs:
 # The same files as the packages (packaging/README.md), at PREFIX; the PAM
 # module goes where libpam loads modules from. No PAM stack is changed:
 # `pam-auth-update --enable apikey` does that on Debian.
-install: bins docs
+install: bins docs cockpit
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 target/release/apikey $(DESTDIR)$(BINDIR)/apikey
 	install -m 0755 target/release/apikeyd $(DESTDIR)$(SBINDIR)/apikeyd
@@ -94,6 +112,8 @@ install: bins docs
 	install -m 0644 target/docs/completions/apikey.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/apikey
 	install -m 0644 target/docs/completions/_apikey $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_apikey
 	install -m 0644 target/docs/completions/apikey.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/apikey.fish
+	install -d -m 0755 $(DESTDIR)$(DATADIR)/cockpit/apikey
+	install -m 0644 cockpit/dist/* $(DESTDIR)$(DATADIR)/cockpit/apikey/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)
 	install -m 0644 README.md docs/pam.md packaging/copyright $(DESTDIR)$(DOCDIR)/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/apikey
@@ -167,7 +187,7 @@ uninstall:
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions/apikey \
 	  $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_apikey \
 	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/apikey.fish
-	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/cockpit/apikey
 	@echo "kept $(SYSCONFDIR)/apikey, /var/lib/apikey (the keys) and the account apikeyd; remove them by hand to purge"
 
 # Packages (packaging/README.md). The tools are installed when missing,
@@ -187,7 +207,7 @@ package-tools:
 
 # cargo-deb strips and compresses by itself; cargo-generate-rpm does not,
 # so the rpm takes its binaries and man pages from here.
-stage: bins docs
+stage: bins docs cockpit
 	rm -rf $(STAGE) && mkdir -p $(STAGE)/man
 	strip --strip-unneeded -o $(STAGE)/apikeyd target/release/apikeyd
 	strip --strip-unneeded -o $(STAGE)/apikey target/release/apikey

@@ -1,0 +1,68 @@
+// org.apikey.Keys1 on the system bus, through Cockpit's bridge: the
+// daemon sees the web console user's own uid and login session, and makes
+// every permission decision itself.
+import { decodeKey, decodeSettings, decodeStatus } from "./model.js";
+
+const NAME = "org.apikey.Keys1";
+const PATH = "/org/apikey/Keys1";
+
+/// A method whose one out argument is a struct: the bus message carries
+/// either the struct or, as zbus sends it, its fields as the arguments.
+function single(out) {
+    return out.length === 1 ? out[0] : out;
+}
+
+export class KeysApi {
+    constructor(cockpit) {
+        this.client = cockpit.dbus(NAME, { bus: "system" });
+    }
+
+    call(method, args) {
+        return this.client.call(PATH, NAME, method, args);
+    }
+
+    async status() {
+        return decodeStatus(single(await this.call("Status", [])));
+    }
+
+    async generate(name, expires) {
+        const [token, key] = await this.call("Generate", [name, expires, [], ""]);
+        return { token, key: decodeKey(key) };
+    }
+
+    async createSessionKey(name) {
+        const [token, key] = await this.call("CreateSessionKey", [name]);
+        return { token, key: decodeKey(key) };
+    }
+
+    async ownKeys() {
+        const [keys] = await this.call("List", ["", false, false]);
+        return keys.map(decodeKey);
+    }
+
+    async allKeys() {
+        const [keys] = await this.call("List", ["", true, false]);
+        return keys.map(decodeKey);
+    }
+
+    async revoke(ids) {
+        const [revoked] = await this.call("Revoke", [ids]);
+        return revoked;
+    }
+
+    async revokeAllOwn() {
+        const [revoked] = await this.call("RevokeAll", [""]);
+        return revoked;
+    }
+
+    async setSettings({ allowUserKeys, expires, usersSeeOwn, sessionTimeout }) {
+        const yesNo = b => (b ? "yes" : "no");
+        const out = await this.call("SetSettings",
+                                    [yesNo(allowUserKeys), expires, yesNo(usersSeeOwn), sessionTimeout]);
+        return decodeSettings(single(out));
+    }
+
+    close() {
+        this.client.close();
+    }
+}

@@ -1,0 +1,171 @@
+// What the page shows, decided without a browser or a bus: decoding the
+// daemon's answers, the choices policy leaves, and every message. The
+// daemon decides what is allowed; these functions only describe it.
+
+export const EXPIRY_CHOICES = ["7d", "30d", "90d", "365d", "never"];
+
+const EXPIRY_LABELS = {
+    "7d": "7 days",
+    "30d": "30 days",
+    "90d": "90 days",
+    "365d": "365 days",
+    never: "Never",
+};
+
+export function expiryLabel(choice) {
+    return EXPIRY_LABELS[choice] ?? choice;
+}
+
+/// A key as `List` and `Generate` return it: (ssusasxxxssubx).
+export function decodeKey(t) {
+    return {
+        id: t[0],
+        user: t[1],
+        uid: t[2],
+        name: t[3],
+        services: t[4],
+        created: Number(t[5]),
+        expires: Number(t[6]),
+        lastUsed: Number(t[7]),
+        lastService: t[8],
+        lastRhost: t[9],
+        createdByUid: t[10],
+        session: t[11],
+        revoked: Number(t[12]),
+    };
+}
+
+/// The site policy: (bsbt).
+export function decodeSettings(t) {
+    return {
+        allowUserKeys: t[0],
+        expires: t[1],
+        usersSeeOwn: t[2],
+        sessionTimeout: Number(t[3]),
+    };
+}
+
+/// `Status`: (susbbbbu(bsbt)).
+export function decodeStatus(t) {
+    return {
+        version: t[0],
+        uid: t[1],
+        user: t[2],
+        admin: t[3],
+        verifier: t[4],
+        loggedIn: t[5],
+        impersonating: t[6],
+        sessionKeys: t[7],
+        settings: decodeSettings(t[8]),
+    };
+}
+
+/// The expiries a user may pick: never longer than the policy's.
+export function expiryChoices(policyExpires) {
+    const limit = EXPIRY_CHOICES.indexOf(policyExpires);
+    if (limit < 0)
+        return ["7d"];
+    return EXPIRY_CHOICES.slice(0, limit + 1);
+}
+
+/// Seconds as the daemon's durations are written: 30m, 12h, 7d.
+export function formatDuration(secs) {
+    for (const [unit, scale] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+        if (secs !== 0 && secs % scale === 0)
+            return `${secs / scale}${unit}`;
+    }
+    return `${secs}s`;
+}
+
+function pad(n) {
+    return String(n).padStart(2, "0");
+}
+
+/// A time for a table cell, in the browser's time zone; 0 means none.
+export function formatTime(secs, none = "Never") {
+    if (!secs)
+        return none;
+    const d = new Date(secs * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function formatLastUsed(key) {
+    if (!key.lastUsed)
+        return "Never";
+    const where = [key.lastService, key.lastRhost && `from ${key.lastRhost}`].filter(Boolean).join(" ");
+    return where ? `${formatTime(key.lastUsed)} (${where})` : formatTime(key.lastUsed);
+}
+
+export function formatServices(services) {
+    return services.length ? services.join(", ") : "All allowed";
+}
+
+/// The line a user pastes into ~/.netrc. A host name never holds
+/// whitespace; a user name could, and .netrc cannot quote it.
+export function netrcLine(host, user, token) {
+    if (/\s/.test(host) || /\s/.test(user) || !host || !user)
+        return null;
+    return `machine ${host} login ${user} password ${token}`;
+}
+
+/// The keys whose owner's name contains `filter` (case-insensitive).
+export function filterKeys(keys, filter) {
+    const wanted = filter.trim().toLowerCase();
+    if (!wanted)
+        return keys;
+    return keys.filter(k => k.user.toLowerCase().includes(wanted));
+}
+
+function joinNames(names) {
+    if (names.length <= 1)
+        return names.join("");
+    return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+/// "Delete 2 keys of alice and bob?": how many keys, and whose.
+export function deleteQuestion(keys) {
+    const owners = [...new Set(keys.map(k => k.user))].sort();
+    const count = keys.length === 1 ? "1 key" : `${keys.length} keys`;
+    return `Delete ${count} of ${joinNames(owners)}?`;
+}
+
+export const SERVICE_DOWN =
+    "The API key service (apikeyd) is not running. An administrator can start it with \"systemctl start apikeyd\".";
+
+/// A D-Bus or Cockpit error as a sentence for the user.
+export function errorMessage(error) {
+    const name = error?.name ?? "";
+    const detail = error?.message ?? String(error);
+    switch (name) {
+    case "org.freedesktop.DBus.Error.ServiceUnknown":
+    case "org.freedesktop.DBus.Error.NameHasNoOwner":
+    case "org.freedesktop.DBus.Error.NoReply":
+    case "org.freedesktop.DBus.Error.Disconnected":
+        return SERVICE_DOWN;
+    case "org.apikey.Keys1.Error.PolicyForbids":
+        return `Not allowed by the site's policy: ${detail}`;
+    case "org.apikey.Keys1.Error.Denied":
+        return `Permission denied: ${detail}`;
+    case "org.apikey.Keys1.Error.NotLoggedIn":
+    case "org.apikey.Keys1.Error.Impersonating":
+    case "org.apikey.Keys1.Error.NoSession":
+    case "org.apikey.Keys1.Error.QuotaExceeded":
+    case "org.apikey.Keys1.Error.InvalidArgument":
+    case "org.apikey.Keys1.Error.NotFound":
+        return detail;
+    }
+    if (error?.problem === "not-found" || error?.problem === "disconnected")
+        return SERVICE_DOWN;
+    return `The API key service failed: ${detail}`;
+}
+
+/// Why a user cannot generate keys here, or null when they can.
+export function generateBlocker(status) {
+    if (!status.admin && !status.settings.allowUserKeys)
+        return "Your administrator does not let users create API keys.";
+    if (status.impersonating)
+        return "This web console session runs as another user than the one who logged in; log in as yourself to create keys.";
+    if (!status.loggedIn)
+        return "This web console session is not a login session, so it cannot create keys.";
+    return null;
+}

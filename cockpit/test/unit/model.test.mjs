@@ -1,0 +1,96 @@
+// The page's decisions, without a browser: `node --test test/unit`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+    decodeKey, decodeStatus, deleteQuestion, errorMessage, expiryChoices, filterKeys,
+    formatDuration, formatLastUsed, formatServices, generateBlocker, netrcLine, SERVICE_DOWN,
+} from "../../src/model.js";
+import { readFileSync } from "node:fs";
+
+const key = (user, id) => ({ user, id });
+
+test("users are offered no expiry longer than the policy's", () => {
+    assert.deepEqual(expiryChoices("never"), ["7d", "30d", "90d", "365d", "never"]);
+    assert.deepEqual(expiryChoices("30d"), ["7d", "30d"]);
+    assert.deepEqual(expiryChoices("7d"), ["7d"]);
+    // An expiry this page does not know: the shortest, never "never".
+    assert.deepEqual(expiryChoices("14d"), ["7d"]);
+});
+
+test("the delete question says how many keys and whose", () => {
+    assert.equal(deleteQuestion([key("alice", "a")]), "Delete 1 key of alice?");
+    assert.equal(deleteQuestion([key("bob", "b"), key("alice", "a"), key("alice", "c")]),
+                 "Delete 3 keys of alice and bob?");
+    assert.equal(deleteQuestion([key("c", "1"), key("b", "2"), key("a", "3")]),
+                 "Delete 3 keys of a, b and c?");
+});
+
+test("the .netrc line, and none when a name cannot be written there", () => {
+    assert.equal(netrcLine("host.example", "alice", "apikey|x"),
+                 "machine host.example login alice password apikey|x");
+    assert.equal(netrcLine("host", "al ice", "apikey|x"), null);
+    assert.equal(netrcLine("", "alice", "apikey|x"), null);
+});
+
+test("the filter matches part of the owner's name, any case", () => {
+    const keys = [key("alice", "1"), key("bob", "2"), key("Malice", "3")];
+    assert.deepEqual(filterKeys(keys, "").map(k => k.id), ["1", "2", "3"]);
+    assert.deepEqual(filterKeys(keys, " ALI ").map(k => k.id), ["1", "3"]);
+    assert.deepEqual(filterKeys(keys, "zed"), []);
+});
+
+test("durations are written as the daemon reads them", () => {
+    assert.equal(formatDuration(1800), "30m");
+    assert.equal(formatDuration(2700), "45m");
+    assert.equal(formatDuration(7200), "2h");
+    assert.equal(formatDuration(86400 * 7), "7d");
+    assert.equal(formatDuration(90), "90s");
+});
+
+test("keys and status decode from the bus's tuples", () => {
+    const k = decodeKey(["id1", "alice", 1000, "laptop", ["sshd*"], 10, 0, 0, "", "", 1000, false, 0]);
+    assert.equal(k.id, "id1");
+    assert.equal(k.name, "laptop");
+    assert.equal(formatServices(k.services), "sshd*");
+    assert.equal(formatServices([]), "All allowed");
+    assert.equal(formatLastUsed(k), "Never");
+    assert.match(formatLastUsed({ ...k, lastUsed: 1e9, lastService: "sshd", lastRhost: "10.0.0.1" }),
+                 /^\d{4}-\d\d-\d\d \d\d:\d\d \(sshd from 10\.0\.0\.1\)$/);
+    const s = decodeStatus(["0.1.0", 1000, "alice", false, false, true, false, 0, [true, "30d", false, 1800]]);
+    assert.equal(s.user, "alice");
+    assert.equal(s.settings.expires, "30d");
+    assert.equal(s.settings.usersSeeOwn, false);
+});
+
+test("why a user cannot generate, in the order that matters", () => {
+    const status = (over, settings = {}) => ({
+        admin: false, loggedIn: true, impersonating: false,
+        settings: { allowUserKeys: true, ...settings }, ...over,
+    });
+    assert.equal(generateBlocker(status({})), null);
+    assert.match(generateBlocker(status({}, { allowUserKeys: false })), /does not let users create/);
+    assert.equal(generateBlocker(status({ admin: true }, { allowUserKeys: false })), null);
+    assert.match(generateBlocker(status({ impersonating: true })), /another user/);
+    assert.match(generateBlocker(status({ loggedIn: false })), /not a login session/);
+});
+
+test("errors read as sentences; a missing daemon says how to start it", () => {
+    assert.equal(errorMessage({ name: "org.freedesktop.DBus.Error.ServiceUnknown", message: "x" }), SERVICE_DOWN);
+    assert.equal(errorMessage({ problem: "not-found" }), SERVICE_DOWN);
+    assert.equal(errorMessage({ name: "org.apikey.Keys1.Error.Denied", message: "no" }), "Permission denied: no");
+    assert.equal(errorMessage({ name: "org.apikey.Keys1.Error.QuotaExceeded", message: "too many" }), "too many");
+    assert.match(errorMessage({ name: "org.example.Other", message: "boom" }), /failed: boom/);
+});
+
+test("the page builds its DOM from text only", () => {
+    // S11: nothing the daemon sends may become markup.
+    for (const file of ["apikey.js", "api.js", "model.js"]) {
+        const source = readFileSync(new URL(`../../src/${file}`, import.meta.url), "utf8");
+        assert.doesNotMatch(source, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, file);
+    }
+});
+
+test("the menu entry is called API keys", () => {
+    const manifest = JSON.parse(readFileSync(new URL("../../src/manifest.json", import.meta.url), "utf8"));
+    assert.equal(manifest.menu.index.label, "API keys");
+});
