@@ -26,6 +26,12 @@ needs='
 /usr/bin/lintian lintian
 /usr/bin/rpmlint rpmlint
 /usr/bin/rpm rpm
+/usr/lib/cockpit/cockpit-ws cockpit-ws
+/usr/share/cockpit/static/fonts/RedHatText-Regular.woff2 cockpit-ws
+/usr/bin/cockpit-bridge cockpit-bridge
+/usr/bin/chromium chromium
+/usr/bin/node nodejs
+/usr/bin/npm npm
 '
 
 missing=$(printf '%s\n' "$needs" | while read -r path pkg; do

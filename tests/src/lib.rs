@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod bus;
 pub mod client;
+pub mod cockpit;
 pub mod daemon;
 pub mod packaging;
 pub mod pam;

@@ -24,6 +24,10 @@ pub enum Need {
     LoginUid,
     /// Everything `World::new()` and `TestUser` use.
     World,
+    /// The Cockpit web console, the built page (cockpit/dist), Chromium
+    /// and the browser driver (`make cockpit` builds the page and installs
+    /// the driver from the lock file; `make test-deps` the rest).
+    Cockpit,
     /// The .deb and the .rpm in target/packages (`make deb rpm`; `make
     /// test` builds them before the suite).
     Packages,
@@ -86,6 +90,7 @@ fn check(need: Need) -> Option<String> {
             needs.extend(WORLD_PROGRAMS.iter().map(|p| Need::Program(p)));
             unmet(&needs)
         }
+        Need::Cockpit => crate::cockpit::unmet(),
         Need::Packages => ["deb", "rpm"].iter().find_map(|ext| {
             crate::packaging::package(ext).is_none().then(|| {
                 format!(

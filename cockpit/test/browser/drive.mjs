@@ -1,0 +1,265 @@
+// Drives the page in Debian's Chromium like a user would, for the
+// end-to-end tests (tests/tests/cockpit.rs), which set up the bus, the
+// daemon, the users and cockpit-ws, then check what the page did against
+// the daemon and PAM.
+//
+//   node drive.mjs SCENARIO URL SCREENSHOT_DIR [ARGS...]
+//
+// Prints one line of JSON: what the scenario saw. Exits non-zero, with a
+// screenshot of the failure, when a step fails or times out.
+import { chromium } from "playwright-core";
+import { join } from "node:path";
+
+const [scenario, url, shots, ...args] = process.argv.slice(2);
+const STEP_TIMEOUT_MS = 20000;
+
+async function ready(page, expected = "yes") {
+    await page.goto(url);
+    await page.waitForSelector("body[data-ready]", { timeout: STEP_TIMEOUT_MS });
+    const state = await page.getAttribute("body", "data-ready");
+    if (state !== expected) {
+        const alerts = await page.locator("#alerts").innerText();
+        throw new Error(`page state ${state}, expected ${expected}: ${alerts}`);
+    }
+}
+
+async function shot(page, name) {
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function successAlert(page) {
+    const alert = page.locator("#alerts .pf-m-success").first();
+    await alert.waitFor({ timeout: STEP_TIMEOUT_MS });
+    return alert.locator(".pf-v5-c-alert__title").innerText();
+}
+
+// A call made from the browser's console, as a user poking at the page
+// would: the daemon must refuse what the page merely hides.
+function consoleCall(page, method, callArgs) {
+    return page.evaluate(async ([method, callArgs]) => {
+        const client = cockpit.dbus("org.apikey.Keys1", { bus: "system" });
+        try {
+            await client.call("/org/apikey/Keys1", "org.apikey.Keys1", method, callArgs);
+            return "ok";
+        } catch (e) {
+            return e.name || e.problem || String(e);
+        } finally {
+            client.close();
+        }
+    }, [method, callArgs]);
+}
+
+const scenarios = {
+    // A user generates a key, copies it, and sees it listed.
+    async generate(page) {
+        const [name] = args;
+        await ready(page);
+        await page.fill("#key-name", name);
+        await page.click("#generate");
+        await page.locator("#new-key").waitFor({ timeout: STEP_TIMEOUT_MS });
+        const shown = await page.inputValue("#new-key-value");
+        const id = await page.locator("#new-key-id").innerText();
+        await page.click("#copy-key");
+        await page.locator("#copy-key", { hasText: "Copied!" }).waitFor({ timeout: STEP_TIMEOUT_MS });
+        const clipboard = await page.evaluate(() => navigator.clipboard.readText());
+        // Listed, unless the policy hides users' keys from them.
+        const row = page.locator(`#own-keys tr[data-id="${id}"]`);
+        await row.or(page.locator("#own-keys-hidden:visible")).first().waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-generated-key");
+        return {
+            id,
+            shown,
+            clipboard,
+            button: await page.locator("#copy-key").innerText(),
+            netrc: await page.locator("#netrc-line").innerText(),
+            warning: await page.locator("#new-key .pf-m-warning").innerText(),
+            expiries: await page.locator("#key-expires option").evaluateAll(os => os.map(o => o.value)),
+            listed: await row.isVisible(),
+            hidden_message: await page.locator("#own-keys-hidden").isVisible(),
+        };
+    },
+
+    // A session key: it lives as long as this web console session.
+    async session(page) {
+        await ready(page);
+        await page.fill("#key-name", args[0] ?? "");
+        await page.click("#generate-session");
+        await page.locator("#new-key").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-session-key");
+        return {
+            id: await page.locator("#new-key-id").innerText(),
+            shown: await page.inputValue("#new-key-value"),
+            kind: await page.locator("#new-key-kind").innerText(),
+        };
+    },
+
+    // A user revokes one of her keys from her list. args: its id.
+    async revoke_own(page) {
+        const [id] = args;
+        await ready(page);
+        const row = page.locator(`#own-keys tr[data-id="${id}"]`);
+        await row.locator("button", { hasText: "Revoke" }).click();
+        await page.locator("#confirm").waitFor({ timeout: STEP_TIMEOUT_MS });
+        const question = await page.locator("#confirm-body").innerText();
+        await page.click("#confirm-yes");
+        const alert = await successAlert(page);
+        await row.waitFor({ state: "detached", timeout: STEP_TIMEOUT_MS });
+        return { question, alert };
+    },
+
+    // With users' keys hidden by the policy: revoke them all anyway.
+    async revoke_all_own(page) {
+        await ready(page);
+        await page.locator("#revoke-all-own").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-keys-hidden");
+        await page.click("#revoke-all-own");
+        await page.locator("#confirm").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await page.click("#confirm-yes");
+        return { alert: await successAlert(page) };
+    },
+
+    // The page of a user the policy does not let create keys.
+    async forbidden(page) {
+        await ready(page);
+        await page.locator("#generate-blocked").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-policy-forbids");
+        return {
+            message: await page.locator("#policy-message").innerText(),
+            form_visible: await page.locator("#generate-form").isVisible(),
+            admin_visible: await page.locator("#settings-card").isVisible(),
+            console_generate: await consoleCall(page, "Generate", ["from the console", "", [], ""]),
+        };
+    },
+
+    // A user who is no administrator calls the administrators' methods
+    // from the console. args: the id of somebody else's key.
+    async console(page) {
+        const [otherId] = args;
+        await ready(page);
+        return {
+            admin_visible: await page.locator("#settings-card").isVisible(),
+            set_settings: await consoleCall(page, "SetSettings", ["yes", "never", "yes", "30m"]),
+            list_all: await consoleCall(page, "List", ["", true, false]),
+            revoke_other: await consoleCall(page, "Revoke", [[otherId]]),
+            revoke_site: await consoleCall(page, "RevokeSite", []),
+        };
+    },
+
+    // An administrator changes the site settings.
+    // args: allow (yes/no), expiry, users see own (yes/no), idle timeout.
+    async settings(page) {
+        const [allow, expires, seeOwn, timeout] = args;
+        await ready(page);
+        await page.locator("#settings-card").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await page.setChecked("#allow-user-keys", allow === "yes");
+        await page.selectOption("#policy-expires", expires);
+        await page.setChecked("#users-see-own", seeOwn === "yes");
+        await page.fill("#session-timeout", timeout);
+        await page.click("#save-settings");
+        const alert = await successAlert(page);
+        await shot(page, "admin-settings");
+        // What a fresh load shows: what the daemon stored.
+        await ready(page);
+        return {
+            alert,
+            allow: await page.isChecked("#allow-user-keys"),
+            expires: await page.inputValue("#policy-expires"),
+            see_own: await page.isChecked("#users-see-own"),
+            timeout: await page.inputValue("#session-timeout"),
+        };
+    },
+
+    // An administrator filters by user, ticks some keys and deletes them.
+    // args: the user to filter by, then the ids to tick.
+    async delete(page) {
+        const [user, ...ids] = args;
+        await ready(page);
+        await page.locator("#all-keys-card").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await page.fill("#user-filter", user);
+        const rows = page.locator("#all-keys tbody tr");
+        const shownBefore = await rows.evaluateAll(trs => trs.map(tr => tr.dataset.id));
+        for (const id of ids)
+            await page.check(`#all-keys tr[data-id="${id}"] .row-select`);
+        await shot(page, "admin-keys-selected");
+        await page.click("#delete-selected");
+        await page.locator("#confirm").waitFor({ timeout: STEP_TIMEOUT_MS });
+        const question = await page.locator("#confirm-title").innerText();
+        await shot(page, "admin-delete-confirm");
+        await page.click("#confirm-yes");
+        const alert = await successAlert(page);
+        for (const id of ids)
+            await page.locator(`#all-keys tr[data-id="${id}"]`).waitFor({ state: "detached", timeout: STEP_TIMEOUT_MS });
+        await page.fill("#user-filter", "");
+        await shot(page, "admin-keys");
+        return {
+            shown_before: shownBefore,
+            question,
+            alert,
+            shown_after: await rows.evaluateAll(trs => trs.map(tr => tr.dataset.id)),
+        };
+    },
+
+    // Select all, then untick: the count and the Delete button follow.
+    async select_all(page) {
+        await ready(page);
+        await page.locator("#all-keys-card").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await page.check("#select-all");
+        const all = await page.locator("#selection-count").innerText();
+        const enabled = await page.isEnabled("#delete-selected");
+        await page.uncheck("#select-all");
+        return {
+            rows: await page.locator("#all-keys tbody tr").count(),
+            count_text: all,
+            delete_enabled: enabled,
+            delete_enabled_after: await page.isEnabled("#delete-selected"),
+        };
+    },
+
+    // The page when the daemon does not answer.
+    async down(page) {
+        await ready(page, "error");
+        await shot(page, "service-down");
+        return { alert: await page.locator("#alerts").innerText() };
+    },
+};
+
+async function main() {
+    const run = scenarios[scenario];
+    if (!run)
+        throw new Error(`unknown scenario ${scenario}`);
+    const browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+        args: [
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ],
+    });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(url).origin });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const consoleLines = [];
+    page.on("console", m => consoleLines.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", e => consoleLines.push(`pageerror: ${e.message}`));
+    // Every file the page asks for must be there (stylesheet, fonts).
+    const missing = [];
+    page.on("response", r => {
+        if (r.status() >= 400)
+            missing.push(`${r.status()} ${r.url()}`);
+    });
+    try {
+        const answer = await run(page);
+        answer.failed_requests = missing;
+        answer.page_errors = consoleLines.filter(l => l.startsWith("pageerror") || l.startsWith("error"));
+        console.log(JSON.stringify(answer));
+    } catch (e) {
+        await shot(page, `failed-${scenario}`).catch(() => {});
+        console.error(`scenario ${scenario}: ${e.stack ?? e}`);
+        console.error(`browser console:\n${consoleLines.join("\n")}`);
+        process.exitCode = 1;
+    } finally {
+        await browser.close();
+    }
+}
+
+await main();

@@ -1,0 +1,319 @@
+//! The Cockpit page end to end: a real cockpit-ws and bridge serving the
+//! built page, Debian's Chromium clicking through it (playwright-core,
+//! `cockpit/test/browser/drive.mjs`), the real daemon on a private bus,
+//! and keys that then log in through the real `pam_apikey.so` in
+//! pamtester. Screenshots of each screen land in target/cockpit-screens.
+//!
+//! The page decides nothing: each test checks what the daemon stored or
+//! refused, not only what the page showed.
+
+use apikey_proto::Token;
+use apikey_tests::cockpit::{browse, CockpitWs};
+use apikey_tests::pam;
+use apikey_tests::prelude::*;
+
+/// A service `key_services` allows by default.
+const SERVICE: &str = "sshd-cockpit";
+
+macro_rules! require_cockpit {
+    () => {
+        require!(
+            Need::World,
+            Need::LoginUid,
+            Need::Cockpit,
+            Need::Program("bwrap"),
+            Need::Program("pamtester"),
+            Need::Program("timeout")
+        )
+    };
+}
+
+/// A PAM stack in which only a key can log in, as `SERVICE`.
+fn key_only_stack(world: &World) -> PamServices {
+    let module = pam::module(world.bus().address(), "");
+    let services = PamServices::new();
+    services.add(
+        SERVICE,
+        &format!("auth [success=done default=die] {module}\naccount required {module}\n"),
+    );
+    services
+}
+
+/// True when `key` logs `user` in through pam_apikey.
+fn logs_in(world: &World, services: &PamServices, user: &str, key: &str) -> bool {
+    let out = world
+        .as_root()
+        .pam(services)
+        .stdin(format!("{key}\n"))
+        .run("pamtester", &[SERVICE, user, "authenticate", "acct_mgmt"]);
+    match out.code() {
+        0 => true,
+        1 => false,
+        _ => panic!("pamtester failed oddly: {}\n{}", out.stdout, out.stderr),
+    }
+}
+
+fn cli_key(world: &World, user: &TestUser, name: &str) -> (String, String) {
+    world.new_key(user, &["--name", name])
+}
+
+#[test]
+fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "generate", &["laptop"]);
+    let key = seen.str("shown").to_string();
+    assert!(Token::parse(key.as_bytes()).is_ok(), "not a key: {key}");
+    assert_eq!(
+        seen.str("clipboard"),
+        key,
+        "the clipboard holds exactly the key"
+    );
+    assert_eq!(seen.str("button"), "Copied!");
+    assert_eq!(
+        seen.str("netrc"),
+        format!("machine 127.0.0.1 login {} password {key}", alice.name())
+    );
+    assert!(seen.str("warning").contains("will not be shown again"));
+    assert_eq!(seen.answer["listed"], true);
+
+    let keys = world.keys_of(alice.name());
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].id, seen.str("id"));
+    assert_eq!(keys[0].name, "laptop");
+
+    let services = key_only_stack(&world);
+    assert!(logs_in(&world, &services, alice.name(), &key));
+    let mut wrong = key.clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    assert!(!logs_in(&world, &services, alice.name(), &wrong));
+    assert!(
+        !world.log().contains(&key),
+        "the daemon logged the key it generated"
+    );
+    drop(ws);
+}
+
+#[test]
+fn a_session_key_from_the_web_console_ends_with_its_session() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let services = key_only_stack(&world);
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "session", &["console"]);
+    let key = seen.str("shown").to_string();
+    assert_eq!(seen.str("kind"), "Session key");
+    assert!(logs_in(&world, &services, alice.name(), &key));
+    assert!(
+        world.keys_of(alice.name()).is_empty(),
+        "a session key is not listed among long-lived keys"
+    );
+
+    // The web console session ends: its processes, the whole audit
+    // session, are gone.
+    let log = ws.log_text();
+    drop(ws);
+    assert!(
+        !logs_in(&world, &services, alice.name(), &key),
+        "the session key outlived its session; cockpit-ws log:\n{log}"
+    );
+}
+
+#[test]
+fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let (first, first_id) = cli_key(&world, &alice, "first");
+    let (second, _) = cli_key(&world, &alice, "second");
+    let services = key_only_stack(&world);
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "revoke_own", &[&first_id]);
+    assert!(seen.str("question").contains(&first_id));
+    assert_eq!(seen.str("alert"), format!("Revoked {first_id}."));
+    assert!(!logs_in(&world, &services, alice.name(), &first));
+    assert!(logs_in(&world, &services, alice.name(), &second));
+
+    world
+        .block_on(world.proxy_as_root().set_settings("", "", "no", ""))
+        .expect("hide users' keys");
+    let seen = browse(&ws.page_url(), "revoke_all_own", &[]);
+    assert_eq!(seen.str("alert"), "Revoked 1 key.");
+    assert!(!logs_in(&world, &services, alice.name(), &second));
+    assert!(world.keys_of(alice.name()).is_empty());
+}
+
+#[test]
+fn a_user_the_policy_does_not_allow_sees_why_and_the_daemon_refuses_too() {
+    require_cockpit!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "forbidden", &[]);
+    assert_eq!(
+        seen.str("message"),
+        "Your administrator does not let users create API keys."
+    );
+    assert_eq!(seen.answer["form_visible"], false);
+    assert_eq!(seen.answer["admin_visible"], false);
+    assert_eq!(
+        seen.str("console_generate"),
+        "org.apikey.Keys1.Error.PolicyForbids"
+    );
+    assert!(world.keys_of(alice.name()).is_empty());
+}
+
+#[test]
+fn a_user_is_refused_the_administrators_methods_called_from_the_console() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let bob = TestUser::create("bob");
+    let (bob_key, bob_id) = cli_key(&world, &bob, "bob's");
+    let before = world
+        .block_on(world.proxy_as_root().get_settings())
+        .unwrap();
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "console", &[&bob_id]);
+    assert_eq!(seen.answer["admin_visible"], false);
+    for call in ["set_settings", "list_all", "revoke_other", "revoke_site"] {
+        assert_eq!(
+            seen.str(call),
+            "org.apikey.Keys1.Error.Denied",
+            "{call} from a user's console"
+        );
+    }
+    let after = world
+        .block_on(world.proxy_as_root().get_settings())
+        .unwrap();
+    assert_eq!(before, after, "the settings did not change");
+    assert!(logs_in(
+        &world,
+        &key_only_stack(&world),
+        bob.name(),
+        &bob_key
+    ));
+}
+
+#[test]
+fn an_administrator_changes_the_settings_and_they_take_effect() {
+    require_cockpit!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["generate"])
+        .assert_code(1);
+    let admin = CockpitWs::start(world.bus(), None);
+
+    let seen = browse(&admin.page_url(), "settings", &["yes", "30d", "no", "45m"]);
+    assert_eq!(seen.str("alert"), "Settings saved.");
+    assert_eq!(seen.answer["allow"], true);
+    assert_eq!(seen.str("expires"), "30d");
+    assert_eq!(seen.answer["see_own"], false);
+    assert_eq!(seen.str("timeout"), "45m");
+    let stored = world
+        .block_on(world.proxy_as_root().get_settings())
+        .unwrap();
+    assert!(stored.allow_user_keys);
+    assert_eq!(stored.expires, "30d");
+    assert!(!stored.users_see_own);
+    assert_eq!(stored.session_timeout, 45 * 60);
+
+    // In effect: alice may now make keys, for 30 days at most, and her
+    // page offers no longer expiry.
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    let mine = browse(&ws.page_url(), "generate", &["ci"]);
+    assert_eq!(mine.answer["expiries"], serde_json::json!(["7d", "30d"]));
+    assert_eq!(mine.answer["listed"], false, "users do not see their keys");
+    assert_eq!(mine.answer["hidden_message"], true);
+    let keys = world.keys_of(alice.name());
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].expires > 0 && keys[0].expires - keys[0].created <= 30 * 86400);
+    world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["list"])
+        .assert_code(1);
+}
+
+#[test]
+fn an_administrator_deletes_two_of_three_keys_and_exactly_those_stop_working() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let bob = TestUser::create("bob");
+    let alices: Vec<(String, String)> = ["one", "two", "three"]
+        .iter()
+        .map(|name| cli_key(&world, &alice, name))
+        .collect();
+    let (bob_key, _) = cli_key(&world, &bob, "bob's");
+    let services = key_only_stack(&world);
+    let admin = CockpitWs::start(world.bus(), None);
+
+    let all = browse(&admin.page_url(), "select_all", &[]);
+    assert_eq!(all.answer["rows"], 4);
+    assert_eq!(all.str("count_text"), "4 selected");
+    assert_eq!(all.answer["delete_enabled"], true);
+    assert_eq!(all.answer["delete_enabled_after"], false);
+
+    let seen = browse(
+        &admin.page_url(),
+        "delete",
+        &[alice.name(), &alices[0].1, &alices[1].1],
+    );
+    let mut shown: Vec<String> =
+        serde_json::from_value(seen.answer["shown_before"].clone()).expect("ids shown before");
+    shown.sort();
+    let mut expected: Vec<String> = alices.iter().map(|(_, id)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(shown, expected, "the filter shows alice's keys only");
+    assert_eq!(
+        seen.str("question"),
+        format!("Delete 2 keys of {}?", alice.name())
+    );
+    assert_eq!(seen.str("alert"), "Deleted 2 keys.");
+
+    assert!(!logs_in(&world, &services, alice.name(), &alices[0].0));
+    assert!(!logs_in(&world, &services, alice.name(), &alices[1].0));
+    assert!(logs_in(&world, &services, alice.name(), &alices[2].0));
+    assert!(logs_in(&world, &services, bob.name(), &bob_key));
+    let left: Vec<String> = world
+        .keys_of(alice.name())
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(left, vec![alices[2].1.clone()]);
+}
+
+#[test]
+fn the_page_says_so_when_the_daemon_is_down() {
+    require_cockpit!();
+    let mut world = World::new();
+    world.daemon_mut().stop();
+    let alice = TestUser::create("alice");
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.page_url(), "down", &[]);
+    assert!(
+        seen.str("alert").contains("(apikeyd) is not running"),
+        "{}",
+        seen.answer
+    );
+}
