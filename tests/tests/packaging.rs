@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use apikey_proto::names::{BUS_NAME, OBJECT_PATH};
 use apikey_tests::packaging::{self, bus_policy_for, package, packaging_dir, run_as};
 use apikey_tests::prelude::*;
-use apikey_tests::{bins, skip, tmp};
+use apikey_tests::{bins, cockpit, skip, tmp};
 use pam_common::{wait_for_verify, Site};
 
 const DEB_PAMDIR: &str = "lib/x86_64-linux-gnu/security";
@@ -151,7 +151,36 @@ fn common_files() -> BTreeMap<String, Entry> {
     for (section, page) in man_pages() {
         add(&format!("usr/share/man/{section}/{page}.gz"), 0o644, None);
     }
+    for page_file in cockpit_page_files() {
+        add(
+            &format!("usr/share/cockpit/apikey/{page_file}"),
+            0o644,
+            Some(cockpit::page_dir().join(&page_file)),
+        );
+    }
     files
+}
+
+/// The Cockpit page as `make cockpit` built it: a flat directory.
+fn cockpit_page_files() -> Vec<String> {
+    let dir = cockpit::page_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make cockpit`)", dir.display()))
+        .flatten()
+        .map(|e| {
+            assert!(
+                e.file_type().unwrap().is_file(),
+                "{:?} is not a file",
+                e.path()
+            );
+            e.file_name().to_string_lossy().into_owned()
+        })
+        .collect();
+    names.sort();
+    for needed in ["manifest.json", "index.html", "apikey.js", "patternfly.css"] {
+        assert!(names.iter().any(|n| n == needed), "{needed} in {names:?}");
+    }
+    names
 }
 
 fn deb_files() -> BTreeMap<String, Entry> {
