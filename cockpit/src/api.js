@@ -6,12 +6,6 @@ import { decodeKey, decodeSettings, decodeStatus } from "./model.js";
 const NAME = "org.apikey.Keys1";
 const PATH = "/org/apikey/Keys1";
 
-/// A method whose one out argument is a struct: the bus message carries
-/// either the struct or, as zbus sends it, its fields as the arguments.
-function single(out) {
-    return out.length === 1 ? out[0] : out;
-}
-
 export class KeysApi {
     constructor(cockpit) {
         this.client = cockpit.dbus(NAME, { bus: "system" });
@@ -22,7 +16,8 @@ export class KeysApi {
     }
 
     async status() {
-        return decodeStatus(single(await this.call("Status", [])));
+        // Status and SetSettings return their fields as out arguments.
+        return decodeStatus(await this.call("Status", []));
     }
 
     async generate(name, expires) {
@@ -59,7 +54,7 @@ export class KeysApi {
         const yesNo = b => (b ? "yes" : "no");
         const out = await this.call("SetSettings",
                                     [yesNo(allowUserKeys), expires, yesNo(usersSeeOwn), sessionTimeout]);
-        return decodeSettings(single(out));
+        return decodeSettings(out);
     }
 
     close() {

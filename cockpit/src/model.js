@@ -35,7 +35,7 @@ export function decodeKey(t) {
     };
 }
 
-/// The site policy: (bsbt).
+/// The site policy: GetSettings's out arguments (bsbt), or Status's last one.
 export function decodeSettings(t) {
     return {
         allowUserKeys: t[0],
@@ -45,7 +45,7 @@ export function decodeSettings(t) {
     };
 }
 
-/// `Status`: (susbbbbu(bsbt)).
+/// `Status`'s out arguments: susbbbbu(bsbt).
 export function decodeStatus(t) {
     return {
         version: t[0],
