@@ -29,6 +29,7 @@ needs='
 /usr/lib/cockpit/cockpit-ws cockpit-ws
 /usr/share/cockpit/static/fonts/RedHatText-Regular.woff2 cockpit-ws
 /usr/bin/cockpit-bridge cockpit-bridge
+/usr/share/cockpit/shell/manifest.json cockpit-system
 /usr/bin/chromium chromium
 /usr/bin/node nodejs
 /usr/bin/npm npm

@@ -26,6 +26,8 @@ use crate::{bins, skip};
 
 pub const COCKPIT_WS: &str = "/usr/lib/cockpit/cockpit-ws";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// The shell: the menu and the frame pages are shown in.
+const COCKPIT_SHELL: &str = "/usr/share/cockpit/shell/manifest.json";
 /// How long one browser scenario may take, start of Chromium included.
 const SCENARIO_TIMEOUT_SECS: u32 = 120;
 
@@ -51,7 +53,11 @@ pub fn screenshot_dir() -> PathBuf {
 
 /// Why the Cockpit tests cannot run here, if they cannot.
 pub(crate) fn unmet() -> Option<String> {
-    for (path, package) in [(COCKPIT_WS, "cockpit-ws"), (CHROMIUM, "chromium")] {
+    for (path, package) in [
+        (COCKPIT_WS, "cockpit-ws"),
+        (COCKPIT_SHELL, "cockpit-system"),
+        (CHROMIUM, "chromium"),
+    ] {
         if !Path::new(path).exists() {
             return Some(format!("needs {path} (package {package}; make test-deps)"));
         }
@@ -157,6 +163,11 @@ impl CockpitWs {
             "http://127.0.0.1:{}/cockpit/@localhost/apikey/index.html",
             self.port
         )
+    }
+
+    /// Cockpit's shell, with its menu (package cockpit-system).
+    pub fn shell_url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
     }
 
     pub fn log_text(&self) -> String {

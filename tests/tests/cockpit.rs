@@ -101,6 +101,20 @@ fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
 }
 
 #[test]
+fn the_menu_of_the_web_console_has_an_api_keys_entry_that_opens_the_page() {
+    require_cockpit!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+
+    let seen = browse(&ws.shell_url(), "shell", &[]);
+    assert!(seen.str("url").ends_with("/apikey"), "{}", seen.answer);
+    assert!(seen
+        .str("whoami")
+        .starts_with(&format!("Signed in as {} (user)", alice.name())));
+}
+
+#[test]
 fn a_session_key_from_the_web_console_ends_with_its_session() {
     require_cockpit!();
     let world = World::new();

@@ -215,6 +215,23 @@ const scenarios = {
         };
     },
 
+    // Cockpit's shell (cockpit-system) around the page: the menu entry
+    // leads to it. URL: the shell's root.
+    async shell(page) {
+        await page.goto(url);
+        const entry = page.getByRole("link", { name: "API keys", exact: true });
+        await entry.waitFor({ timeout: STEP_TIMEOUT_MS });
+        await entry.click();
+        const frame = page.frameLocator('iframe[name="cockpit1:localhost/apikey"]');
+        await frame.locator("body[data-ready]").waitFor({ state: "attached", timeout: STEP_TIMEOUT_MS });
+        await frame.locator("#generate-card").waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "shell-menu");
+        return {
+            url: page.url(),
+            whoami: await frame.locator("#whoami").innerText(),
+        };
+    },
+
     // The page when the daemon does not answer.
     async down(page) {
         await ready(page, "error");
