@@ -817,6 +817,11 @@ impl KeyService {
         Ok(n)
     }
 
+    /// Returns once every audit line logged so far has been written.
+    pub fn flush_audit(&self) {
+        self.audit.flush();
+    }
+
     /// Logs one summary line per source whose refusals were not logged
     /// one by one; called once a minute.
     pub fn log_throttle_summaries(&self) {
