@@ -60,10 +60,9 @@ pub trait Host: Send + Sync {
     /// The `quick_` lookups answer only what needs no NSS call and no file
     /// read (see [`crate::local_files`]); `None` means "ask the one above",
     /// on a thread that may block. The daemon's async workers use them.
-    fn quick_account_by_uid(&self, _uid: u32) -> Option<Account> {
-        None
-    }
-    fn quick_shadow_state(&self, _name: &str, _today: i64) -> Option<ShadowState> {
+    /// An account by uid and its shadow state, in one look (one set of
+    /// stats): what a key's owner check needs.
+    fn quick_account_state(&self, _uid: u32, _today: i64) -> Option<(Account, ShadowState)> {
         None
     }
     fn quick_group_gid(&self, _name: &str) -> Option<u32> {
@@ -205,16 +204,9 @@ impl Host for SystemHost {
             .map(|g| g.gid.as_raw())
     }
 
-    fn quick_account_by_uid(&self, uid: u32) -> Option<Account> {
-        match self.files.peek_name_of_uid(uid) {
-            Local::Found(name) => Some(Account { uid, name }),
-            _ => None,
-        }
-    }
-
-    fn quick_shadow_state(&self, name: &str, today: i64) -> Option<ShadowState> {
-        match self.files.peek_shadow(name) {
-            Local::Found(e) => Some(entry_state(e, today)),
+    fn quick_account_state(&self, uid: u32, today: i64) -> Option<(Account, ShadowState)> {
+        match self.files.peek_account(uid) {
+            Local::Found((name, e)) => Some((Account { uid, name }, entry_state(e, today))),
             _ => None,
         }
     }

@@ -366,6 +366,14 @@ impl LocalFiles {
     pub fn peek_name_of_uid(&self, uid: u32) -> Local<String> {
         self.peek(|s| s.passwd.as_ref()?.by_uid.get(&uid).cloned())
     }
+    /// The name of `uid` and its shadow entry, from one set of stats.
+    pub fn peek_account(&self, uid: u32) -> Local<(String, ShadowEntry)> {
+        self.peek(|s| {
+            let name = s.passwd.as_ref()?.by_uid.get(&uid)?;
+            let entry = s.shadow.as_ref()?.get(name)?;
+            Some((name.clone(), *entry))
+        })
+    }
     pub fn name_of_uid(&self, uid: u32) -> Local<String> {
         self.get(|s| s.passwd.as_ref()?.by_uid.get(&uid).cloned())
     }
@@ -534,11 +542,29 @@ mod tests {
         assert_eq!(local.gid("apikey-auth"), Local::Found(998));
         assert_eq!(local.peek_gid("nosuch"), Local::AskNss);
         assert!(!matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+        assert!(
+            matches!(local.peek_account(1000), Local::Found((n, e)) if n == "alice" && !e.locked)
+        );
 
         // usermod -L: a new shadow renamed into place.
         replace(&f.paths.shadow, &SHADOW.replace("alice:$y$", "alice:!$y$"));
         assert_eq!(local.peek_shadow("alice"), Local::Stale);
         assert!(matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+        assert!(matches!(local.peek_account(1000), Local::Found((_, e)) if e.locked));
+        // An account without a shadow line is for NSS to answer.
+        assert_eq!(
+            local.peek_account(0),
+            Local::Found((
+                "root".into(),
+                ShadowEntry {
+                    locked: false,
+                    expire_day: -1
+                }
+            ))
+        );
+        replace(&f.paths.shadow, "bob:!:1:0:99999:7:::\n");
+        local.shadow("bob");
+        assert_eq!(local.peek_account(1000), Local::AskNss);
 
         // userdel: gone from the files means "ask NSS", never "gone".
         replace(&f.paths.passwd, &PASSWD.replace("bob:", "robert:"));

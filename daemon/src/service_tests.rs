@@ -83,16 +83,14 @@ impl Host for FakeHost {
     fn group_gid(&self, name: &str) -> Option<u32> {
         (name == "apikey-admin").then_some(ADMIN_GID)
     }
-    fn quick_account_by_uid(&self, uid: u32) -> Option<Account> {
+    fn quick_account_state(&self, uid: u32, today: i64) -> Option<(Account, ShadowState)> {
         match self.account_by_uid(uid) {
-            Lookup::Found(a) if self.quick.load(Ordering::SeqCst) => Some(a),
+            Lookup::Found(a) if self.quick.load(Ordering::SeqCst) => {
+                let state = self.shadow_state(&a.name, today).ok()?;
+                Some((a, state))
+            }
             _ => None,
         }
-    }
-    fn quick_shadow_state(&self, name: &str, today: i64) -> Option<ShadowState> {
-        self.quick
-            .load(Ordering::SeqCst)
-            .then(|| self.shadow_state(name, today).ok())?
     }
     fn quick_group_gid(&self, name: &str) -> Option<u32> {
         self.quick

@@ -719,10 +719,15 @@ impl KeyService {
         key: &KeyRecord,
         now: i64,
     ) -> Inline<std::result::Result<(), &'static str>> {
+        let today = now.div_euclid(86400);
+        let mut quick_state = None;
         let found = match mode {
             Mode::MayBlock => self.host.account_by_uid(key.owner_uid),
-            Mode::Inline => match self.host.quick_account_by_uid(key.owner_uid) {
-                Some(a) if a.name == key.owner_name => Lookup::Found(a),
+            Mode::Inline => match self.host.quick_account_state(key.owner_uid, today) {
+                Some((a, state)) if a.name == key.owner_name => {
+                    quick_state = Some(state);
+                    Lookup::Found(a)
+                }
                 _ => return Err(NeedsBlocking),
             },
         };
@@ -746,13 +751,9 @@ impl KeyService {
         ) {
             return Ok(Err("system-account"));
         }
-        let today = now.div_euclid(86400);
-        let state = match mode {
-            Mode::MayBlock => self.host.shadow_state(&account.name, today),
-            Mode::Inline => Ok(self
-                .host
-                .quick_shadow_state(&account.name, today)
-                .ok_or(NeedsBlocking)?),
+        let state = match quick_state {
+            Some(state) => Ok(state),
+            None => self.host.shadow_state(&account.name, today),
         };
         Ok(match state {
             Ok(ShadowState::Usable) => Ok(()),
