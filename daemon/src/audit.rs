@@ -6,9 +6,10 @@
 use apikey_proto::services::printable;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// One audit line under construction: `event=... key=value ...`.
@@ -112,16 +113,7 @@ impl Audit {
         let (queue, lines) = sync_channel::<Message>(QUEUE_LINES);
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || {
-                for message in lines {
-                    match message {
-                        Message::Line(line) => state.write(&line),
-                        Message::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            });
+            .spawn(move || write_lines(&lines, &mut state));
         match spawned {
             Ok(thread) => Audit {
                 writer: Writer::Thread {
@@ -191,6 +183,38 @@ impl Drop for Audit {
             drop(std::mem::replace(queue, closed));
             if let Some(t) = thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
                 let _ = t.join();
+            }
+        }
+    }
+}
+
+/// How long the writer thread waits for more lines after writing some,
+/// before it sleeps until the next line wakes it.
+pub const LINGER: Duration = Duration::from_millis(1);
+
+/// The writer thread. Waking it for each line would cost the request that
+/// logs it a futex wake (and, on a small machine, its CPU); lines come in
+/// runs under load, so after writing it lingers a moment and takes what
+/// came meanwhile, and only blocks (to be woken) once a linger found
+/// nothing. A line reaches syslog at most `LINGER` later than at once.
+fn write_lines(lines: &Receiver<Message>, state: &mut SinkState) {
+    let mut handle = |message: Message| match message {
+        Message::Line(line) => state.write(&line),
+        Message::Flush(done) => {
+            let _ = done.send(());
+        }
+    };
+    while let Ok(first) = lines.recv() {
+        handle(first);
+        loop {
+            while let Ok(message) = lines.try_recv() {
+                handle(message);
+            }
+            std::thread::sleep(LINGER);
+            match lines.try_recv() {
+                Ok(message) => handle(message),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
             }
         }
     }
