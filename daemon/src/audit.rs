@@ -6,7 +6,10 @@
 use apikey_proto::services::printable;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// One audit line under construction: `event=... key=value ...`.
@@ -52,9 +55,41 @@ enum Sink {
     Stderr,
 }
 
-pub struct Audit {
+/// Where lines are written from: the thread that logs them, or a thread of
+/// their own fed through a bounded channel.
+enum Writer {
+    Direct(Mutex<SinkState>),
+    Thread {
+        queue: SyncSender<Message>,
+        thread: Mutex<Option<JoinHandle<()>>>,
+    },
+}
+
+enum Message {
+    Line(Line),
+    /// Answered once every line sent before it has been written.
+    Flush(SyncSender<()>),
+}
+
+struct SinkState {
     socket: PathBuf,
-    sink: Mutex<Sink>,
+    sink: Sink,
+}
+
+/// Lines waiting for the writer thread. When that many are waiting (the
+/// syslog reader has stopped reading), `log` waits for room: no line is
+/// ever dropped, and lines stay in order.
+pub const QUEUE_LINES: usize = 8192;
+
+/// Audit lines are written by a thread of their own, so that a request
+/// never waits for the syslog reader to wake up and read (a datagram to
+/// /dev/log blocks when the reader falls behind). Nothing is lost: the
+/// queue is bounded and a full queue makes the logger wait (see
+/// [`QUEUE_LINES`]), and [`flush`](Audit::flush) (the daemon calls it on
+/// the way out, and dropping an `Audit` does it too) returns once every
+/// line logged before it is written.
+pub struct Audit {
+    writer: Writer,
 }
 
 impl Audit {
@@ -71,30 +106,130 @@ impl Audit {
                 Sink::Stderr
             }
         };
-        Audit {
+        let mut state = SinkState {
             socket: socket.into(),
-            sink: Mutex::new(sink),
+            sink,
+        };
+        let (queue, lines) = sync_channel::<Message>(QUEUE_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || write_lines(&lines, &mut state));
+        match spawned {
+            Ok(thread) => Audit {
+                writer: Writer::Thread {
+                    queue,
+                    thread: Mutex::new(Some(thread)),
+                },
+            },
+            Err(e) => {
+                // The state went with the closure; write from the callers.
+                eprintln!("apikeyd: no audit thread ({e}); audit lines are written directly");
+                let sink = match connect(socket) {
+                    Ok(logger) => Sink::Syslog(logger),
+                    Err(_) => Sink::Stderr,
+                };
+                Audit {
+                    writer: Writer::Direct(Mutex::new(SinkState {
+                        socket: socket.into(),
+                        sink,
+                    })),
+                }
+            }
         }
     }
 
-    /// Audit lines printed to stderr only (unit tests, tools).
+    /// Audit lines printed to stderr by the thread that logs them (unit
+    /// tests, tools).
     pub fn stderr() -> Audit {
         Audit {
-            socket: PathBuf::new(),
-            sink: Mutex::new(Sink::Stderr),
+            writer: Writer::Direct(Mutex::new(SinkState {
+                socket: PathBuf::new(),
+                sink: Sink::Stderr,
+            })),
         }
     }
 
     pub fn log(&self, line: &Line) {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Sink::Syslog(logger) = &mut *sink {
+        match &self.writer {
+            Writer::Direct(state) => state.lock().unwrap_or_else(|p| p.into_inner()).write(line),
+            Writer::Thread { queue, .. } => {
+                if let Err(std::sync::mpsc::SendError(Message::Line(line))) =
+                    queue.send(Message::Line(line.clone()))
+                {
+                    // The writer thread is gone (it panicked): say it here.
+                    eprintln!("apikeyd: {}", line.text());
+                }
+            }
+        }
+    }
+
+    /// Returns once every line logged before the call has been written.
+    pub fn flush(&self) {
+        if let Writer::Thread { queue, .. } = &self.writer {
+            let (done, wait) = sync_channel(1);
+            if queue.send(Message::Flush(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        self.flush();
+        if let Writer::Thread { thread, queue } = &mut self.writer {
+            // Closing the queue ends the thread's loop.
+            let (closed, _) = sync_channel(0);
+            drop(std::mem::replace(queue, closed));
+            if let Some(t) = thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// How long the writer thread waits for more lines after writing some,
+/// before it sleeps until the next line wakes it.
+pub const LINGER: Duration = Duration::from_millis(1);
+
+/// The writer thread. Waking it for each line would cost the request that
+/// logs it a futex wake (and, on a small machine, its CPU); lines come in
+/// runs under load, so after writing it lingers a moment and takes what
+/// came meanwhile, and only blocks (to be woken) once a linger found
+/// nothing. A line reaches syslog at most `LINGER` later than at once.
+fn write_lines(lines: &Receiver<Message>, state: &mut SinkState) {
+    let mut handle = |message: Message| match message {
+        Message::Line(line) => state.write(&line),
+        Message::Flush(done) => {
+            let _ = done.send(());
+        }
+    };
+    while let Ok(first) = lines.recv() {
+        handle(first);
+        loop {
+            while let Ok(message) = lines.try_recv() {
+                handle(message);
+            }
+            std::thread::sleep(LINGER);
+            match lines.try_recv() {
+                Ok(message) => handle(message),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+impl SinkState {
+    fn write(&mut self, line: &Line) {
+        if let Sink::Syslog(logger) = &mut self.sink {
             if send(logger, line).is_ok() {
                 return;
             }
             // syslogd restarted: reconnect once before falling back.
             if let Ok(mut fresh) = connect(&self.socket) {
                 if send(&mut fresh, line).is_ok() {
-                    *sink = Sink::Syslog(fresh);
+                    self.sink = Sink::Syslog(fresh);
                     return;
                 }
             }
@@ -161,11 +296,42 @@ mod tests {
         let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
         let audit = Audit::open(&path);
         audit.log(&Line::new("test").field("user", "alice"));
+        audit.flush();
         let mut buf = [0u8; 512];
         let n = sock.recv(&mut buf).unwrap();
         let got = String::from_utf8_lossy(&buf[..n]);
         assert!(got.starts_with("<86>"), "{got}");
         assert!(got.contains("apikeyd["), "{got}");
         assert!(got.ends_with("event=test user=\"alice\""), "{got}");
+    }
+
+    #[test]
+    fn a_stalled_reader_stalls_no_caller_and_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let audit = Audit::open(&path);
+        // Nobody reads: the socket's queue fills after a few hundred
+        // datagrams and the writer thread waits; callers do not.
+        let n = 1000;
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            audit.log(&Line::new("test").num("n", i));
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while got.len() < n as usize {
+                let len = sock.recv(&mut buf).unwrap();
+                got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+            got
+        });
+        drop(audit); // flushes: returns once every line is written
+        let got = reader.join().unwrap();
+        for (i, line) in got.iter().enumerate() {
+            assert!(line.ends_with(&format!("event=test n={i}")), "{line}");
+        }
     }
 }

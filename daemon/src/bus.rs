@@ -1,6 +1,10 @@
 //! The `org.apikey.Keys1` interface: a thin layer that takes the caller's
 //! identity from the bus daemon (never from an argument), runs the request
-//! on a blocking thread (store writes fsync) and maps the result.
+//! on a blocking thread (store writes fsync, NSS may wait on the network)
+//! and maps the result. Verify and CheckKey first try to answer on the
+//! async worker itself, which they do only when nothing in the check can
+//! block (see `KeyService::try_verify_inline`); otherwise they take the
+//! blocking pool like every other call.
 
 use crate::service::{Caller, KeyService};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
@@ -246,6 +250,13 @@ impl Keys1 {
         service: String,
         rhost: String,
     ) -> Result<(), KeysError> {
+        let caller = self.caller(&header).await?;
+        if let Some(answer) = self
+            .svc
+            .try_check_key_inline(&caller, &id, &user, &service, &rhost)
+        {
+            return answer;
+        }
         self.run(&header, move |s, c| {
             s.check_key(c, &id, &user, &service, &rhost)
         })
@@ -262,12 +273,20 @@ impl Keys1 {
     ) -> Result<(String, String), KeysError> {
         let token = zeroize::Zeroizing::new(token);
         let caller = self.caller(&header).await?;
-        let svc = self.svc.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
-        })
-        .await
-        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?;
+        let inline = self
+            .svc
+            .try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost);
+        let answer = match inline {
+            Some(answer) => answer,
+            None => {
+                let svc = self.svc.clone();
+                tokio::task::spawn_blocking(move || {
+                    svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
+                })
+                .await
+                .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+            }
+        };
         if answer.delay_ms > 0 {
             // Delays only refusals, and without holding a thread (S7).
             tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;

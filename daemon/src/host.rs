@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
+use crate::local_files::{Local, LocalFiles, Paths, ShadowEntry};
+
 /// What /proc says about a bus caller (S4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcIdentity {
@@ -55,6 +57,17 @@ pub trait Host: Send + Sync {
     /// Shadow state; an error means it could not be determined.
     fn shadow_state(&self, name: &str, today: i64) -> Result<ShadowState, String>;
     fn group_gid(&self, name: &str) -> Option<u32>;
+    /// The `quick_` lookups answer only what needs no NSS call and no file
+    /// read (see [`crate::local_files`]); `None` means "ask the one above",
+    /// on a thread that may block. The daemon's async workers use them.
+    /// An account by uid and its shadow state, in one look (one set of
+    /// stats): what a key's owner check needs.
+    fn quick_account_state(&self, _uid: u32, _today: i64) -> Option<(Account, ShadowState)> {
+        None
+    }
+    fn quick_group_gid(&self, _name: &str) -> Option<u32> {
+        None
+    }
     /// UID_MIN of /etc/login.defs: below it are system accounts.
     fn uid_min(&self) -> u32;
     /// The kernel's id of this boot: what tells a session of this boot
@@ -68,6 +81,7 @@ pub trait Host: Send + Sync {
 pub struct SystemHost {
     uid_min: u32,
     boot_id: String,
+    files: LocalFiles,
 }
 
 const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
@@ -98,6 +112,7 @@ impl SystemHost {
         SystemHost {
             uid_min,
             boot_id: test_boot_id().unwrap_or(boot_id),
+            files: LocalFiles::new(Paths::default()),
         }
     }
 }
@@ -144,7 +159,14 @@ impl Host for SystemHost {
         })
     }
 
+    // Each lookup answers from the local files where they hold the entry
+    // and NSS would answer from them too; everything else asks NSS as
+    // before, including every "not found".
+
     fn account_by_uid(&self, uid: u32) -> Lookup<Account> {
+        if let Local::Found(name) = self.files.name_of_uid(uid) {
+            return Lookup::Found(Account { uid, name });
+        }
         lookup(nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)))
     }
 
@@ -152,10 +174,19 @@ impl Host for SystemHost {
         if name.is_empty() || name.contains('\0') {
             return Lookup::Gone;
         }
+        if let Local::Found(uid) = self.files.uid_of_name(name) {
+            return Lookup::Found(Account {
+                uid,
+                name: name.to_string(),
+            });
+        }
         lookup(nix::unistd::User::from_name(name))
     }
 
     fn shadow_state(&self, name: &str, today: i64) -> Result<ShadowState, String> {
+        if let Local::Found(e) = self.files.shadow(name) {
+            return Ok(entry_state(e, today));
+        }
         let entry = getspnam(name)?;
         Ok(match entry {
             None => ShadowState::Usable,
@@ -164,10 +195,27 @@ impl Host for SystemHost {
     }
 
     fn group_gid(&self, name: &str) -> Option<u32> {
+        if let Local::Found(gid) = self.files.gid(name) {
+            return Some(gid);
+        }
         nix::unistd::Group::from_name(name)
             .ok()
             .flatten()
             .map(|g| g.gid.as_raw())
+    }
+
+    fn quick_account_state(&self, uid: u32, today: i64) -> Option<(Account, ShadowState)> {
+        match self.files.peek_account(uid) {
+            Local::Found((name, e)) => Some((Account { uid, name }, entry_state(e, today))),
+            _ => None,
+        }
+    }
+
+    fn quick_group_gid(&self, name: &str) -> Option<u32> {
+        match self.files.peek_gid(name) {
+            Local::Found(gid) => Some(gid),
+            _ => None,
+        }
     }
 
     fn uid_min(&self) -> u32 {
@@ -302,10 +350,16 @@ pub fn parse_uid_min(login_defs: &str) -> Option<u32> {
 /// the account as expired from that day on.
 pub fn shadow_state(hash: &str, expire_day: i64, today: i64) -> ShadowState {
     let rest = hash.trim_start_matches('!');
-    if hash.starts_with('!') && !rest.is_empty() && rest != "*" {
+    let locked = hash.starts_with('!') && !rest.is_empty() && rest != "*";
+    entry_state(ShadowEntry { locked, expire_day }, today)
+}
+
+/// [`shadow_state`] of an entry already reduced to lock and expiry.
+pub fn entry_state(e: ShadowEntry, today: i64) -> ShadowState {
+    if e.locked {
         return ShadowState::Locked;
     }
-    if expire_day >= 0 && today >= expire_day {
+    if e.expire_day >= 0 && today >= e.expire_day {
         return ShadowState::Expired;
     }
     ShadowState::Usable
@@ -428,6 +482,23 @@ mod tests {
         assert!(host.proc_identity(me, uid, false).is_ok());
         assert!(host.proc_identity(me, uid + 1, false).is_err());
         assert!(host.proc_identity(u32::MAX - 1, uid, false).is_err());
+    }
+
+    #[test]
+    fn answers_from_the_files_are_what_nss_says() {
+        let host = SystemHost::new();
+        for uid in [0, 1, 65534] {
+            let nss = lookup(nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)));
+            assert_eq!(host.account_by_uid(uid), nss, "{uid}");
+            if let Lookup::Found(a) = nss {
+                assert_eq!(host.account_by_name(&a.name), Lookup::Found(a));
+            }
+        }
+        let root = nix::unistd::Group::from_name("root")
+            .unwrap()
+            .map(|g| g.gid.as_raw());
+        assert_eq!(host.group_gid("root"), root);
+        assert_eq!(host.account_by_name("no-such-user-here"), Lookup::Gone);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bus;
 pub mod config;
 pub mod host;
 pub mod key_logins;
+pub mod local_files;
 pub mod logind;
 pub mod policy;
 pub mod service;

@@ -65,9 +65,13 @@ fn main() -> ExitCode {
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
     let code = runtime.block_on(serve(svc.clone()));
+    // Waits for calls still running on the blocking pool.
+    drop(runtime);
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
+    // Every audit line logged so far reaches syslog before the exit.
+    svc.flush_audit();
     code
 }
 

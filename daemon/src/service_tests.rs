@@ -8,7 +8,7 @@ use crate::service::{Caller, KeyService};
 use crate::store::{SqliteStore, Store};
 use apikey_proto::KeysError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -22,6 +22,9 @@ pub(crate) struct FakeHost {
     pub(crate) rebooted: Mutex<Option<String>>,
     /// Audit sessions no process belongs to any more.
     pub(crate) dead_sessions: Mutex<Vec<u32>>,
+    /// The `quick_` answers are given (as a host with files-first NSS
+    /// whose files have not just changed); otherwise they are all `None`.
+    pub(crate) quick: AtomicBool,
 }
 
 const ADMIN_GID: u32 = 900;
@@ -79,6 +82,20 @@ impl Host for FakeHost {
     }
     fn group_gid(&self, name: &str) -> Option<u32> {
         (name == "apikey-admin").then_some(ADMIN_GID)
+    }
+    fn quick_account_state(&self, uid: u32, today: i64) -> Option<(Account, ShadowState)> {
+        match self.account_by_uid(uid) {
+            Lookup::Found(a) if self.quick.load(Ordering::SeqCst) => {
+                let state = self.shadow_state(&a.name, today).ok()?;
+                Some((a, state))
+            }
+            _ => None,
+        }
+    }
+    fn quick_group_gid(&self, name: &str) -> Option<u32> {
+        self.quick
+            .load(Ordering::SeqCst)
+            .then(|| self.group_gid(name))?
     }
     fn uid_min(&self) -> u32 {
         1000
@@ -834,4 +851,120 @@ fn the_account_step_sees_a_revocation_made_after_authentication() {
             .check_key(&w.root(), "nothere00000", "alice", "sshd", ""),
         Err(KeysError::Refused(_))
     ));
+}
+
+/// Verify on an async worker: the same answers as on the blocking pool
+/// where it can answer, and no effect at all where it cannot.
+mod inline {
+    use super::*;
+
+    fn inline(w: &World, token: &str, user: &str) -> Option<Result<(String, String), KeysError>> {
+        w.svc
+            .try_verify_inline(&w.root(), token.as_bytes(), user, "sshd", "10.0.0.1")
+            .map(|a| a.result)
+    }
+
+    fn alice_key(w: &World) -> (String, String) {
+        w.allow_users();
+        let (token, info) = w
+            .svc
+            .generate(&w.alice(), "laptop", "", &none(), "")
+            .unwrap();
+        (token.as_str().to_string(), info.id)
+    }
+
+    #[test]
+    fn answers_as_the_blocking_path_does() {
+        let w = world();
+        w.host.quick.store(true, Ordering::SeqCst);
+        let (token, id) = alice_key(&w);
+        assert_eq!(
+            inline(&w, &token, "alice").unwrap().unwrap(),
+            ("alice".into(), id.clone())
+        );
+        assert!(w.svc.list(&w.alice(), "", false, false).unwrap()[0].last_used > 0);
+        assert!(matches!(
+            inline(&w, &token, "bob"),
+            Some(Err(KeysError::Refused(_)))
+        ));
+        let junk = "apikey|0000000000000000000000000000000000000000000000";
+        assert!(matches!(inline(&w, junk, "alice"), Some(Err(_))));
+        // S8: a lock is refused inline too, and is no revocation.
+        w.host
+            .shadow
+            .lock()
+            .unwrap()
+            .insert("alice".into(), ShadowState::Locked);
+        assert!(matches!(inline(&w, &token, "alice"), Some(Err(_))));
+        w.host.shadow.lock().unwrap().clear();
+        assert!(inline(&w, &token, "alice").unwrap().is_ok());
+        // CheckKey, the account step, likewise.
+        let check = |user: &str| {
+            w.svc
+                .try_check_key_inline(&w.root(), &id, user, "sshd", "10.0.0.1")
+        };
+        assert!(matches!(check("alice"), Some(Ok(()))));
+        assert!(matches!(check("bob"), Some(Err(KeysError::Refused(_)))));
+    }
+
+    #[test]
+    fn without_quick_answers_it_hands_over_untouched() {
+        let w = world();
+        let (token, _) = alice_key(&w);
+        assert!(inline(&w, &token, "alice").is_none());
+        // Nothing was recorded: no last-used time yet.
+        assert_eq!(
+            w.svc.list(&w.alice(), "", false, false).unwrap()[0].last_used,
+            0
+        );
+        assert!(w.verify(&token, "alice").is_ok());
+    }
+
+    #[test]
+    fn anything_that_revokes_is_left_to_the_blocking_path() {
+        let w = world();
+        w.host.quick.store(true, Ordering::SeqCst);
+        let (token, _) = alice_key(&w);
+        // A user name that is a valid key: revoked, but not inline.
+        assert!(inline(&w, "x", &token).is_none());
+        assert!(inline(&w, &token, "alice").unwrap().is_ok());
+        // A deleted account: not inline either; then revoked for good.
+        w.host.accounts.lock().unwrap().remove(&ALICE);
+        assert!(inline(&w, &token, "alice").is_none());
+        assert!(w.store.list_active(Some(ALICE)).unwrap().len() == 1);
+        assert!(w.verify(&token, "alice").is_err());
+        assert!(w.store.list_active(Some(ALICE)).unwrap().is_empty());
+        // A renamed one likewise.
+        let w = world();
+        w.host.quick.store(true, Ordering::SeqCst);
+        let (token, _) = alice_key(&w);
+        w.host
+            .accounts
+            .lock()
+            .unwrap()
+            .insert(ALICE, "alicia".into());
+        assert!(inline(&w, &token, "alice").is_none());
+        assert!(w.store.list_active(Some(ALICE)).unwrap().len() == 1);
+    }
+
+    #[test]
+    fn session_keys_and_unresolved_verifier_groups_hand_over() {
+        let w = world();
+        w.host.quick.store(true, Ordering::SeqCst);
+        w.allow_users();
+        let (token, _) = w.svc.create_session_key(&w.alice(), "s").unwrap();
+        assert!(inline(&w, token.as_str(), "alice").is_none());
+        assert!(w.verify(token.as_str(), "alice").is_ok());
+
+        let mut cfg = Config::default();
+        cfg.verifier_groups
+            .insert("apikey-auth".into(), vec!["nginx*".into()]);
+        let svc = KeyService::new(cfg, w.store.clone(), w.host.clone(), Audit::stderr());
+        let www = w.caller(33, None, &[77]);
+        // The fake host resolves only apikey-admin: the group needs NSS.
+        assert!(svc
+            .try_verify_inline(&www, b"x", "alice", "nginx", "")
+            .is_none());
+        assert!(!svc.status(&www).unwrap().verifier);
+    }
 }

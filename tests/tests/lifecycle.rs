@@ -291,6 +291,45 @@ fn locked_and_expired_accounts_are_refused() {
     assert_eq!(world.keys_of(alice.name()).len(), 1);
 }
 
+/// The daemon answers account checks from /etc/passwd and /etc/shadow as
+/// it last parsed them while those files keep their stamp (a file changed
+/// in the last 2 s is parsed again on every lookup anyway). Once the files
+/// have settled, a lock or an expiry must still be seen on the very next
+/// login, and lifting it likewise.
+#[test]
+fn a_lock_is_seen_at_once_after_the_account_files_settled() {
+    require!(Need::World);
+    let world = World::new();
+    let carol = TestUser::create("carol");
+    world.allow_user_keys();
+    carol.set_password("correct horse battery staple");
+    let token = generate(&world, &carol, &[]);
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(2500));
+    settle();
+    assert!(accepted(&world, &token, carol.name(), "sshd"));
+    assert!(accepted(&world, &token, carol.name(), "sshd"));
+    carol.lock();
+    assert!(!accepted(&world, &token, carol.name(), "sshd"), "locked");
+    world.log().expect(
+        "refusing the locked account",
+        |l| l.contains(carol.name()) && l.contains("reason=\"account-locked\""),
+        std::time::Duration::from_secs(5),
+    );
+    settle();
+    assert!(
+        !accepted(&world, &token, carol.name(), "sshd"),
+        "still locked"
+    );
+    carol.unlock();
+    assert!(accepted(&world, &token, carol.name(), "sshd"), "unlocked");
+    settle();
+    assert!(accepted(&world, &token, carol.name(), "sshd"));
+    carol.expire();
+    assert!(!accepted(&world, &token, carol.name(), "sshd"), "expired");
+    carol.unexpire();
+    assert!(accepted(&world, &token, carol.name(), "sshd"));
+}
+
 #[test]
 fn a_deleted_account_has_its_keys_revoked_for_good() {
     require!(Need::World);

@@ -6,7 +6,7 @@ use crate::audit::{Audit, Line};
 use crate::config::Config;
 use crate::host::{Host, Lookup, ProcIdentity, ShadowState};
 use crate::key_logins::RecentKeyLogins;
-use crate::policy::{self, KeyRefusal, ListTarget, LoginState, VerifierScope};
+use crate::policy::{self, ListTarget, LoginState, VerifierScope};
 use crate::store::{
     KeyKind, KeyRecord, KeyUse, Policy, RevokeBy, SessionRecord, Store, StoreError,
 };
@@ -42,6 +42,25 @@ pub struct Caller {
     pub pid: u32,
     pub gids: Vec<u32>,
 }
+
+/// Where a check runs. `MayBlock`: on a thread that may wait (NSS, file
+/// reads, store writes and their fsync). `Inline`: on an async worker of
+/// the bus, where only the host's `quick_` answers, the store's reads and
+/// memory may be used; anything else stops the check with
+/// [`NeedsBlocking`] before it has any effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    MayBlock,
+    Inline,
+}
+
+/// An inline check stopped before logging, throttling or writing anything:
+/// the call must run again on a thread that may block.
+#[derive(Debug)]
+struct NeedsBlocking;
+
+/// What an inline check answers: the answer, or "run it on the blocking pool".
+type Inline<T> = std::result::Result<T, NeedsBlocking>;
 
 /// A refused Verify is answered only after `delay_ms` (S7).
 pub struct VerifyAnswer {
@@ -433,13 +452,49 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> VerifyAnswer {
+        match self.verify_in(Mode::MayBlock, c, token, user, service, rhost) {
+            Ok(answer) => answer,
+            // MayBlock never stops; answer as for any internal error.
+            Err(NeedsBlocking) => VerifyAnswer {
+                result: Err(KeysError::Failed("internal error".into())),
+                delay_ms: 0,
+            },
+        }
+    }
+
+    /// [`verify`](Self::verify) for an async worker: the same answer, or
+    /// `None` when the check needs something that may block (an NSS call,
+    /// reading changed account files, revoking, a session key's state);
+    /// then nothing happened yet and the caller runs `verify` on a thread
+    /// that may block.
+    pub fn try_verify_inline(
+        &self,
+        c: &Caller,
+        token: &[u8],
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Option<VerifyAnswer> {
+        self.verify_in(Mode::Inline, c, token, user, service, rhost)
+            .ok()
+    }
+
+    fn verify_in(
+        &self,
+        mode: Mode,
+        c: &Caller,
+        token: &[u8],
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Inline<VerifyAnswer> {
         // A user name that is itself a key must not reach the log (S11).
         let user_for_log = if Token::parse(user.as_bytes()).is_ok() {
             "(an API key)"
         } else {
             user
         };
-        let scope = self.verifier_scope(c);
+        let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
         {
@@ -451,10 +506,10 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn();
             self.audit.log(&line);
-            return VerifyAnswer {
+            return Ok(VerifyAnswer {
                 result: Err(e),
                 delay_ms: 0,
-            };
+            });
         }
         let now = self.host.now();
         let line = Line::new("verify")
@@ -462,7 +517,7 @@ impl KeyService {
             .field("user", user_for_log)
             .field("service", service)
             .field("rhost", rhost);
-        match self.verify_inner(token, user, service, rhost, now) {
+        match self.verify_inner(mode, token, user, service, rhost, now)? {
             Ok(key) => {
                 self.audit
                     .log(&line.field("key", &key.id).field("outcome", "ok"));
@@ -477,10 +532,10 @@ impl KeyService {
                         &key.id,
                     );
                 }
-                VerifyAnswer {
+                Ok(VerifyAnswer {
                     result: Ok((key.owner_name, key.id)),
                     delay_ms: 0,
-                }
+                })
             }
             Err((reason, key_id)) => {
                 let decision = self
@@ -496,10 +551,10 @@ impl KeyService {
                         .warn();
                     self.audit.log(&line);
                 }
-                VerifyAnswer {
+                Ok(VerifyAnswer {
                     result: Err(KeysError::Refused("the key was not accepted".into())),
                     delay_ms: decision.delay_ms,
-                }
+                })
             }
         }
     }
@@ -508,54 +563,73 @@ impl KeyService {
     /// the key id, for the log only.
     fn verify_inner(
         &self,
+        mode: Mode,
         token: &[u8],
         user: &str,
         service: &str,
         rhost: &str,
         now: i64,
-    ) -> std::result::Result<KeyRecord, (&'static str, Option<String>)> {
+    ) -> Inline<std::result::Result<KeyRecord, (&'static str, Option<String>)>> {
         if let Ok(leaked) = Token::parse(user.as_bytes()) {
+            if mode == Mode::Inline {
+                return Err(NeedsBlocking);
+            }
             // A user name that is itself a valid key has been typed into the
             // wrong field and is now in other logs: revoke it (S11).
             let id = self.revoke_leaked(&leaked);
-            return Err(("user-name-is-a-key", id));
+            return Ok(Err(("user-name-is-a-key", id)));
         }
-        let token = Token::parse(token).map_err(|e| match e {
-            apikey_proto::TokenError::BadChecksum => ("bad-checksum", None),
-            _ => ("malformed", None),
-        })?;
+        let token = match Token::parse(token) {
+            Ok(t) => t,
+            Err(apikey_proto::TokenError::BadChecksum) => return Ok(Err(("bad-checksum", None))),
+            Err(_) => return Ok(Err(("malformed", None))),
+        };
         let key = match self.store.by_hash(&token.hash()) {
             Ok(Some(k)) => k,
-            Ok(None) => return Err(("unknown-key", None)),
-            Err(_) => return Err(("store-error", None)),
+            Ok(None) => return Ok(Err(("unknown-key", None))),
+            // The blocking path answers a store error as it always did.
+            Err(_) if mode == Mode::Inline => return Err(NeedsBlocking),
+            Err(_) => return Ok(Err(("store-error", None))),
         };
-        self.accept_key(&key, user, service, now)
-            .map_err(|r| (r, Some(key.id.clone())))?;
+        if let Err(r) = self.accept_key(mode, &key, user, service, now)? {
+            return Ok(Err((r, Some(key.id.clone()))));
+        }
         self.usage.record(KeyUse {
             key_id: key.id.clone(),
             at: now,
             service: service.to_string(),
             rhost: rhost.to_string(),
         });
-        Ok(key)
+        Ok(Ok(key))
     }
 
     /// Everything a stored key must pass to log `user` in to `service`:
     /// its own state and scope, then its owner's account.
     fn accept_key(
         &self,
+        mode: Mode,
         key: &KeyRecord,
         user: &str,
         service: &str,
         now: i64,
-    ) -> std::result::Result<(), &'static str> {
-        let policy = self.policy().map_err(|_| "store-error")?;
-        policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
-            .map_err(KeyRefusal::as_str)?;
-        if key.kind == KeyKind::Session {
-            self.check_session_alive(key, &policy, now)?;
+    ) -> Inline<std::result::Result<(), &'static str>> {
+        let Ok(policy) = self.policy() else {
+            return Ok(Err("store-error"));
+        };
+        if let Err(r) = policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
+        {
+            return Ok(Err(r.as_str()));
         }
-        self.check_owner_account(key, now)
+        if key.kind == KeyKind::Session {
+            // Its session's state may take a scan of /proc and a revocation.
+            if mode == Mode::Inline {
+                return Err(NeedsBlocking);
+            }
+            if let Err(r) = self.check_session_alive(key, &policy, now) {
+                return Ok(Err(r));
+            }
+        }
+        self.check_owner_account(mode, key, now)
     }
 
     /// The account step of a key login (pam_apikey's acct_mgmt): the key
@@ -569,13 +643,46 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> Result<()> {
-        let scope = self.verifier_scope(c);
-        policy::may_verify_for(&scope, service)
-            .and_then(|_| check_verify_fields(user, service, rhost))?;
+        match self.check_key_in(Mode::MayBlock, c, id, user, service, rhost) {
+            Ok(answer) => answer,
+            Err(NeedsBlocking) => Err(KeysError::Failed("internal error".into())),
+        }
+    }
+
+    /// [`check_key`](Self::check_key) for an async worker, as
+    /// [`try_verify_inline`](Self::try_verify_inline) is for Verify.
+    pub fn try_check_key_inline(
+        &self,
+        c: &Caller,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Option<Result<()>> {
+        self.check_key_in(Mode::Inline, c, id, user, service, rhost)
+            .ok()
+    }
+
+    fn check_key_in(
+        &self,
+        mode: Mode,
+        c: &Caller,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Inline<Result<()>> {
+        let scope = self.verifier_scope_in(mode, c)?;
+        if let Err(e) = policy::may_verify_for(&scope, service)
+            .and_then(|_| check_verify_fields(user, service, rhost))
+        {
+            return Ok(Err(e));
+        }
         let now = self.host.now();
-        let outcome = match self.key_by_id(id)? {
-            None => Err("unknown-key"),
-            Some(key) => self.accept_key(&key, user, service, now),
+        let outcome = match self.key_by_id(id) {
+            Err(e) => return Ok(Err(e)),
+            Ok(None) => Err("unknown-key"),
+            Ok(Some(key)) => self.accept_key(mode, &key, user, service, now)?,
         };
         let line = Line::new("account-check")
             .num("caller_uid", c.uid)
@@ -583,7 +690,7 @@ impl KeyService {
             .field("service", service)
             .field("rhost", rhost)
             .field("key", id);
-        match outcome {
+        Ok(match outcome {
             Ok(()) => {
                 self.audit.log(&line.field("outcome", "ok"));
                 Ok(())
@@ -597,29 +704,44 @@ impl KeyService {
                 );
                 Err(KeysError::Refused("the key is no longer accepted".into()))
             }
-        }
+        })
     }
 
     /// S8: the account must still exist under the same name, be neither
     /// locked nor expired, and be allowed to hold keys. A definitely gone or
     /// renamed account has its keys revoked for good; a lookup that fails
     /// only refuses.
+    /// Inline, only the host's quick answers are used, and a gone or
+    /// renamed account (whose keys are then revoked) is left to MayBlock.
     fn check_owner_account(
         &self,
+        mode: Mode,
         key: &KeyRecord,
         now: i64,
-    ) -> std::result::Result<(), &'static str> {
-        let account = match self.host.account_by_uid(key.owner_uid) {
+    ) -> Inline<std::result::Result<(), &'static str>> {
+        let today = now.div_euclid(86400);
+        let mut quick_state = None;
+        let found = match mode {
+            Mode::MayBlock => self.host.account_by_uid(key.owner_uid),
+            Mode::Inline => match self.host.quick_account_state(key.owner_uid, today) {
+                Some((a, state)) if a.name == key.owner_name => {
+                    quick_state = Some(state);
+                    Lookup::Found(a)
+                }
+                _ => return Err(NeedsBlocking),
+            },
+        };
+        let account = match found {
             Lookup::Found(a) => a,
             Lookup::Gone => {
                 self.revoke_owner_for_good(key, "account-deleted");
-                return Err("account-deleted");
+                return Ok(Err("account-deleted"));
             }
-            Lookup::Unavailable(_) => return Err("account-lookup-failed"),
+            Lookup::Unavailable(_) => return Ok(Err("account-lookup-failed")),
         };
         if account.name != key.owner_name {
             self.revoke_owner_for_good(key, "account-renamed");
-            return Err("account-renamed");
+            return Ok(Err("account-renamed"));
         }
         if !policy::may_hold_keys(
             account.uid,
@@ -627,14 +749,18 @@ impl KeyService {
             self.host.uid_min(),
             &self.cfg.allow_system_accounts,
         ) {
-            return Err("system-account");
+            return Ok(Err("system-account"));
         }
-        match self.host.shadow_state(&account.name, now.div_euclid(86400)) {
+        let state = match quick_state {
+            Some(state) => Ok(state),
+            None => self.host.shadow_state(&account.name, today),
+        };
+        Ok(match state {
             Ok(ShadowState::Usable) => Ok(()),
             Ok(ShadowState::Locked) => Err("account-locked"),
             Ok(ShadowState::Expired) => Err("account-expired"),
             Err(_) => Err("shadow-unreadable"),
-        }
+        })
     }
 
     fn revoke_owner_for_good(&self, key: &KeyRecord, reason: &str) {
@@ -690,6 +816,11 @@ impl KeyService {
             return Err(e);
         }
         Ok(n)
+    }
+
+    /// Returns once every audit line logged so far has been written.
+    pub fn flush_audit(&self) {
+        self.audit.flush();
     }
 
     /// Logs one summary line per source whose refusals were not logged
@@ -794,16 +925,29 @@ impl KeyService {
     }
 
     fn verifier_scope(&self, c: &Caller) -> VerifierScope {
-        if c.uid == 0 {
-            return VerifierScope::Any;
+        match self.verifier_scope_in(Mode::MayBlock, c) {
+            Ok(scope) => scope,
+            Err(NeedsBlocking) => VerifierScope::None,
         }
-        let groups: Vec<(u32, Vec<String>)> = self
-            .cfg
-            .verifier_groups
-            .iter()
-            .filter_map(|(g, p)| Some((self.host.group_gid(g)?, p.clone())))
-            .collect();
-        policy::verifier_scope(c.uid, &c.gids, &groups)
+    }
+
+    /// Inline, a verifier group the local files do not name stops the
+    /// check (it may take an NSS call to resolve).
+    fn verifier_scope_in(&self, mode: Mode, c: &Caller) -> Inline<VerifierScope> {
+        if c.uid == 0 {
+            return Ok(VerifierScope::Any);
+        }
+        let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
+        for (g, p) in &self.cfg.verifier_groups {
+            let gid = match mode {
+                Mode::MayBlock => self.host.group_gid(g),
+                Mode::Inline => Some(self.host.quick_group_gid(g).ok_or(NeedsBlocking)?),
+            };
+            if let Some(gid) = gid {
+                groups.push((gid, p.clone()));
+            }
+        }
+        Ok(policy::verifier_scope(c.uid, &c.gids, &groups))
     }
 
     fn proc_identity(&self, c: &Caller) -> Result<crate::host::ProcIdentity> {

@@ -1,7 +1,9 @@
 //! The embedded default backend: one SQLite file in WAL mode with
 //! synchronous=FULL, so a write is on disk before the caller hears "done".
 //! One connection writes; a second one serves reads, so a Verify never
-//! waits behind a writer's fsync.
+//! waits behind a writer's fsync; a third serves only the one-row lookups
+//! of a login (by hash, by id), so a Verify never waits behind a long
+//! read either (listing a million keys takes seconds).
 
 use super::migrations::MIGRATIONS;
 use super::{
@@ -18,6 +20,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// `None` for an in-memory store, which has a single connection.
     reader: Option<Mutex<Connection>>,
+    /// Key lookups by hash or id only (Verify, CheckKey).
+    lookup: Option<Mutex<Connection>>,
     dir: Option<PathBuf>,
     /// The policy as last read or saved. Verify needs it for every login,
     /// and only this process writes the store (SPEC), so the settings
@@ -92,14 +96,19 @@ impl SqliteStore {
             return Err(fail(format!("the database is corrupt ({quick})")));
         }
         migrate(&mut writer).map_err(fail)?;
-        let reader = Connection::open_with_flags(path, flags).map_err(|e| fail(describe(&e)))?;
-        configure(&reader).map_err(fail)?;
-        reader
-            .execute_batch("PRAGMA query_only = ON")
-            .map_err(|e| fail(describe(&e)))?;
+        let read_only = || -> Result<Connection, OpenError> {
+            let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(describe(&e)))?;
+            configure(&conn).map_err(fail)?;
+            conn.execute_batch("PRAGMA query_only = ON")
+                .map_err(|e| fail(describe(&e)))?;
+            Ok(conn)
+        };
+        let reader = read_only()?;
+        let lookup = read_only()?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             reader: Some(Mutex::new(reader)),
+            lookup: Some(Mutex::new(lookup)),
             dir: Some(dir.into()),
             policy: Mutex::new(None),
         })
@@ -112,6 +121,7 @@ impl SqliteStore {
         SqliteStore {
             writer: Mutex::new(conn),
             reader: None,
+            lookup: None,
             dir: None,
             policy: Mutex::new(None),
         }
@@ -173,6 +183,13 @@ impl SqliteStore {
         }
     }
 
+    fn look_up(&self) -> MutexGuard<'_, Connection> {
+        match &self.lookup {
+            Some(r) => r.lock().unwrap_or_else(|p| p.into_inner()),
+            None => self.write(),
+        }
+    }
+
     fn query_keys(
         &self,
         where_clause: &str,
@@ -225,7 +242,7 @@ impl Store for SqliteStore {
     }
 
     fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
-        let conn = self.read();
+        let conn = self.look_up();
         let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1");
         let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
         stmt.query_row([&hash[..]], key_from_row)
@@ -234,7 +251,12 @@ impl Store for SqliteStore {
     }
 
     fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
-        Ok(self.query_keys("id = ?1", &[&id])?.pop())
+        let conn = self.look_up();
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1");
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        stmt.query_row([id], key_from_row)
+            .optional()
+            .map_err(map_err)
     }
 
     fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>> {

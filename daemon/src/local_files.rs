@@ -1,0 +1,645 @@
+//! Answers from /etc/passwd, /etc/shadow and /etc/group without asking NSS
+//! each time, where that gives the same answer NSS would.
+//!
+//! glibc reads and parses those files afresh on every `getpwuid` and
+//! `getspnam`; for a key login that was over half of the daemon's work.
+//! Where /etc/nsswitch.conf puts `files` first for passwd, shadow and
+//! group (Debian's default `files systemd` included), an entry that is in
+//! the file is exactly what NSS returns: the first line that matches, and
+//! no later source is asked. So the daemon parses the files itself, keeps
+//! what the checks need (uid, name, gid, whether the shadow entry is
+//! locked, its expiry day; never a password hash), and answers from that.
+//!
+//! Correct by construction:
+//! - Every lookup first takes a stamp of the four files (device, inode,
+//!   size, mtime and ctime in ns). `usermod -L`, `userdel`, `vipw` and the
+//!   like replace the file by rename or rewrite it, which changes the
+//!   stamp; any change of any stamp drops everything parsed, so a lock
+//!   (S8) is seen on the very next lookup.
+//! - Only positive answers come from here. An entry that is not in the
+//!   files goes to NSS as before, uncached: "definitely gone" (which
+//!   revokes keys) is never answered from memory, and later NSS sources
+//!   (systemd, sss, ldap) are asked exactly as glibc would ask them.
+//! - Anything unusual turns the shortcut off for that file and leaves NSS
+//!   in charge: nsswitch.conf not naming `files` first (or with an action
+//!   right after it), a line that does not parse strictly, NIS `+`/`-`
+//!   lines, a file too large, an unreadable file.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use zeroize::Zeroizing;
+
+/// Files larger than this are left to NSS (and not held in memory).
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// The four files whose state the answers depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub nsswitch: PathBuf,
+    pub passwd: PathBuf,
+    pub shadow: PathBuf,
+    pub group: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            nsswitch: "/etc/nsswitch.conf".into(),
+            passwd: "/etc/passwd".into(),
+            shadow: "/etc/shadow".into(),
+            group: "/etc/group".into(),
+        }
+    }
+}
+
+/// What identifies one version of a file. `None` when it could not be
+/// stat'ed (missing, no permission): then nothing is answered from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+    })
+}
+
+/// Which databases nsswitch.conf lets us answer from the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FilesFirst {
+    pub passwd: bool,
+    pub shadow: bool,
+    pub group: bool,
+}
+
+/// True when the sources of `db` start with a plain `files`: glibc asks
+/// the files first and, by the default action, returns what they found.
+/// A missing line, a line given twice, another first source, or an action
+/// (`[...]`) right after `files` mean no.
+pub fn parse_nsswitch(text: &str) -> FilesFirst {
+    let first_is_files = |db: &str| {
+        let mut found = None;
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("");
+            let Some((name, sources)) = line.split_once(':') else {
+                continue;
+            };
+            if name.trim() != db {
+                continue;
+            }
+            if found.is_some() {
+                return false;
+            }
+            let mut words = sources.split_whitespace();
+            let ok =
+                words.next() == Some("files") && !words.next().is_some_and(|w| w.starts_with('['));
+            found = Some(ok);
+        }
+        found == Some(true)
+    };
+    FilesFirst {
+        passwd: first_is_files("passwd"),
+        shadow: first_is_files("shadow"),
+        group: first_is_files("group"),
+    }
+}
+
+/// The lines of a passwd/shadow/group file as glibc's files module reads
+/// them: leading blanks skipped, empty lines and `#` comments ignored.
+/// `None` when a line is one the module would treat specially (NIS
+/// compatibility `+`/`-` entries): then the file is left to NSS.
+fn entries(text: &str) -> Option<Vec<Vec<&str>>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('+') || line.starts_with('-') {
+            return None;
+        }
+        out.push(line.split(':').collect());
+    }
+    Some(out)
+}
+
+fn id(field: &str) -> Option<u32> {
+    (!field.is_empty() && field.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| field.parse().ok())
+        .flatten()
+}
+
+/// passwd: `name:password:uid:gid:gecos:home:shell`. Maps uid → name and
+/// name → uid, first line winning as in NSS. `None` if any line is not
+/// strictly of that shape.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PasswdTable {
+    by_uid: HashMap<u32, String>,
+    by_name: HashMap<String, u32>,
+}
+
+pub fn parse_passwd(text: &str) -> Option<PasswdTable> {
+    let mut t = PasswdTable::default();
+    for f in entries(text)? {
+        if f.len() != 7 || f[0].is_empty() {
+            return None;
+        }
+        let uid = id(f[2])?;
+        id(f[3])?;
+        t.by_uid.entry(uid).or_insert_with(|| f[0].to_string());
+        t.by_name.entry(f[0].to_string()).or_insert(uid);
+    }
+    Some(t)
+}
+
+/// What a shadow entry says for the S8 checks: whether the hash is locked
+/// and the expiry day (-1 for none). The hash itself is not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowEntry {
+    pub locked: bool,
+    pub expire_day: i64,
+}
+
+/// shadow: `name:hash:lastchg:min:max:warn:inactive:expire:flag`, numbers
+/// possibly empty.
+pub fn parse_shadow(text: &str) -> Option<HashMap<String, ShadowEntry>> {
+    let mut t = HashMap::new();
+    for f in entries(text)? {
+        if f.len() != 9 || f[0].is_empty() {
+            return None;
+        }
+        for n in &f[2..] {
+            if !n.is_empty() && !n.bytes().all(|b| b.is_ascii_digit()) {
+                // glibc accepts a negative number only where it means
+                // "none"; anything else is for NSS to judge.
+                if *n != "-1" {
+                    return None;
+                }
+            }
+        }
+        let expire_day = match f[7] {
+            "" => -1,
+            n => n.parse().ok()?,
+        };
+        // Locked or not is decided by the same rule as for NSS answers.
+        let locked = crate::host::shadow_state(f[1], -1, 0) == crate::host::ShadowState::Locked;
+        t.entry(f[0].to_string())
+            .or_insert(ShadowEntry { locked, expire_day });
+    }
+    Some(t)
+}
+
+/// group: `name:password:gid:members`.
+pub fn parse_group(text: &str) -> Option<HashMap<String, u32>> {
+    let mut t = HashMap::new();
+    for f in entries(text)? {
+        if f.len() != 4 || f[0].is_empty() {
+            return None;
+        }
+        let gid = id(f[2])?;
+        t.entry(f[0].to_string()).or_insert(gid);
+    }
+    Some(t)
+}
+
+fn read_small(path: &Path) -> Option<Zeroizing<String>> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() as u64 <= MAX_FILE_BYTES).then_some(text)
+}
+
+/// Everything parsed from one set of file versions. A `None` table means
+/// "ask NSS" for that database.
+#[derive(Debug, Default)]
+struct Snapshot {
+    stamps: [Option<Stamp>; 4],
+    /// False when a file had changed too recently to trust its stamp:
+    /// file times move in clock ticks, so an edit in place within the same
+    /// tick and of the same size would keep the stamp. Such a snapshot is
+    /// never used.
+    trusted: bool,
+    passwd: Option<PasswdTable>,
+    shadow: Option<HashMap<String, ShadowEntry>>,
+    group: Option<HashMap<String, u32>>,
+}
+
+/// While a file changed less than this long ago, lookups go to NSS and
+/// nothing is parsed (2 s: the coarsest file time granularity, FAT's).
+const SETTLE_NS: i128 = 2_000_000_000;
+
+/// The answer of a local lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local<T> {
+    /// The files hold it, and it is what NSS would answer.
+    Found(T),
+    /// Not answerable here: ask NSS (not in the files, files not first,
+    /// or not parsed).
+    AskNss,
+    /// The files changed since they were last parsed: only the lookups
+    /// that may read files (not the `peek_` ones) parse them again.
+    Stale,
+}
+
+pub struct LocalFiles {
+    paths: Paths,
+    settle_ns: i128,
+    snap: Mutex<Snapshot>,
+}
+
+impl LocalFiles {
+    pub fn new(paths: Paths) -> LocalFiles {
+        LocalFiles {
+            paths,
+            settle_ns: SETTLE_NS,
+            snap: Mutex::new(Snapshot::default()),
+        }
+    }
+
+    /// How long after a change a file's stamp is not trusted (tests).
+    pub fn with_settle(mut self, settle: std::time::Duration) -> LocalFiles {
+        self.settle_ns = settle.as_nanos() as i128;
+        self
+    }
+
+    /// Stamps of the four files; `None` if any cannot be stat'ed, and
+    /// then everything is left to NSS.
+    fn stamps(&self) -> Option<[Option<Stamp>; 4]> {
+        let p = &self.paths;
+        let all = [
+            stamp(&p.nsswitch),
+            stamp(&p.passwd),
+            stamp(&p.shadow),
+            stamp(&p.group),
+        ];
+        all.iter().all(Option::is_some).then_some(all)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when some file changed within the settling time.
+    fn recent(&self, stamps: &[Option<Stamp>; 4]) -> bool {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        stamps
+            .iter()
+            .flatten()
+            .any(|s| wall - s.mtime_ns.max(s.ctime_ns) <= self.settle_ns)
+    }
+
+    /// Reads the files, after `stamps` were taken: what is read is at
+    /// least as new as the stamps. If a file changes while it is read, the
+    /// next lookup's stamps differ and it is parsed again.
+    fn parse(&self, stamps: [Option<Stamp>; 4]) -> Snapshot {
+        let p = &self.paths;
+        let first = read_small(&p.nsswitch)
+            .map(|t| parse_nsswitch(&t))
+            .unwrap_or_default();
+        let passwd = first
+            .passwd
+            .then(|| read_small(&p.passwd).and_then(|t| parse_passwd(&t)))
+            .flatten();
+        let shadow = first
+            .shadow
+            .then(|| read_small(&p.shadow).and_then(|t| parse_shadow(&t)))
+            .flatten();
+        let group = first
+            .group
+            .then(|| read_small(&p.group).and_then(|t| parse_group(&t)))
+            .flatten();
+        Snapshot {
+            stamps,
+            trusted: !self.recent(&stamps),
+            passwd,
+            shadow,
+            group,
+        }
+    }
+
+    /// Answers from memory after checking the stamps; never reads or
+    /// parses a file, only stats four.
+    fn peek<T>(&self, f: impl FnOnce(&Snapshot) -> Option<T>) -> Local<T> {
+        let Some(now) = self.stamps() else {
+            return Local::AskNss;
+        };
+        let snap = self.lock();
+        if snap.stamps != now || !snap.trusted {
+            return Local::Stale;
+        }
+        f(&snap).map_or(Local::AskNss, Local::Found)
+    }
+
+    /// Like `peek`, parsing the files first when they changed, unless
+    /// one changed just now: then NSS answers until they have settled
+    /// (account tools often write several files in a row, and parsing
+    /// them on every lookup would cost more than NSS does).
+    fn get<T>(&self, f: impl Fn(&Snapshot) -> Option<T>) -> Local<T> {
+        let Some(now) = self.stamps() else {
+            return Local::AskNss;
+        };
+        {
+            let snap = self.lock();
+            if snap.stamps == now && snap.trusted {
+                return f(&snap).map_or(Local::AskNss, Local::Found);
+            }
+        }
+        if self.recent(&now) {
+            return Local::AskNss;
+        }
+        let fresh = self.parse(now);
+        let answer = match fresh.trusted {
+            true => f(&fresh).map_or(Local::AskNss, Local::Found),
+            false => Local::AskNss,
+        };
+        *self.lock() = fresh;
+        answer
+    }
+
+    pub fn peek_name_of_uid(&self, uid: u32) -> Local<String> {
+        self.peek(|s| s.passwd.as_ref()?.by_uid.get(&uid).cloned())
+    }
+    /// The name of `uid` and its shadow entry, from one set of stats.
+    pub fn peek_account(&self, uid: u32) -> Local<(String, ShadowEntry)> {
+        self.peek(|s| {
+            let name = s.passwd.as_ref()?.by_uid.get(&uid)?;
+            let entry = s.shadow.as_ref()?.get(name)?;
+            Some((name.clone(), *entry))
+        })
+    }
+    pub fn name_of_uid(&self, uid: u32) -> Local<String> {
+        self.get(|s| s.passwd.as_ref()?.by_uid.get(&uid).cloned())
+    }
+    pub fn uid_of_name(&self, name: &str) -> Local<u32> {
+        self.get(|s| s.passwd.as_ref()?.by_name.get(name).copied())
+    }
+    pub fn peek_shadow(&self, name: &str) -> Local<ShadowEntry> {
+        self.peek(|s| s.shadow.as_ref()?.get(name).copied())
+    }
+    pub fn shadow(&self, name: &str) -> Local<ShadowEntry> {
+        self.get(|s| s.shadow.as_ref()?.get(name).copied())
+    }
+    pub fn peek_gid(&self, name: &str) -> Local<u32> {
+        self.peek(|s| s.group.as_ref()?.get(name).copied())
+    }
+    pub fn gid(&self, name: &str) -> Local<u32> {
+        self.get(|s| s.group.as_ref()?.get(name).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    const NSS_FILES: &str = "passwd: files systemd\ngroup: files\nshadow:   files\n";
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        # a comment\n\
+        \n\
+        alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n\
+        bob:x:1001:1001::/home/bob:/bin/sh\n\
+        alias:x:1000:1000::/:/bin/false\n";
+    const SHADOW: &str = "root:*:19000:0:99999:7:::\n\
+        alice:$y$j9T$abc$def:19000:0:99999:7:::\n\
+        bob:!:19000:0:99999:7::20000:\n";
+    const GROUP: &str = "root:x:0:\nshadow:x:42:\napikey-auth:x:998:www-data\n";
+
+    #[test]
+    fn files_first_is_what_counts() {
+        assert_eq!(
+            parse_nsswitch(NSS_FILES),
+            FilesFirst {
+                passwd: true,
+                shadow: true,
+                group: true
+            }
+        );
+        let debian = "# comment: passwd: ldap\npasswd:         files systemd\n\
+            group:          files systemd\nshadow:         files systemd\n\
+            gshadow:        files systemd\nhosts: files dns\n";
+        assert_eq!(
+            parse_nsswitch(debian),
+            FilesFirst {
+                passwd: true,
+                shadow: true,
+                group: true
+            }
+        );
+        for no in [
+            "passwd: sss files\n",
+            "passwd: ldap\n",
+            "passwd: compat\n",
+            "passwd: systemd files\n",
+            "passwd: files [SUCCESS=continue] ldap\n",
+            "passwd: files\npasswd: ldap\n",
+            "passwd:\n",
+            "passwd: # files\n",
+            "",
+        ] {
+            assert!(!parse_nsswitch(no).passwd, "{no:?}");
+        }
+        // An action after a later source does not matter: whatever the
+        // files hold is returned before it is reached.
+        assert!(parse_nsswitch("passwd: files sss [NOTFOUND=return]\n").passwd);
+        let only_passwd = parse_nsswitch("passwd: files\ngroup: sss files\n");
+        assert!(only_passwd.passwd && !only_passwd.group && !only_passwd.shadow);
+    }
+
+    #[test]
+    fn passwd_first_line_wins_and_junk_gives_up() {
+        let t = parse_passwd(PASSWD).unwrap();
+        assert_eq!(t.by_uid.get(&1000).map(String::as_str), Some("alice"));
+        assert_eq!(t.by_name.get("alias"), Some(&1000));
+        assert_eq!(t.by_name.get("bob"), Some(&1001));
+        assert_eq!(t.by_uid.get(&7), None);
+        for junk in [
+            "+::::::\n",
+            "-bob::::::\n",
+            "carol:x:10x0:1000::/:/bin/sh\n",
+            "carol:x::1000::/:/bin/sh\n",
+            "carol:x:1000:1000::/\n",
+            ":x:1000:1000::/:/bin/sh\n",
+            "carol:x:99999999999:1000::/:/bin/sh\n",
+        ] {
+            assert_eq!(parse_passwd(&format!("{PASSWD}{junk}")), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn shadow_keeps_lock_and_expiry_only() {
+        let t = parse_shadow(SHADOW).unwrap();
+        assert_eq!(
+            t["alice"],
+            ShadowEntry {
+                locked: false,
+                expire_day: -1
+            }
+        );
+        assert_eq!(
+            t["bob"],
+            ShadowEntry {
+                locked: false,
+                expire_day: 20000
+            }
+        );
+        let locked = parse_shadow("alice:!$y$j9T$abc:19000:0:99999:7:::\n").unwrap();
+        assert!(locked["alice"].locked);
+        assert!(parse_shadow("alice:x:1:2:3:4:5:-1:\n").is_some());
+        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:abc:\n"), None);
+        assert_eq!(parse_shadow("alice:x\n"), None);
+    }
+
+    #[test]
+    fn group_names_to_gids() {
+        let t = parse_group(GROUP).unwrap();
+        assert_eq!(t.get("apikey-auth"), Some(&998));
+        assert_eq!(parse_group("x:x:y:\n"), None);
+    }
+
+    struct Files {
+        _dir: tempfile::TempDir,
+        paths: Paths,
+    }
+
+    fn files(nsswitch: &str) -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            nsswitch: dir.path().join("nsswitch.conf"),
+            passwd: dir.path().join("passwd"),
+            shadow: dir.path().join("shadow"),
+            group: dir.path().join("group"),
+        };
+        std::fs::write(&paths.nsswitch, nsswitch).unwrap();
+        std::fs::write(&paths.passwd, PASSWD).unwrap();
+        std::fs::write(&paths.shadow, SHADOW).unwrap();
+        std::fs::write(&paths.group, GROUP).unwrap();
+        Files { _dir: dir, paths }
+    }
+
+    /// As shadow's tools do it: a new file renamed over the old one.
+    fn replace(path: &Path, text: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[test]
+    fn answers_follow_every_change_at_once() {
+        let f = files(NSS_FILES);
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::ZERO);
+        assert_eq!(local.peek_name_of_uid(1000), Local::Stale);
+        assert_eq!(local.name_of_uid(1000), Local::Found("alice".into()));
+        assert_eq!(local.peek_name_of_uid(1000), Local::Found("alice".into()));
+        assert_eq!(local.uid_of_name("bob"), Local::Found(1001));
+        assert_eq!(local.gid("apikey-auth"), Local::Found(998));
+        assert_eq!(local.peek_gid("nosuch"), Local::AskNss);
+        assert!(!matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+        assert!(
+            matches!(local.peek_account(1000), Local::Found((n, e)) if n == "alice" && !e.locked)
+        );
+
+        // usermod -L: a new shadow renamed into place.
+        replace(&f.paths.shadow, &SHADOW.replace("alice:$y$", "alice:!$y$"));
+        assert_eq!(local.peek_shadow("alice"), Local::Stale);
+        assert!(matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+        assert!(matches!(local.peek_account(1000), Local::Found((_, e)) if e.locked));
+        // An account without a shadow line is for NSS to answer.
+        assert_eq!(
+            local.peek_account(0),
+            Local::Found((
+                "root".into(),
+                ShadowEntry {
+                    locked: false,
+                    expire_day: -1
+                }
+            ))
+        );
+        replace(&f.paths.shadow, "bob:!:1:0:99999:7:::\n");
+        local.shadow("bob");
+        assert_eq!(local.peek_account(1000), Local::AskNss);
+
+        // userdel: gone from the files means "ask NSS", never "gone".
+        replace(&f.paths.passwd, &PASSWD.replace("bob:", "robert:"));
+        assert_eq!(local.name_of_uid(1001), Local::Found("robert".into()));
+        assert_eq!(local.uid_of_name("bob"), Local::AskNss);
+    }
+
+    #[test]
+    fn an_edit_in_place_is_seen_too() {
+        let f = files(NSS_FILES);
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::ZERO);
+        assert!(matches!(local.shadow("alice"), Local::Found(e) if !e.locked));
+        // Same inode, same size, written within the same clock tick is
+        // possible in principle; the ctime and size still move here.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&f.paths.shadow)
+            .unwrap();
+        file.write_all(SHADOW.replace("alice:$y$", "alice:!$y$").as_bytes())
+            .unwrap();
+        drop(file);
+        assert!(matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+    }
+
+    #[test]
+    fn files_changed_just_now_are_left_to_nss() {
+        let f = files(NSS_FILES);
+        // Every file is "just changed" for an hour.
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::from_secs(3600));
+        assert_eq!(local.name_of_uid(1000), Local::AskNss);
+        assert_eq!(local.peek_name_of_uid(1000), Local::Stale);
+        assert_eq!(local.shadow("alice"), Local::AskNss);
+        assert_eq!(local.gid("shadow"), Local::AskNss);
+    }
+
+    #[test]
+    fn nothing_is_answered_unless_files_come_first() {
+        let f = files("passwd: sss files\ngroup: files\nshadow: files\n");
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::ZERO);
+        assert_eq!(local.name_of_uid(1000), Local::AskNss);
+        assert_eq!(local.gid("shadow"), Local::Found(42));
+        // The switch changing is a change like any other.
+        replace(&f.paths.nsswitch, NSS_FILES);
+        assert_eq!(local.name_of_uid(1000), Local::Found("alice".into()));
+        replace(&f.paths.nsswitch, "passwd: ldap files\n");
+        assert_eq!(local.name_of_uid(1000), Local::AskNss);
+        assert_eq!(local.gid("shadow"), Local::AskNss);
+    }
+
+    #[test]
+    fn a_missing_or_unparsable_file_leaves_it_to_nss() {
+        let f = files(NSS_FILES);
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::ZERO);
+        assert_eq!(local.name_of_uid(0), Local::Found("root".into()));
+        std::fs::remove_file(&f.paths.shadow).unwrap();
+        assert_eq!(local.shadow("alice"), Local::AskNss);
+        assert_eq!(local.name_of_uid(0), Local::AskNss);
+        std::fs::write(&f.paths.shadow, SHADOW).unwrap();
+        replace(&f.paths.passwd, &format!("{PASSWD}+@netgroup::::::\n"));
+        assert_eq!(local.name_of_uid(0), Local::AskNss);
+        assert_eq!(local.gid("shadow"), Local::Found(42));
+    }
+}
