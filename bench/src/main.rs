@@ -371,10 +371,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
             count: plan.pam_logins[2].1,
         },
     ];
-    let mut logins = Vec::new();
-    for stack in &stacks {
-        logins.push(pam::run(stack)?);
-    }
+    let logins = pam::run_interleaved(&stacks, plan.rounds)?;
     let hash_scheme = pam::hash_scheme(alice.name());
 
     progress("writes");

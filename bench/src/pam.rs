@@ -29,7 +29,11 @@ pub struct Stack<'a> {
 pub struct Logins {
     pub label: String,
     pub count: u64,
+    /// The median of the rounds' medians.
     pub median_us: f64,
+    /// The lowest and highest median of one round: how much the machine
+    /// moved under the measurement.
+    pub round_medians_us: (f64, f64),
     pub max_us: f64,
 }
 
@@ -39,21 +43,80 @@ impl Logins {
             "stack": self.label,
             "logins": self.count,
             "median_us": round1(self.median_us),
+            "round_medians_us": [round1(self.round_medians_us.0), round1(self.round_medians_us.1)],
             "max_us": round1(self.max_us),
         })
     }
 }
 
-/// Runs the loop for one stack; every counted login must succeed.
-pub fn run(stack: &Stack<'_>) -> Result<Logins, String> {
-    let services = PamServices::new();
-    services.add(stack.service, &stack.text);
+/// What one run of the loop measured.
+struct Round {
+    median_us: f64,
+    max_us: f64,
+}
+
+/// Logs in through every stack in `rounds` rounds, the stacks taking turns
+/// within each round, so that a neighbour's burst on a shared machine
+/// lands in a few rounds of every stack rather than in all of one. Each
+/// round runs `count / rounds` logins (at least one) after its warm-up;
+/// the first round warms up with the stack's full `warmup`.
+pub fn run_interleaved(stacks: &[Stack<'_>], rounds: usize) -> Result<Vec<Logins>, String> {
+    let rounds = rounds.max(1);
+    let services: Vec<PamServices> = stacks
+        .iter()
+        .map(|stack| {
+            let services = PamServices::new();
+            services.add(stack.service, &stack.text);
+            services
+        })
+        .collect();
+    let mut measured: Vec<Vec<Round>> = stacks.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for ((stack, services), out) in stacks.iter().zip(&services).zip(&mut measured) {
+            let warmup = match r {
+                0 => stack.warmup,
+                _ => (stack.warmup / 10).max(1),
+            };
+            let count = (stack.count / rounds as u64).max(1);
+            out.push(run_once(stack, services, warmup, count)?);
+        }
+    }
+    Ok(stacks
+        .iter()
+        .zip(measured)
+        .map(|(stack, rounds_of_stack)| summarize(stack, &rounds_of_stack, rounds))
+        .collect())
+}
+
+fn summarize(stack: &Stack<'_>, rounds_of_stack: &[Round], rounds: usize) -> Logins {
+    let mut medians: Vec<f64> = rounds_of_stack.iter().map(|r| r.median_us).collect();
+    medians.sort_by(f64::total_cmp);
+    let n = medians.len();
+    let median_us = match n % 2 {
+        1 => medians[n / 2],
+        _ => (medians[n / 2 - 1] + medians[n / 2]) / 2.0,
+    };
+    Logins {
+        label: stack.label.to_string(),
+        count: (stack.count / rounds as u64).max(1) * rounds as u64,
+        median_us,
+        round_medians_us: (medians[0], medians[n - 1]),
+        max_us: rounds_of_stack.iter().map(|r| r.max_us).fold(0.0, f64::max),
+    }
+}
+
+/// One run of the loop for one stack; every counted login must succeed.
+fn run_once(
+    stack: &Stack<'_>,
+    services: &PamServices,
+    warmup: u64,
+    count: u64,
+) -> Result<Round, String> {
     let program = bins::binary("akt-pam-loop");
     // Tab-separated phases on stdin, so no password is ever in argv.
     let phases = format!(
-        "warmup\t{w}\t{PAM_SUCCESS}\t{p}\nmeasured\t{c}\t{PAM_SUCCESS}\t{p}\n",
-        w = stack.warmup.max(1),
-        c = stack.count,
+        "warmup\t{w}\t{PAM_SUCCESS}\t{p}\nmeasured\t{count}\t{PAM_SUCCESS}\t{p}\n",
+        w = warmup.max(1),
         p = stack.password,
     );
     let out = As::root()
@@ -82,15 +145,13 @@ pub fn run(stack: &Stack<'_>) -> Result<Logins, String> {
             .as_u64()
             .ok_or_else(|| format!("no {k}: {report}"))
     };
-    if num("as_expected")? != stack.count {
+    if num("as_expected")? != count {
         return Err(format!(
             "{}: not every login succeeded: {report}",
             stack.label
         ));
     }
-    Ok(Logins {
-        label: stack.label.to_string(),
-        count: stack.count,
+    Ok(Round {
         median_us: num("median_us")? as f64,
         max_us: num("max_us")? as f64,
     })

@@ -491,17 +491,19 @@ impl Report {
         let unix = self.login("pam_unix").map_or(0.0, |l| l.median_us);
         let _ = writeln!(
             s,
-            "   stack                     logins   median us   x pam_permit   x pam_unix"
+            "   stack                     logins   median us   x pam_permit   x pam_unix   round medians us"
         );
         for l in &self.logins {
             let _ = writeln!(
                 s,
-                "   {:<24} {:>7} {:>11.0} {:>14.2} {:>12.4}",
+                "   {:<24} {:>7} {:>11.0} {:>14.2} {:>12.4}   {:.0} to {:.0}",
                 l.label,
                 l.count,
                 l.median_us,
                 ratio(l.median_us, permit),
                 ratio(l.median_us, unix),
+                l.round_medians_us.0,
+                l.round_medians_us.1,
             );
         }
         let w = &self.writes;
