@@ -47,6 +47,15 @@ pub struct Client {
     stream: UnixStream,
     deadline: Instant,
     serial: u32,
+    /// Bytes received and not yet taken. Replies are read in chunks, not
+    /// a byte or a header at a time.
+    input: Vec<u8>,
+    /// Bytes to send with the next call: `BEGIN` and `Hello` wait here so
+    /// that they go out together with the first call, as libdbus and
+    /// sd-bus send them, saving a round trip. May hold a token: wiped.
+    output: Zeroizing<Vec<u8>>,
+    /// The serial of our Hello until its reply has been read.
+    hello: Option<u32>,
 }
 
 pub struct Call<'a> {
@@ -58,27 +67,44 @@ pub struct Call<'a> {
     pub args: &'a [&'a str],
 }
 
+/// Bytes asked of the socket at once: more than any reply of ours.
+const READ_CHUNK: usize = 4096;
+
+/// Longest authentication line accepted from the bus.
+const MAX_AUTH_LINE: usize = 512;
+
 impl Client {
-    /// Connects to `address` (`unix:path=...`), authenticates as our uid
-    /// and says Hello, all before `deadline`.
+    /// Connects to `address` (`unix:path=...`) and authenticates as our
+    /// uid before `deadline`. `BEGIN` and `Hello` are sent with the first
+    /// call, which fails if the bus refuses the Hello.
     pub fn connect(address: &str, deadline: Instant) -> Result<Client, BusError> {
         let path = unix_path(address)
             .ok_or_else(|| BusError::Unavailable(format!("unsupported bus address {address}")))?;
         let stream = connect_by(path, deadline)
             .map_err(|e| BusError::Unavailable(format!("cannot connect to {path}: {e}")))?;
+        Client::over(stream, deadline)
+    }
+
+    /// [`connect`](Self::connect) over a stream already connected.
+    fn over(stream: UnixStream, deadline: Instant) -> Result<Client, BusError> {
         let mut client = Client {
             stream,
             deadline,
             serial: 0,
+            input: Vec::new(),
+            output: Zeroizing::new(Vec::new()),
+            hello: None,
         };
         client.authenticate()?;
-        client.call(&Call {
+        client.output.extend_from_slice(b"BEGIN\r\n");
+        let hello = client.queue(&Call {
             destination: "org.freedesktop.DBus",
             path: "/org/freedesktop/DBus",
             interface: "org.freedesktop.DBus",
             member: "Hello",
             args: &[],
-        })?;
+        });
+        client.hello = Some(hello);
         Ok(client)
     }
 
@@ -90,6 +116,8 @@ impl Client {
             .map(|b| format!("{b:02x}"))
             .collect();
         self.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        // The bus says nothing more until it has our BEGIN, so nothing
+        // after this line is read by mistake.
         let line = self.read_line()?;
         if !line.starts_with("OK ") {
             return Err(BusError::Unavailable(format!(
@@ -97,17 +125,36 @@ impl Client {
                 line.trim_end()
             )));
         }
-        self.write_all(b"BEGIN\r\n")
+        Ok(())
     }
 
-    /// Sends one method call and waits for its reply, skipping signals.
-    pub fn call(&mut self, call: &Call<'_>) -> Result<Vec<Value>, BusError> {
+    /// Adds a call to what the next write sends; returns its serial.
+    fn queue(&mut self, call: &Call<'_>) -> u32 {
         self.serial += 1;
-        let serial = self.serial;
-        let message = Zeroizing::new(encode_call(call, serial));
-        self.write_all(&message)?;
+        let message = Zeroizing::new(encode_call(call, self.serial));
+        self.output.extend_from_slice(&message);
+        self.serial
+    }
+
+    /// Sends one method call (with whatever waits to be sent) and waits for
+    /// its reply, skipping signals.
+    pub fn call(&mut self, call: &Call<'_>) -> Result<Vec<Value>, BusError> {
+        let serial = self.queue(call);
+        let output = std::mem::replace(&mut self.output, Zeroizing::new(Vec::new()));
+        self.write_all(&output)?;
+        drop(output);
         loop {
             let reply = self.read_message()?;
+            if reply.reply_serial.is_some() && reply.reply_serial == self.hello {
+                self.hello = None;
+                if reply.kind != MSG_METHOD_RETURN {
+                    return Err(BusError::Unavailable(format!(
+                        "the bus refused our Hello ({})",
+                        reply.error_name.unwrap_or_default()
+                    )));
+                }
+                continue;
+            }
             if reply.reply_serial != Some(serial) {
                 continue;
             }
@@ -143,43 +190,53 @@ impl Client {
             .map_err(|e| BusError::Unavailable(format!("write: {e}")))
     }
 
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
-        let mut done = 0;
-        while done < buf.len() {
+    /// Reads what the socket has (at least one byte) into `input`.
+    fn fill(&mut self) -> Result<(), BusError> {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
             let left = self.remaining()?;
             self.stream
                 .set_read_timeout(Some(left))
                 .map_err(|e| BusError::Unavailable(e.to_string()))?;
-            match self.stream.read(&mut buf[done..]) {
+            match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     return Err(BusError::Unavailable(
                         "the bus closed the connection".into(),
                     ))
                 }
-                Ok(n) => done += n,
+                Ok(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(BusError::Unavailable(format!("read: {e}"))),
             }
         }
-        Ok(())
+    }
+
+    /// The next `n` bytes received.
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, BusError> {
+        while self.input.len() < n {
+            self.fill()?;
+        }
+        Ok(self.input.drain(..n).collect())
     }
 
     fn read_line(&mut self) -> Result<String, BusError> {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            if line.len() > 512 {
+        loop {
+            if let Some(end) = self.input.windows(2).position(|w| w == b"\r\n") {
+                let line = self.take(end + 2)?;
+                return Ok(String::from_utf8_lossy(&line).into_owned());
+            }
+            if self.input.len() > MAX_AUTH_LINE {
                 return Err(BusError::Protocol("authentication line too long".into()));
             }
-            self.read_exact(&mut byte)?;
-            line.push(byte[0]);
+            self.fill()?;
         }
-        Ok(String::from_utf8_lossy(&line).into_owned())
     }
 
     fn read_message(&mut self) -> Result<Reply, BusError> {
-        let mut fixed = [0u8; 16];
-        self.read_exact(&mut fixed)?;
+        let fixed = self.take(16)?;
         let big = match fixed[0] {
             b'l' => false,
             b'B' => true,
@@ -199,11 +256,10 @@ impl Client {
         if header_len + body_len > MAX_MESSAGE {
             return Err(BusError::Protocol("reply too large".into()));
         }
-        let mut rest = vec![0u8; header_len - 16 + body_len];
-        self.read_exact(&mut rest)?;
-        let mut whole = fixed.to_vec();
+        let rest = self.take(header_len - 16 + body_len)?;
+        let mut whole = fixed;
         whole.extend_from_slice(&rest);
-        decode_reply(&whole, big, fixed[1], header_len, fields_len)
+        decode_reply(&whole, big, whole[1], header_len, fields_len)
     }
 }
 
@@ -523,6 +579,135 @@ mod tests {
                 Value::Str("sshd".into()),
                 Value::Str(String::new()),
             ]
+        );
+    }
+
+    /// A reply as a bus sends it, little-endian, string arguments only.
+    fn encode_reply(kind: u8, reply_serial: u32, error: Option<&str>, args: &[&str]) -> Vec<u8> {
+        let mut body = Writer { buf: Vec::new() };
+        for a in args {
+            body.string(a);
+        }
+        let mut h = Writer {
+            buf: vec![b'l', kind, 1, 1],
+        };
+        h.u32(body.buf.len() as u32);
+        h.u32(1000 + reply_serial);
+        h.u32(0);
+        let fields_start = h.buf.len();
+        h.align(8);
+        h.buf.extend_from_slice(&[FIELD_REPLY_SERIAL, 1, b'u', 0]);
+        h.u32(reply_serial);
+        if let Some(name) = error {
+            h.field_str(FIELD_ERROR_NAME, "s", name);
+        }
+        if !args.is_empty() {
+            h.field_str(FIELD_SIGNATURE, "g", &"s".repeat(args.len()));
+        }
+        let fields_len = (h.buf.len() - fields_start) as u32;
+        h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
+        h.align(8);
+        h.buf.extend_from_slice(&body.buf);
+        h.buf
+    }
+
+    /// Reads one whole message off the fake bus's end; returns its serial.
+    fn read_call(bus: &mut UnixStream) -> u32 {
+        let mut fixed = [0u8; 16];
+        bus.read_exact(&mut fixed).unwrap();
+        let at = |i: usize| u32::from_le_bytes(fixed[i..i + 4].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; pad8(16 + at(12)) - 16 + at(4)];
+        bus.read_exact(&mut rest).unwrap();
+        at(8) as u32
+    }
+
+    fn read_exactly(bus: &mut UnixStream, expected: &[u8]) {
+        let mut got = vec![0u8; expected.len()];
+        bus.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected, "{}", String::from_utf8_lossy(&got));
+    }
+
+    /// A fake bus on the other end of a socket pair: authentication, then
+    /// whatever `answer` does with the Hello's and the call's serials.
+    fn with_fake_bus(
+        answer: impl FnOnce(&mut UnixStream, u32, u32) + Send + 'static,
+    ) -> Result<Vec<Value>, BusError> {
+        let (client_end, mut bus) = UnixStream::pair().unwrap();
+        let (connected, wait_connected) = std::sync::mpsc::channel::<()>();
+        let (probed, wait_probed) = std::sync::mpsc::channel::<()>();
+        let bus_thread = std::thread::spawn(move || {
+            let uid = unsafe { libc::geteuid() };
+            let hex: String = uid
+                .to_string()
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            read_exactly(&mut bus, format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes());
+            // The OK line in pieces, as a stream may deliver it.
+            bus.write_all(b"OK 0123").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            bus.write_all(b"456789abcdef\r\n").unwrap();
+            // Connected, the client has sent nothing more: BEGIN and
+            // Hello wait for its first call.
+            wait_connected.recv().unwrap();
+            bus.set_nonblocking(true).unwrap();
+            let mut probe = [0u8; 1];
+            let early = bus.read(&mut probe);
+            bus.set_nonblocking(false).unwrap();
+            probed.send(()).unwrap();
+            assert!(
+                early.is_err(),
+                "the client sent something before its first call"
+            );
+            read_exactly(&mut bus, b"BEGIN\r\n");
+            let hello = read_call(&mut bus);
+            let call = read_call(&mut bus);
+            answer(&mut bus, hello, call);
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut client = Client::over(client_end, deadline)?;
+        connected.send(()).unwrap();
+        wait_probed.recv().unwrap();
+        let result = client.call(&Call {
+            destination: "org.freedesktop.DBus",
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "GetNameOwner",
+            args: &["org.apikey.Keys1"],
+        });
+        bus_thread.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn begin_and_hello_go_with_the_first_call_and_replies_may_come_together() {
+        let result = with_fake_bus(|bus, hello, call| {
+            // All three in one write: the Hello's reply, a signal, ours.
+            let mut all = encode_reply(MSG_METHOD_RETURN, hello, None, &[":1.7"]);
+            let mut signal = encode_reply(4, 0, None, &[":1.7"]);
+            signal[1] = 4;
+            all.extend(signal);
+            all.extend(encode_reply(MSG_METHOD_RETURN, call, None, &[":1.2"]));
+            bus.write_all(&all).unwrap();
+        });
+        assert_eq!(result, Ok(vec![Value::Str(":1.2".into())]));
+    }
+
+    #[test]
+    fn a_refused_hello_fails_the_first_call() {
+        let result = with_fake_bus(|bus, hello, call| {
+            let mut all = encode_reply(
+                MSG_ERROR,
+                hello,
+                Some("org.freedesktop.DBus.Error.Failed"),
+                &["no"],
+            );
+            all.extend(encode_reply(MSG_METHOD_RETURN, call, None, &[":1.2"]));
+            bus.write_all(&all).unwrap();
+        });
+        assert!(
+            matches!(&result, Err(BusError::Unavailable(m)) if m.contains("Hello")),
+            "{result:?}"
         );
     }
 
