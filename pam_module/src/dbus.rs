@@ -636,12 +636,9 @@ mod tests {
         let (connected, wait_connected) = std::sync::mpsc::channel::<()>();
         let (probed, wait_probed) = std::sync::mpsc::channel::<()>();
         let bus_thread = std::thread::spawn(move || {
+            // The uid in decimal, each ASCII digit as hex: '0' is 0x30.
             let uid = unsafe { libc::geteuid() };
-            let hex: String = uid
-                .to_string()
-                .bytes()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hex: String = uid.to_string().chars().map(|d| format!("3{d}")).collect();
             read_exactly(&mut bus, format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes());
             // The OK line in pieces, as a stream may deliver it.
             bus.write_all(b"OK 0123").unwrap();
