@@ -85,46 +85,121 @@ pub struct FilesFirst {
     pub group: bool,
 }
 
-/// True when the sources of `db` start with a plain `files`: glibc asks
-/// the files first and, by the default action, returns what they found.
-/// A missing line, a line given twice, another first source, or an action
-/// (`[...]`) right after `files` mean no.
-pub fn parse_nsswitch(text: &str) -> FilesFirst {
-    let first_is_files = |db: &str| {
-        let mut found = None;
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("");
-            let Some((name, sources)) = line.split_once(':') else {
-                continue;
-            };
-            if name.trim() != db {
-                continue;
-            }
-            if found.is_some() {
-                return false;
-            }
-            let mut words = sources.split_whitespace();
-            let ok =
-                words.next() == Some("files") && !words.next().is_some_and(|w| w.starts_with('['));
-            found = Some(ok);
-        }
-        found == Some(true)
+/// glibc's `isspace` in the C locale; nothing else counts as a blank.
+fn is_c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// A source list as glibc's `nss_action_parse` reads it:
+/// `( <source> ( "[" "!"? (<status> "=" <action>)+ "]" )? )*`. Returns
+/// each source's name and whether an action list follows it; `None` where
+/// glibc would reject the line (and with it the whole file).
+fn parse_sources(mut line: &str) -> Option<Vec<(&str, bool)>> {
+    let mut out = Vec::new();
+    let word = |l: &str, stops: &[char]| -> usize {
+        l.find(|c: char| is_c_space(c) || stops.contains(&c))
+            .unwrap_or(l.len())
     };
+    loop {
+        line = line.trim_start_matches(is_c_space);
+        if line.is_empty() {
+            return Some(out);
+        }
+        let end = word(line, &['[']);
+        if end == 0 {
+            // glibc stops reading sources at a stray '['.
+            return Some(out);
+        }
+        let name = &line[..end];
+        line = line[end..].trim_start_matches(is_c_space);
+        let has_actions = line.starts_with('[');
+        if has_actions {
+            line = line[1..].trim_start_matches(is_c_space);
+            loop {
+                line = line.strip_prefix('!').unwrap_or(line);
+                let end = word(line, &['=', ']']);
+                let status = line[..end].to_ascii_uppercase();
+                if !["SUCCESS", "UNAVAIL", "NOTFOUND", "TRYAGAIN"].contains(&status.as_str()) {
+                    return None;
+                }
+                line = line[end..].trim_start_matches(is_c_space);
+                line = line.strip_prefix('=')?.trim_start_matches(is_c_space);
+                let end = word(line, &['=', ']']);
+                let action = line[..end].to_ascii_uppercase();
+                if !["RETURN", "CONTINUE", "MERGE"].contains(&action.as_str()) {
+                    return None;
+                }
+                line = line[end..].trim_start_matches(is_c_space);
+                if let Some(rest) = line.strip_prefix(']') {
+                    line = rest;
+                    break;
+                }
+                if line.is_empty() {
+                    return None;
+                }
+            }
+        }
+        out.push((name, has_actions));
+    }
+}
+
+/// Which databases nsswitch.conf lets us answer from the files: those
+/// whose line names a plain `files` first (no action list after it), so
+/// that glibc asks the files first and, by the default action, returns
+/// what they found. Read the way glibc 2.33 and later read the file: a
+/// line is `<database> ":" <sources>`, a `#` is a comment only where it
+/// starts a line (elsewhere it is part of a name). Anything glibc would
+/// reject (an action list that does not parse, on any line) or that we
+/// do not follow exactly (a database given twice, a name that is not
+/// plain ASCII) gives no shortcut at all.
+pub fn parse_nsswitch(text: &str) -> FilesFirst {
+    let mut seen: HashMap<&str, bool> = HashMap::new();
+    for line in text.split('\n') {
+        let line = line.trim_start_matches(is_c_space);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let end = line
+            .find(|c: char| is_c_space(c) || c == ':')
+            .unwrap_or(line.len());
+        let (name, rest) = line.split_at(end);
+        if rest.is_empty() || name.is_empty() {
+            // glibc skips a line without a database name and colon.
+            continue;
+        }
+        let sources = rest.trim_start_matches(|c: char| is_c_space(c) || c == ':');
+        let Some(list) = parse_sources(sources) else {
+            return FilesFirst::default();
+        };
+        if !name.is_ascii() {
+            return FilesFirst::default();
+        }
+        let files_first = matches!(list.first(), Some(("files", false)));
+        if seen.insert(name, files_first).is_some() {
+            return FilesFirst::default();
+        }
+    }
+    let first = |db: &str| seen.get(db).copied().unwrap_or(false);
     FilesFirst {
-        passwd: first_is_files("passwd"),
-        shadow: first_is_files("shadow"),
-        group: first_is_files("group"),
+        passwd: first("passwd"),
+        shadow: first("shadow"),
+        group: first("group"),
     }
 }
 
 /// The lines of a passwd/shadow/group file as glibc's files module reads
-/// them: leading blanks skipped, empty lines and `#` comments ignored.
-/// `None` when a line is one the module would treat specially (NIS
-/// compatibility `+`/`-` entries): then the file is left to NSS.
+/// them: leading blanks (C locale) skipped, empty lines and `#` comments
+/// ignored. `None` when the file holds anything glibc would read
+/// differently from a plain split (a carriage return, a NUL byte) or a
+/// line the module treats specially (NIS compatibility `+`/`-` entries):
+/// then the file is left to NSS.
 fn entries(text: &str) -> Option<Vec<Vec<&str>>> {
+    if text.contains(['\r', '\0']) {
+        return None;
+    }
     let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_start();
+    for line in text.split('\n') {
+        let line = line.trim_start_matches(is_c_space);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -182,12 +257,14 @@ pub fn parse_shadow(text: &str) -> Option<HashMap<String, ShadowEntry>> {
             return None;
         }
         for n in &f[2..] {
-            if !n.is_empty() && !n.bytes().all(|b| b.is_ascii_digit()) {
-                // glibc accepts a negative number only where it means
-                // "none"; anything else is for NSS to judge.
-                if *n != "-1" {
-                    return None;
-                }
+            // Plain numbers glibc keeps as they are, or -1 ("none");
+            // anything else (signs, huge values glibc drops the line
+            // for) is for NSS to judge.
+            let plain = n.is_empty()
+                || *n == "-1"
+                || (n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<i32>().is_ok());
+            if !plain {
+                return None;
             }
         }
         let expire_day = match f[7] {
@@ -217,14 +294,21 @@ pub fn parse_group(text: &str) -> Option<HashMap<String, u32>> {
 
 fn read_small(path: &Path) -> Option<Zeroizing<String>> {
     let file = std::fs::File::open(path).ok()?;
-    if file.metadata().ok()?.len() > MAX_FILE_BYTES {
+    let len = file.metadata().ok()?.len();
+    if len > MAX_FILE_BYTES {
         return None;
     }
-    let mut text = Zeroizing::new(String::new());
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .ok()?;
-    (text.len() as u64 <= MAX_FILE_BYTES).then_some(text)
+    // Room for the whole file up front: growing the buffer would leave
+    // copies of /etc/shadow's hashes in freed memory.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return None;
+    }
+    // Not UTF-8: glibc compares bytes, we compare strings; leave it.
+    std::str::from_utf8(&bytes).ok()?;
+    let text = String::from_utf8(std::mem::take(&mut *bytes)).ok()?;
+    Some(Zeroizing::new(text))
 }
 
 /// Everything parsed from one set of file versions. A `None` table means
@@ -237,9 +321,25 @@ struct Snapshot {
     /// tick and of the same size would keep the stamp. Such a snapshot is
     /// never used.
     trusted: bool,
+    /// The wall clock when it was parsed. A clock stepped back past this
+    /// could let an edit reproduce an old stamp: then it is not used.
+    parsed_at_ns: i128,
     passwd: Option<PasswdTable>,
     shadow: Option<HashMap<String, ShadowEntry>>,
     group: Option<HashMap<String, u32>>,
+}
+
+impl Snapshot {
+    fn usable_for(&self, stamps: &[Option<Stamp>; 4]) -> bool {
+        self.trusted && self.stamps == *stamps && wall_ns() >= self.parsed_at_ns
+    }
+}
+
+fn wall_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// While a file changed less than this long ago, lookups go to NSS and
@@ -299,10 +399,7 @@ impl LocalFiles {
 
     /// True when some file changed within the settling time.
     fn recent(&self, stamps: &[Option<Stamp>; 4]) -> bool {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
+        let wall = wall_ns();
         stamps
             .iter()
             .flatten()
@@ -332,6 +429,7 @@ impl LocalFiles {
         Snapshot {
             stamps,
             trusted: !self.recent(&stamps),
+            parsed_at_ns: wall_ns(),
             passwd,
             shadow,
             group,
@@ -345,7 +443,7 @@ impl LocalFiles {
             return Local::AskNss;
         };
         let snap = self.lock();
-        if snap.stamps != now || !snap.trusted {
+        if !snap.usable_for(&now) {
             return Local::Stale;
         }
         f(&snap).map_or(Local::AskNss, Local::Found)
@@ -361,7 +459,7 @@ impl LocalFiles {
         };
         {
             let snap = self.lock();
-            if snap.stamps == now && snap.trusted {
+            if snap.usable_for(&now) {
                 return f(&snap).map_or(Local::AskNss, Local::Found);
             }
         }
@@ -465,6 +563,47 @@ mod tests {
         assert!(parse_nsswitch("passwd: files sss [NOTFOUND=return]\n").passwd);
         let only_passwd = parse_nsswitch("passwd: files\ngroup: sss files\n");
         assert!(only_passwd.passwd && !only_passwd.group && !only_passwd.shadow);
+    }
+
+    #[test]
+    fn the_switch_is_read_as_glibc_reads_it() {
+        // '#' starts a comment only at the start of a line; elsewhere it
+        // is part of a source's name.
+        assert!(!parse_nsswitch("passwd: files#x sss\n").passwd);
+        assert!(parse_nsswitch("passwd: files # sss\n").passwd);
+        assert!(parse_nsswitch("  \tpasswd:files\r\n").passwd);
+        assert!(!parse_nsswitch("passwd: files[NOTFOUND=return] sss\n").passwd);
+        // An action list glibc cannot parse, on any line, makes glibc
+        // reject the whole file: then nothing is answered here either.
+        for broken in [
+            "passwd: files\nhosts: files [NOTFOUND=retrun] dns\n",
+            "passwd: files\nhosts: files [NOTFOUND=return dns\n",
+            "passwd: files\nhosts: files [=return] dns\n",
+        ] {
+            assert_eq!(parse_nsswitch(broken), FilesFirst::default(), "{broken:?}");
+        }
+        assert!(parse_nsswitch("passwd: files\nhosts: files [!unavail=Return] dns\n").passwd);
+        // A non-ASCII blank is not a blank to glibc.
+        assert_eq!(
+            parse_nsswitch("\u{a0}passwd: files\n"),
+            FilesFirst::default()
+        );
+    }
+
+    #[test]
+    fn files_glibc_reads_differently_are_left_to_nss() {
+        // glibc keeps the '\r' and rejects the first line, answering the
+        // second (locked) one; so any '\r' leaves the file to NSS.
+        let crlf = "alice:$y$ok:19000:0:99999:7:::\r\nalice:!$y$ok:19000:0:99999:7:::\n";
+        assert_eq!(parse_shadow(crlf), None);
+        assert_eq!(parse_passwd("bob\0x:x:1001:1001::/:/bin/sh\n"), None);
+        // Only C-locale blanks are skipped before a name.
+        let nbsp = "\u{a0}alice:x:1000:1000::/:/bin/sh\n";
+        assert!(parse_passwd(nbsp).is_some_and(|t| t.by_name.get("alice").is_none()));
+        // Numbers glibc drops the line for.
+        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:4294967296:\n"), None);
+        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:+5:\n"), None);
+        assert!(parse_shadow("alice:x:1:2:3:4:5:2147483647:\n").is_some());
     }
 
     #[test]
