@@ -6,8 +6,9 @@
 use apikey_proto::services::printable;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
@@ -61,6 +62,8 @@ enum Writer {
     Direct(Mutex<SinkState>),
     Thread {
         queue: SyncSender<Message>,
+        /// Lines sent and not yet written.
+        queued: Arc<AtomicUsize>,
         thread: Mutex<Option<JoinHandle<()>>>,
     },
 }
@@ -111,13 +114,16 @@ impl Audit {
             sink,
         };
         let (queue, lines) = sync_channel::<Message>(QUEUE_LINES);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
         let spawned = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_lines(&lines, &mut state));
+            .spawn(move || write_lines(&lines, &mut state, &written));
         match spawned {
             Ok(thread) => Audit {
                 writer: Writer::Thread {
                     queue,
+                    queued,
                     thread: Mutex::new(Some(thread)),
                 },
             },
@@ -152,32 +158,78 @@ impl Audit {
     pub fn log(&self, line: &Line) {
         match &self.writer {
             Writer::Direct(state) => state.lock().unwrap_or_else(|p| p.into_inner()).write(line),
-            Writer::Thread { queue, .. } => {
+            Writer::Thread { queue, queued, .. } => {
+                queued.fetch_add(1, Ordering::Relaxed);
                 if let Err(std::sync::mpsc::SendError(Message::Line(line))) =
                     queue.send(Message::Line(line.clone()))
                 {
                     // The writer thread is gone (it panicked): say it here.
-                    eprintln!("apikeyd: {}", line.text());
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    to_stderr(&line.text());
                 }
             }
         }
     }
 
-    /// Returns once every line logged before the call has been written.
-    pub fn flush(&self) {
-        if let Writer::Thread { queue, .. } = &self.writer {
-            let (done, wait) = sync_channel(1);
-            if queue.send(Message::Flush(done)).is_ok() {
-                let _ = wait.recv();
-            }
+    /// True when a line logged now would not wait: the queue is less than
+    /// half full (a thread that must not block checks this before doing
+    /// anything it would have to log; the other half is the margin for
+    /// everyone else logging meanwhile).
+    pub fn has_room(&self) -> bool {
+        match &self.writer {
+            Writer::Thread { queued, .. } => queued.load(Ordering::Relaxed) < QUEUE_LINES / 2,
+            Writer::Direct(state) => state
+                .try_lock()
+                .is_ok_and(|s| matches!(s.sink, Sink::Stderr)),
         }
     }
+
+    /// Returns once every line logged before the call has been written,
+    /// or after [`FLUSH_WAIT`] if syslog takes nothing; false then.
+    pub fn flush(&self) -> bool {
+        if let Writer::Thread { queue, .. } = &self.writer {
+            let (done, wait) = sync_channel(1);
+            let deadline = std::time::Instant::now() + FLUSH_WAIT;
+            // The queue may be full: wait for room, but not past the deadline.
+            let mut message = Message::Flush(done);
+            loop {
+                match queue.try_send(message) {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TrySendError::Full(m)) => {
+                        if std::time::Instant::now() >= deadline {
+                            return false;
+                        }
+                        message = m;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            return wait.recv_timeout(left).is_ok();
+        }
+        true
+    }
+}
+
+/// How long a flush waits for syslog to take the lines queued before it;
+/// on the way out a stalled syslog must not hold the daemon until it is
+/// killed (which would lose the last-used times too).
+pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// A line for stderr, where a failed write cannot be reported anywhere.
+fn to_stderr(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "apikeyd: {text}");
 }
 
 impl Drop for Audit {
     fn drop(&mut self) {
-        self.flush();
-        if let Writer::Thread { thread, queue } = &mut self.writer {
+        if !self.flush() {
+            // The writer is stuck in syslog: leave it, do not wait on it.
+            return;
+        }
+        if let Writer::Thread { thread, queue, .. } = &mut self.writer {
             // Closing the queue ends the thread's loop.
             let (closed, _) = sync_channel(0);
             drop(std::mem::replace(queue, closed));
@@ -197,9 +249,12 @@ pub const LINGER: Duration = Duration::from_millis(1);
 /// runs under load, so after writing it lingers a moment and takes what
 /// came meanwhile, and only blocks (to be woken) once a linger found
 /// nothing. A line reaches syslog at most `LINGER` later than at once.
-fn write_lines(lines: &Receiver<Message>, state: &mut SinkState) {
+fn write_lines(lines: &Receiver<Message>, state: &mut SinkState, queued: &AtomicUsize) {
     let mut handle = |message: Message| match message {
-        Message::Line(line) => state.write(&line),
+        Message::Line(line) => {
+            state.write(&line);
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
         Message::Flush(done) => {
             let _ = done.send(());
         }
@@ -233,9 +288,9 @@ impl SinkState {
                     return;
                 }
             }
-            eprintln!("apikeyd: lost syslog at {}", self.socket.display());
+            to_stderr(&format!("lost syslog at {}", self.socket.display()));
         }
-        eprintln!("apikeyd: {}", line.text());
+        to_stderr(&line.text());
     }
 }
 
@@ -313,12 +368,16 @@ mod tests {
         let audit = Audit::open(&path);
         // Nobody reads: the socket's queue fills after a few hundred
         // datagrams and the writer thread waits; callers do not.
-        let n = 1000;
+        assert!(audit.has_room());
+        // More than half the queue beyond what the socket holds.
+        let n = QUEUE_LINES as i64 / 2 + 1000;
         let start = std::time::Instant::now();
         for i in 0..n {
             audit.log(&Line::new("test").num("n", i));
         }
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        // A caller that must not block is told to log elsewhere.
+        assert!(!audit.has_room());
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             let mut buf = [0u8; 512];
@@ -328,7 +387,9 @@ mod tests {
             }
             got
         });
-        drop(audit); // flushes: returns once every line is written
+        assert!(audit.flush(), "every line written once the reader reads");
+        assert!(audit.has_room());
+        drop(audit);
         let got = reader.join().unwrap();
         for (i, line) in got.iter().enumerate() {
             assert!(line.ends_with(&format!("event=test n={i}")), "{line}");

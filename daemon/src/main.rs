@@ -22,6 +22,9 @@ const EX_CANTCREAT: u8 = 73;
 /// sysexits.h: the bus is unavailable.
 const EX_UNAVAILABLE: u8 = 69;
 
+/// How long calls in flight may take once the daemon is told to stop.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Everything the daemon creates is private to it.
@@ -65,13 +68,18 @@ fn main() -> ExitCode {
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
     let code = runtime.block_on(serve(svc.clone()));
-    // Waits for calls still running on the blocking pool.
-    drop(runtime);
+    // Calls still running on the blocking pool get a moment to finish;
+    // one stuck in NSS must not keep the last-used times and the audit
+    // lines from being written before systemd's stop timeout kills us.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
-    // Every audit line logged so far reaches syslog before the exit.
-    svc.flush_audit();
+    // Every audit line logged so far reaches syslog before the exit,
+    // unless syslog takes nothing for a while.
+    if !svc.flush_audit() {
+        eprintln!("apikeyd: syslog took no audit lines for a while; some may be lost");
+    }
     code
 }
 

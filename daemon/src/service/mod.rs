@@ -494,6 +494,7 @@ impl KeyService {
         } else {
             user
         };
+        self.may_go_on(mode)?;
         let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
@@ -613,8 +614,13 @@ impl KeyService {
         service: &str,
         now: i64,
     ) -> Inline<std::result::Result<(), &'static str>> {
-        let Ok(policy) = self.policy() else {
-            return Ok(Err("store-error"));
+        let policy = match mode {
+            // Not while a save holds the policy through its fsync.
+            Mode::Inline => self.store.policy_if_at_hand().ok_or(NeedsBlocking)?,
+            Mode::MayBlock => match self.policy() {
+                Ok(policy) => policy,
+                Err(_) => return Ok(Err("store-error")),
+            },
         };
         if let Err(r) = policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
         {
@@ -672,6 +678,7 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> Inline<Result<()>> {
+        self.may_go_on(mode)?;
         let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
@@ -818,9 +825,10 @@ impl KeyService {
         Ok(n)
     }
 
-    /// Returns once every audit line logged so far has been written.
-    pub fn flush_audit(&self) {
-        self.audit.flush();
+    /// Returns once every audit line logged so far has been written;
+    /// false if syslog took none for [`crate::audit::FLUSH_WAIT`].
+    pub fn flush_audit(&self) -> bool {
+        self.audit.flush()
     }
 
     /// Logs one summary line per source whose refusals were not logged
@@ -922,6 +930,16 @@ impl KeyService {
             .filter_map(|g| self.host.group_gid(g))
             .collect();
         policy::is_admin(c.uid, &c.gids, &gids)
+    }
+
+    /// Inline, a check starts only if the audit lines it may log will not
+    /// wait for a stalled syslog: an async worker of the bus must never
+    /// block, or every call on the bus stops with it.
+    fn may_go_on(&self, mode: Mode) -> Inline<()> {
+        match mode {
+            Mode::Inline if !self.audit.has_room() => Err(NeedsBlocking),
+            _ => Ok(()),
+        }
     }
 
     fn verifier_scope(&self, c: &Caller) -> VerifierScope {

@@ -186,6 +186,11 @@ pub trait Store: Send + Sync {
     fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()>;
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()>;
     fn policy(&self) -> StoreResult<Policy>;
+    /// The policy if it can be had without waiting (cached, and no save
+    /// in progress); `None` otherwise. For threads that must not block.
+    fn policy_if_at_hand(&self) -> Option<Policy> {
+        None
+    }
     fn save_policy(&self, policy: &Policy) -> StoreResult<()>;
     /// Records a newly opened login session.
     fn open_session(&self, session: &SessionRecord) -> StoreResult<()>;

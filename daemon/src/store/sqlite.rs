@@ -357,6 +357,11 @@ impl Store for SqliteStore {
         Ok(policy)
     }
 
+    fn policy_if_at_hand(&self) -> Option<Policy> {
+        // A save holds this lock through its fsync.
+        *self.policy.try_lock().ok()?
+    }
+
     fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
         let mut cached = self.cached_policy();
         // Whatever happens, the next read asks the table again.
@@ -847,7 +852,15 @@ mod tests {
         s.save_policy(&stored).unwrap();
         drop(s);
         let s = SqliteStore::open(&path).unwrap();
+        // Not read yet: a thread that must not wait is told to ask.
+        assert_eq!(s.policy_if_at_hand(), None);
         assert_eq!(s.policy().unwrap(), stored);
+        assert_eq!(s.policy_if_at_hand(), Some(stored));
+        {
+            // While a save holds the policy (through its fsync), neither.
+            let _saving = s.cached_policy();
+            assert_eq!(s.policy_if_at_hand(), None);
+        }
         // The table is not read again: a change made behind the store's
         // back (which the daemon, its only writer, never makes) is unseen.
         s.write().execute("DELETE FROM settings", []).unwrap();
