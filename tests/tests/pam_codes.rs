@@ -623,6 +623,21 @@ fn a_key_typed_as_the_user_name_is_refused_and_revoked() {
         run.log.join("\n")
     );
     assert!(!site.world.log().contains(secret));
+
+    // A key with a typo in it is still most of a key: when it reaches the
+    // daemon as the user name (with a good key as the password), it is
+    // not logged either.
+    let mut typo = site.alice_key.clone().into_bytes();
+    let middle = typo.len() / 2;
+    typo[middle] = if typo[middle] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    pam.login(SSHD, &typo, &site.bob_key).refused();
+    wait_for_verify(
+        &site.world,
+        &[("user", "(an API key)"), ("key", &site.bob_key_id)],
+    );
+    let typo_secret = &typo[apikey_proto::token::PREFIX.len()..];
+    assert!(!site.world.log().contains(typo_secret));
 }
 
 /// One run of `akt-pam-loop`: `count` logins of alice with her key; its

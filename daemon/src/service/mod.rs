@@ -488,12 +488,9 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> Inline<VerifyAnswer> {
-        // A user name that is itself a key must not reach the log (S11).
-        let user_for_log = if Token::parse(user.as_bytes()).is_ok() {
-            "(an API key)"
-        } else {
-            user
-        };
+        // A user name that is a key, or looks like one (a key with a typo
+        // is still most of a key), must not reach the log (S11).
+        let user_for_log = loggable_user(user);
         self.may_go_on(mode)?;
         let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
@@ -693,7 +690,7 @@ impl KeyService {
         };
         let line = Line::new("account-check")
             .num("caller_uid", c.uid)
-            .field("user", user)
+            .field("user", loggable_user(user))
             .field("service", service)
             .field("rhost", rhost)
             .field("key", id);
