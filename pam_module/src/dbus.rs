@@ -252,6 +252,11 @@ impl Client {
         };
         let body_len = u32_at(4) as usize;
         let fields_len = u32_at(12) as usize;
+        // Checked one by one first, so the sums below cannot wrap where
+        // usize is 32 bits.
+        if body_len > MAX_MESSAGE || fields_len > MAX_MESSAGE {
+            return Err(BusError::Protocol("reply too large".into()));
+        }
         let header_len = pad8(16 + fields_len);
         if header_len + body_len > MAX_MESSAGE {
             return Err(BusError::Protocol("reply too large".into()));
