@@ -165,7 +165,7 @@ impl Audit {
                 {
                     // The writer thread is gone (it panicked): say it here.
                     queued.fetch_sub(1, Ordering::Relaxed);
-                    to_stderr(&line.text());
+                    to_stderr(line.text());
                 }
             }
         }
@@ -290,7 +290,7 @@ impl SinkState {
             }
             to_stderr(&format!("lost syslog at {}", self.socket.display()));
         }
-        to_stderr(&line.text());
+        to_stderr(line.text());
     }
 }
 
