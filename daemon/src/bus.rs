@@ -6,7 +6,7 @@
 //! block (see `KeyService::try_verify_inline`); otherwise they take the
 //! blocking pool like every other call.
 
-use crate::service::{Caller, KeyService};
+use crate::service::{Caller, KeyService, VerifyAnswer};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -251,11 +251,12 @@ impl Keys1 {
         rhost: String,
     ) -> Result<(), KeysError> {
         let caller = self.caller(&header).await?;
-        if let Some(answer) = self
-            .svc
-            .try_check_key_inline(&caller, &id, &user, &service, &rhost)
-        {
-            return answer;
+        let inline = answer_inline(|| {
+            self.svc
+                .try_check_key_inline(&caller, &id, &user, &service, &rhost)
+        });
+        if let Some(answer) = inline {
+            return answer.unwrap_or_else(Err);
         }
         self.run(&header, move |s, c| {
             s.check_key(c, &id, &user, &service, &rhost)
@@ -273,11 +274,16 @@ impl Keys1 {
     ) -> Result<(String, String), KeysError> {
         let token = zeroize::Zeroizing::new(token);
         let caller = self.caller(&header).await?;
-        let inline = self
-            .svc
-            .try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost);
+        let inline = answer_inline(|| {
+            self.svc
+                .try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost)
+        });
         let answer = match inline {
-            Some(answer) => answer,
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => VerifyAnswer {
+                result: Err(e),
+                delay_ms: 0,
+            },
             None => {
                 let svc = self.svc.clone();
                 tokio::task::spawn_blocking(move || {
@@ -316,5 +322,31 @@ impl Keys1 {
     ) -> Result<(), KeysError> {
         self.run(&header, move |s, c| s.close_session(c, &handle))
             .await
+    }
+}
+
+/// Runs a check on the bus's worker. A panic in it is answered as an
+/// internal error, as a panic on the blocking pool is, rather than leaving
+/// the caller (a login) waiting for its timeout.
+fn answer_inline<T>(check: impl FnOnce() -> Option<T>) -> Option<Result<T, KeysError>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(answer) => answer.map(Ok),
+        Err(_) => Some(Err(KeysError::Failed("internal error".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_the_worker_is_answered_as_an_internal_error() {
+        assert!(answer_inline(|| None::<u32>).is_none());
+        assert!(matches!(answer_inline(|| Some(7)), Some(Ok(7))));
+        let panicked = answer_inline::<u32>(|| panic!("a bug in a check"));
+        assert!(
+            matches!(&panicked, Some(Err(KeysError::Failed(m))) if m == "internal error"),
+            "{panicked:?}"
+        );
     }
 }
