@@ -363,6 +363,10 @@ pub struct LocalFiles {
     paths: Paths,
     settle_ns: i128,
     snap: Mutex<Snapshot>,
+    /// Held while the files are parsed: lookups arriving meanwhile ask
+    /// NSS instead of parsing the same files again (any user can make
+    /// them change, with passwd or chfn).
+    parsing: Mutex<()>,
 }
 
 impl LocalFiles {
@@ -371,6 +375,7 @@ impl LocalFiles {
             paths,
             settle_ns: SETTLE_NS,
             snap: Mutex::new(Snapshot::default()),
+            parsing: Mutex::new(()),
         }
     }
 
@@ -466,6 +471,11 @@ impl LocalFiles {
         if self.recent(&now) {
             return Local::AskNss;
         }
+        let _parsing = match self.parsing.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Local::AskNss,
+        };
         let fresh = self.parse(now);
         let answer = match fresh.trusted {
             true => f(&fresh).map_or(Local::AskNss, Local::Found),
@@ -741,6 +751,17 @@ mod tests {
             .unwrap();
         drop(file);
         assert!(matches!(local.shadow("alice"), Local::Found(e) if e.locked));
+    }
+
+    #[test]
+    fn while_one_lookup_parses_the_others_ask_nss() {
+        let f = files(NSS_FILES);
+        let local = LocalFiles::new(f.paths.clone()).with_settle(Duration::ZERO);
+        {
+            let _parsing = local.parsing.lock().unwrap();
+            assert_eq!(local.name_of_uid(1000), Local::AskNss);
+        }
+        assert_eq!(local.name_of_uid(1000), Local::Found("alice".into()));
     }
 
     #[test]
