@@ -132,7 +132,12 @@ impl Client {
     fn queue(&mut self, call: &Call<'_>) -> u32 {
         self.serial += 1;
         let message = Zeroizing::new(encode_call(call, self.serial));
-        self.output.extend_from_slice(&message);
+        if self.output.is_empty() {
+            // The usual case (every call after the first): no copy.
+            self.output = message;
+        } else {
+            self.output.extend_from_slice(&message);
+        }
         self.serial
     }
 
@@ -214,11 +219,17 @@ impl Client {
         }
     }
 
-    /// The next `n` bytes received.
-    fn take(&mut self, n: usize) -> Result<Vec<u8>, BusError> {
+    /// Reads until at least `n` bytes are waiting in `input`.
+    fn fill_to(&mut self, n: usize) -> Result<(), BusError> {
         while self.input.len() < n {
             self.fill()?;
         }
+        Ok(())
+    }
+
+    /// The next `n` bytes received.
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, BusError> {
+        self.fill_to(n)?;
         Ok(self.input.drain(..n).collect())
     }
 
@@ -236,7 +247,8 @@ impl Client {
     }
 
     fn read_message(&mut self) -> Result<Reply, BusError> {
-        let fixed = self.take(16)?;
+        self.fill_to(16)?;
+        let fixed = &self.input[..16];
         let big = match fixed[0] {
             b'l' => false,
             b'B' => true,
@@ -261,10 +273,9 @@ impl Client {
         if header_len + body_len > MAX_MESSAGE {
             return Err(BusError::Protocol("reply too large".into()));
         }
-        let rest = self.take(header_len - 16 + body_len)?;
-        let mut whole = fixed;
-        whole.extend_from_slice(&rest);
-        decode_reply(&whole, big, whole[1], header_len, fields_len)
+        let kind = fixed[1];
+        let whole = self.take(header_len + body_len)?;
+        decode_reply(&whole, big, kind, header_len, fields_len)
     }
 }
 
