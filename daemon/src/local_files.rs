@@ -305,10 +305,15 @@ fn read_small(path: &Path) -> Option<Zeroizing<String>> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return None;
     }
-    // Not UTF-8: glibc compares bytes, we compare strings; leave it.
-    std::str::from_utf8(&bytes).ok()?;
-    let text = String::from_utf8(std::mem::take(&mut *bytes)).ok()?;
-    Some(Zeroizing::new(text))
+    // Not UTF-8: glibc compares bytes, we compare strings; leave it (the
+    // bytes given back are wiped like the text would have been).
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Some(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            None
+        }
+    }
 }
 
 /// Everything parsed from one set of file versions. A `None` table means
