@@ -51,6 +51,7 @@ impl Logins {
 
 /// What one run of the loop measured.
 struct Round {
+    logins: u64,
     median_us: f64,
     max_us: f64,
 }
@@ -84,11 +85,11 @@ pub fn run_interleaved(stacks: &[Stack<'_>], rounds: usize) -> Result<Vec<Logins
     Ok(stacks
         .iter()
         .zip(measured)
-        .map(|(stack, rounds_of_stack)| summarize(stack, &rounds_of_stack, rounds))
+        .map(|(stack, rounds_of_stack)| summarize(stack, &rounds_of_stack))
         .collect())
 }
 
-fn summarize(stack: &Stack<'_>, rounds_of_stack: &[Round], rounds: usize) -> Logins {
+fn summarize(stack: &Stack<'_>, rounds_of_stack: &[Round]) -> Logins {
     let mut medians: Vec<f64> = rounds_of_stack.iter().map(|r| r.median_us).collect();
     medians.sort_by(f64::total_cmp);
     let n = medians.len();
@@ -98,7 +99,7 @@ fn summarize(stack: &Stack<'_>, rounds_of_stack: &[Round], rounds: usize) -> Log
     };
     Logins {
         label: stack.label.to_string(),
-        count: (stack.count / rounds as u64).max(1) * rounds as u64,
+        count: rounds_of_stack.iter().map(|r| r.logins).sum(),
         median_us,
         round_medians_us: (medians[0], medians[n - 1]),
         max_us: rounds_of_stack.iter().map(|r| r.max_us).fold(0.0, f64::max),
@@ -152,6 +153,7 @@ fn run_once(
         ));
     }
     Ok(Round {
+        logins: count,
         median_us: num("median_us")? as f64,
         max_us: num("max_us")? as f64,
     })
