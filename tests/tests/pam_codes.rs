@@ -1088,7 +1088,7 @@ fn every_attempt_is_audited_once_and_no_token_reaches_any_log() {
     let pam = Pamtester::new(&services, site.world.dir());
     let alice = site.alice.name();
     let alias = Token::parse(site.alice_key.as_bytes()).unwrap().alias();
-    let (spare_key, spare_id) = pam_common::new_key(&site.world, &site.alice);
+    let (spare_key, spare_id) = site.world.new_key(&site.alice, &[]);
     site.world
         .as_user(&site.alice)
         .logged_in()

@@ -35,8 +35,8 @@ impl Site {
             .ok();
         let alice = TestUser::create("alice");
         let bob = TestUser::create("bob");
-        let (alice_key, alice_key_id) = new_key(&world, &alice);
-        let (bob_key, bob_key_id) = new_key(&world, &bob);
+        let (alice_key, alice_key_id) = world.new_key(&alice, &[]);
+        let (bob_key, bob_key_id) = world.new_key(&bob, &[]);
         Site {
             world,
             alice,
@@ -52,11 +52,6 @@ impl Site {
     pub fn module(&self, extra: &str) -> String {
         apikey_tests::pam::module(self.world.bus().address(), extra)
     }
-}
-
-/// A key made by `user` in a login session of its own, and its id.
-pub fn new_key(world: &World, user: &TestUser) -> (String, String) {
-    world.new_key(user, &[])
 }
 
 pub use apikey_tests::pam::key_or_password_stack;
