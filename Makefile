@@ -62,7 +62,7 @@ test-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(MAKE) --no-print-directory cockpit
-	cd cockpit && node --test test/unit/
+	cd cockpit && node --test test/unit/*.test.mjs
 	$(CARGO) build --workspace --all-targets
 	$(MAKE) --no-print-directory packages
 	$(CARGO) nextest run --workspace --no-fail-fast

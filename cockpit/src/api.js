@@ -30,13 +30,9 @@ export class KeysApi {
         return { token, key: decodeKey(key) };
     }
 
-    async ownKeys() {
-        const [keys] = await this.call("List", ["", false, false]);
-        return keys.map(decodeKey);
-    }
-
-    async allKeys() {
-        const [keys] = await this.call("List", ["", true, false]);
+    /// The caller's own keys, or (`all`, administrators only) everyone's.
+    async list(all) {
+        const [keys] = await this.call("List", ["", all, false]);
         return keys.map(decodeKey);
     }
 
@@ -55,9 +51,5 @@ export class KeysApi {
         const out = await this.call("SetSettings",
                                     [yesNo(allowUserKeys), expires, yesNo(usersSeeOwn), sessionTimeout]);
         return decodeSettings(out);
-    }
-
-    close() {
-        this.client.close();
     }
 }

@@ -6,7 +6,7 @@
 import { KeysApi } from "./api.js";
 import {
     EXPIRY_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel, filterKeys,
-    formatDuration, formatLastUsed, formatServices, formatTime, generateBlocker, netrcLine,
+    formatDuration, formatLastUsed, formatServices, formatTime, generateBlocker, keyCount, netrcLine,
 } from "./model.js";
 
 const $ = id => document.getElementById(id);
@@ -34,7 +34,6 @@ function show(id, visible) {
 // Alerts: one line each, the newest first; errors stay until dismissed.
 function alert(kind, text) {
     const box = element("div", `pf-v5-c-alert pf-m-inline pf-m-${kind}`);
-    box.dataset.kind = kind;
     box.setAttribute("role", kind === "danger" ? "alert" : "status");
     box.append(element("p", "pf-v5-c-alert__title", text));
     const close = element("button", "pf-v5-c-button pf-m-plain apikey-alert-close", "\u00d7");
@@ -118,30 +117,28 @@ function forgetNewKey() {
     show("new-key", false);
 }
 
-async function generate(event) {
-    event.preventDefault();
+// `make(name)` asks the daemon for the key; session keys are not listed.
+async function makeKey(make, kind, relist) {
     clearAlerts();
     forgetNewKey();
     try {
-        const { token, key } = await state.api.generate($("key-name").value.trim(), $("key-expires").value);
-        showNewKey(token, key, "API key");
+        const { token, key } = await make($("key-name").value.trim());
+        showNewKey(token, key, kind);
         $("key-name").value = "";
-        await refreshKeys();
+        if (relist)
+            await refreshKeys();
     } catch (e) {
         failed(e);
     }
 }
 
+async function generate(event) {
+    event.preventDefault();
+    await makeKey(name => state.api.generate(name, $("key-expires").value), "API key", true);
+}
+
 async function generateSession() {
-    clearAlerts();
-    forgetNewKey();
-    try {
-        const { token, key } = await state.api.createSessionKey($("key-name").value.trim() || "web console");
-        showNewKey(token, key, "Session key");
-        $("key-name").value = "";
-    } catch (e) {
-        failed(e);
-    }
+    await makeKey(name => state.api.createSessionKey(name || "web console"), "Session key", false);
 }
 
 async function copyKey() {
@@ -196,7 +193,7 @@ async function refreshOwnKeys() {
     show("own-keys-card", true);
     let keys;
     try {
-        keys = await state.api.ownKeys();
+        keys = await state.api.list(false);
     } catch (e) {
         const hidden = e?.name === "org.apikey.Keys1.Error.PolicyForbids";
         show("own-keys-hidden", hidden);
@@ -221,7 +218,7 @@ async function revokeAllOwn() {
         return;
     try {
         const revoked = await state.api.revokeAllOwn();
-        alert("success", `Revoked ${revoked.length} ${revoked.length === 1 ? "key" : "keys"}.`);
+        alert("success", `Revoked ${keyCount(revoked.length)}.`);
     } catch (e) {
         failed(e);
     }
@@ -298,11 +295,10 @@ function renderAllKeys() {
     }
     $("all-keys").tBodies[0].replaceChildren(...keys.map(allKeyRow));
     show("all-keys-empty", keys.length === 0);
-    renderSelection();
+    renderSelection(keys);
 }
 
-function renderSelection() {
-    const keys = shownKeys();
+function renderSelection(keys = shownKeys()) {
     const count = state.selected.size;
     $("delete-selected").disabled = count === 0;
     $("selection-count").textContent = count ? `${count} selected` : "";
@@ -331,7 +327,7 @@ async function deleteSelected() {
     clearAlerts();
     try {
         const revoked = await state.api.revoke(keys.map(k => k.id));
-        alert("success", `Deleted ${revoked.length} ${revoked.length === 1 ? "key" : "keys"}.`);
+        alert("success", `Deleted ${keyCount(revoked.length)}.`);
     } catch (e) {
         failed(e);
     }
@@ -342,7 +338,7 @@ async function deleteSelected() {
 async function refreshAllKeys() {
     show("all-keys-card", true);
     try {
-        state.allKeys = await state.api.allKeys();
+        state.allKeys = await state.api.list(true);
     } catch (e) {
         state.allKeys = [];
         failed(e);

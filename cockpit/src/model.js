@@ -125,8 +125,12 @@ function joinNames(names) {
 /// "Delete 2 keys of alice and bob?": how many keys, and whose.
 export function deleteQuestion(keys) {
     const owners = [...new Set(keys.map(k => k.user))].sort();
-    const count = keys.length === 1 ? "1 key" : `${keys.length} keys`;
-    return `Delete ${count} of ${joinNames(owners)}?`;
+    return `Delete ${keyCount(keys.length)} of ${joinNames(owners)}?`;
+}
+
+/// "1 key", "2 keys".
+export function keyCount(n) {
+    return n === 1 ? "1 key" : `${n} keys`;
 }
 
 export const SERVICE_DOWN =
