@@ -20,12 +20,13 @@ use tempfile::TempDir;
 
 use crate::bus::PrivateBus;
 use crate::pam::PamServices;
-use crate::services::{service_dir, start_on_free_port, Launcher, Sandbox};
+use crate::run::become_user;
+use crate::services::{service_dir, start_on_free_port, Sandbox};
 use crate::users::TestUser;
 use crate::{bins, skip};
 
-pub const COCKPIT_WS: &str = "/usr/lib/cockpit/cockpit-ws";
-pub const CHROMIUM: &str = "/usr/bin/chromium";
+const COCKPIT_WS: &str = "/usr/lib/cockpit/cockpit-ws";
+const CHROMIUM: &str = "/usr/bin/chromium";
 /// The shell: the menu and the frame pages are shown in.
 const COCKPIT_SHELL: &str = "/usr/share/cockpit/shell/manifest.json";
 /// How long one browser scenario may take, start of Chromium included.
@@ -45,7 +46,7 @@ fn playwright() -> PathBuf {
 }
 
 /// Screenshots of each screen, kept after the run.
-pub fn screenshot_dir() -> PathBuf {
+fn screenshot_dir() -> PathBuf {
     bins::workspace_root()
         .join("target")
         .join("cockpit-screens")
@@ -69,8 +70,8 @@ pub(crate) fn unmet() -> Option<String> {
     {
         return Some("needs cockpit-bridge (make test-deps)".into());
     }
-    if skip::which("node").is_none() {
-        return Some("needs node on PATH".into());
+    if let Some(why) = skip::unmet(&[skip::Need::Program("node")]) {
+        return Some(why);
     }
     if !page_dir().join("manifest.json").exists() || !playwright().exists() {
         return Some(format!(
@@ -96,7 +97,7 @@ impl CockpitWs {
         // Where the bridge looks for packages: XDG_DATA_DIRS/cockpit/NAME.
         // A copy, because the checkout may be unreadable to the user.
         let share = dir.path().join("share");
-        copy_tree(&page_dir(), &share.join("cockpit").join("apikey"));
+        copy_page(&page_dir(), &share.join("cockpit").join("apikey"));
         let pam = PamServices::new();
         let log = dir.path().join("cockpit-ws.log");
         let (uid, home, name) = match user {
@@ -106,26 +107,18 @@ impl CockpitWs {
         let (sandbox, port) = start_on_free_port(
             "cockpit-ws",
             |port| {
-                let mut argv: Vec<OsString> = Vec::new();
-                if let Some(u) = user {
-                    argv.extend(
-                        [
-                            "setpriv".to_string(),
-                            format!("--reuid={}", u.uid()),
-                            format!("--regid={}", u.gid()),
-                            "--init-groups".to_string(),
-                        ]
-                        .map(OsString::from),
-                    );
-                }
+                let mut argv: Vec<OsString> = match user {
+                    Some(u) => become_user(u.uid(), u.gid()),
+                    None => Vec::new(),
+                };
+                // The sandbox starts from an empty environment; the
+                // bridge wants the account's and a UTF-8 locale.
                 argv.extend(
                     [
                         "env".to_string(),
-                        "-i".to_string(),
                         format!("HOME={}", home.display()),
                         format!("USER={name}"),
                         format!("LOGNAME={name}"),
-                        "PATH=/usr/bin:/bin:/usr/sbin:/sbin".to_string(),
                         "LANG=C.UTF-8".to_string(),
                         format!("DBUS_SYSTEM_BUS_ADDRESS={}", bus.address()),
                         format!("XDG_DATA_DIRS={}:/usr/share", share.display()),
@@ -137,15 +130,7 @@ impl CockpitWs {
                     ]
                     .map(OsString::from),
                 );
-                Sandbox::spawn_with(
-                    Launcher::Bwrap,
-                    "cockpit-ws",
-                    &pam,
-                    dir.path(),
-                    &argv,
-                    &log,
-                    Some(uid),
-                )
+                Sandbox::spawn("cockpit-ws", &pam, dir.path(), &argv, &log, Some(uid))
             },
             &String::new,
         );
@@ -175,18 +160,15 @@ impl CockpitWs {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+/// The built page is one flat directory (build.mjs writes it so, and the
+/// packaging tests check it).
+fn copy_page(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create page dir");
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for entry in std::fs::read_dir(from).expect("read built page").flatten() {
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy page file");
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
-        }
+        std::fs::copy(entry.path(), &target).expect("copy page file");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
 }
 

@@ -147,11 +147,7 @@ impl As {
             argv.extend(bwrap.iter().map(Into::into));
         }
         if let Some((uid, gid)) = self.target {
-            argv.push(skip::program("setpriv").into());
-            argv.push(format!("--reuid={uid}").into());
-            argv.push(format!("--regid={gid}").into());
-            argv.push("--init-groups".into());
-            argv.push("--".into());
+            argv.extend(become_user(uid, gid));
         }
         argv.push(program_path.into());
         let mut cmd = Command::new(&argv[0]);
@@ -246,6 +242,18 @@ impl As {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// The argv prefix that runs the rest as `uid`:`gid` with the account's
+/// supplementary groups, as a login would.
+pub(crate) fn become_user(uid: u32, gid: u32) -> Vec<std::ffi::OsString> {
+    vec![
+        skip::program("setpriv").into(),
+        format!("--reuid={uid}").into(),
+        format!("--regid={gid}").into(),
+        "--init-groups".into(),
+        "--".into(),
+    ]
 }
 
 pub(crate) fn write_loginuid(text: &[u8]) -> std::io::Result<()> {

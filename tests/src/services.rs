@@ -79,7 +79,7 @@ pub fn module_for_workers(dir: &Path, bus_address: &str, extra: &str) -> String 
 
 /// What puts a service in its private mount and pid namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Launcher {
+enum Launcher {
     /// bwrap, as described at the top of this file.
     Bwrap,
     /// util-linux `unshare` and a bind mount made by `sh` inside the new
@@ -110,19 +110,21 @@ enum StartFailure {
 
 impl Sandbox {
     /// `dir` is the service's temp dir; its `var-log` becomes /var/log.
-    fn spawn(
+    /// `loginuid`: see [`spawn_with`](Self::spawn_with).
+    pub(crate) fn spawn(
         what: &str,
         pam: &PamServices,
         dir: &Path,
         argv: &[OsString],
         log_path: &Path,
+        loginuid: Option<u32>,
     ) -> Sandbox {
-        Sandbox::spawn_with(Launcher::Bwrap, what, pam, dir, argv, log_path, None)
+        Sandbox::spawn_with(Launcher::Bwrap, what, pam, dir, argv, log_path, loginuid)
     }
 
     /// `loginuid`: written to the launcher's `/proc/self/loginuid` before
     /// it runs, which starts a new audit session, as a login would.
-    pub(crate) fn spawn_with(
+    fn spawn_with(
         launcher: Launcher,
         what: &str,
         pam: &PamServices,
@@ -567,7 +569,7 @@ impl Vsftpd {
                     .expect("write vsftpd.conf");
                 let argv: Vec<OsString> =
                     vec![skip::program("vsftpd").into(), config.clone().into()];
-                Sandbox::spawn("vsftpd", pam, dir.path(), &argv, &log)
+                Sandbox::spawn("vsftpd", pam, dir.path(), &argv, &log, None)
             },
             &extra_log,
         );
@@ -677,7 +679,7 @@ impl Nginx {
                     "-e".into(),
                     error_log.clone().into(),
                 ];
-                Sandbox::spawn("nginx", pam, dir.path(), &argv, &log)
+                Sandbox::spawn("nginx", pam, dir.path(), &argv, &log, None)
             },
             &extra_log,
         );

@@ -158,6 +158,12 @@ impl World {
         assert!(settings.allow_user_keys);
     }
 
+    /// The site settings as the daemon reports them to root.
+    pub fn settings(&self) -> apikey_proto::Settings {
+        self.block_on(self.proxy_as_root().get_settings())
+            .expect("GetSettings as root")
+    }
+
     /// Active long-lived keys of `user` as the daemon reports them to
     /// root: independent of the CLI under test.
     pub fn keys_of(&self, user: &str) -> Vec<apikey_proto::KeyInfo> {

@@ -150,9 +150,7 @@ fn a_regular_user_may_not_touch_other_users_keys_or_the_site() {
     // Nothing of the above had an effect.
     assert_eq!(world.keys_of(bob.name()).len(), 1);
     assert!(root_accepts(&world, &bob_token, bob.name()));
-    let settings = world
-        .block_on(world.proxy_as_root().get_settings())
-        .unwrap();
+    let settings = world.settings();
     assert!(!settings.allow_user_keys);
     assert_eq!(settings.expires, "never");
     assert!(settings.users_see_own);
@@ -200,9 +198,7 @@ fn an_administrator_may_do_all_of_it(
     admin
         .apikey(&["settings", "--allow-user-keys", "yes", "--expires", "90d"])
         .ok();
-    let settings = world
-        .block_on(world.proxy_as_root().get_settings())
-        .unwrap();
+    let settings = world.settings();
     assert!(settings.allow_user_keys);
     assert_eq!(settings.expires, "90d");
 

@@ -11,6 +11,7 @@ use apikey_proto::Token;
 use apikey_tests::cockpit::{browse, CockpitWs};
 use apikey_tests::pam;
 use apikey_tests::prelude::*;
+use apikey_tests::services::SANDBOX_PROGRAM;
 
 /// A service `key_services` allows by default.
 const SERVICE: &str = "sshd-cockpit";
@@ -19,9 +20,8 @@ macro_rules! require_cockpit {
     () => {
         require!(
             Need::World,
-            Need::LoginUid,
             Need::Cockpit,
-            Need::Program("bwrap"),
+            Need::Program(SANDBOX_PROGRAM),
             Need::Program("pamtester"),
             Need::Program("timeout")
         )
@@ -53,17 +53,22 @@ fn logs_in(world: &World, services: &PamServices, user: &str, key: &str) -> bool
     }
 }
 
-fn cli_key(world: &World, user: &TestUser, name: &str) -> (String, String) {
-    world.new_key(user, &["--name", name])
+/// A world, alice, and her web console session; users may make keys if
+/// `allow`. Dropped in reverse: the console before alice and the world.
+fn alices_console(allow: bool) -> (World, TestUser, CockpitWs) {
+    let world = World::new();
+    if allow {
+        world.allow_user_keys();
+    }
+    let alice = TestUser::create("alice");
+    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    (world, alice, ws)
 }
 
 #[test]
 fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
     require_cockpit!();
-    let world = World::new();
-    world.allow_user_keys();
-    let alice = TestUser::create("alice");
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    let (world, alice, ws) = alices_console(true);
 
     let seen = browse(&ws.page_url(), "generate", &["laptop"]);
     let key = seen.str("shown").to_string();
@@ -103,9 +108,7 @@ fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
 #[test]
 fn the_menu_of_the_web_console_has_an_api_keys_entry_that_opens_the_page() {
     require_cockpit!();
-    let world = World::new();
-    let alice = TestUser::create("alice");
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    let (_world, alice, ws) = alices_console(false);
 
     let seen = browse(&ws.shell_url(), "shell", &[]);
     assert!(seen.str("url").ends_with("/apikey"), "{}", seen.answer);
@@ -117,11 +120,8 @@ fn the_menu_of_the_web_console_has_an_api_keys_entry_that_opens_the_page() {
 #[test]
 fn a_session_key_from_the_web_console_ends_with_its_session() {
     require_cockpit!();
-    let world = World::new();
-    world.allow_user_keys();
-    let alice = TestUser::create("alice");
+    let (world, alice, ws) = alices_console(true);
     let services = key_only_stack(&world);
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
 
     let seen = browse(&ws.page_url(), "session", &["console"]);
     let key = seen.str("shown").to_string();
@@ -145,13 +145,10 @@ fn a_session_key_from_the_web_console_ends_with_its_session() {
 #[test]
 fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
     require_cockpit!();
-    let world = World::new();
-    world.allow_user_keys();
-    let alice = TestUser::create("alice");
-    let (first, first_id) = cli_key(&world, &alice, "first");
-    let (second, _) = cli_key(&world, &alice, "second");
+    let (world, alice, ws) = alices_console(true);
+    let (first, first_id) = world.new_key(&alice, &["--name", "first"]);
+    let (second, _) = world.new_key(&alice, &["--name", "second"]);
     let services = key_only_stack(&world);
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
 
     let seen = browse(&ws.page_url(), "revoke_own", &[&first_id]);
     assert!(seen.str("question").contains(&first_id));
@@ -171,9 +168,7 @@ fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
 #[test]
 fn a_user_the_policy_does_not_allow_sees_why_and_the_daemon_refuses_too() {
     require_cockpit!();
-    let world = World::new();
-    let alice = TestUser::create("alice");
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    let (world, alice, ws) = alices_console(false);
 
     let seen = browse(&ws.page_url(), "forbidden", &[]);
     assert_eq!(
@@ -192,15 +187,10 @@ fn a_user_the_policy_does_not_allow_sees_why_and_the_daemon_refuses_too() {
 #[test]
 fn a_user_is_refused_the_administrators_methods_called_from_the_console() {
     require_cockpit!();
-    let world = World::new();
-    world.allow_user_keys();
-    let alice = TestUser::create("alice");
+    let (world, _alice, ws) = alices_console(true);
     let bob = TestUser::create("bob");
-    let (bob_key, bob_id) = cli_key(&world, &bob, "bob's");
-    let before = world
-        .block_on(world.proxy_as_root().get_settings())
-        .unwrap();
-    let ws = CockpitWs::start(world.bus(), Some(&alice));
+    let (bob_key, bob_id) = world.new_key(&bob, &["--name", "bob's"]);
+    let before = world.settings();
 
     let seen = browse(&ws.page_url(), "console", &[&bob_id]);
     assert_eq!(seen.answer["admin_visible"], false);
@@ -211,9 +201,7 @@ fn a_user_is_refused_the_administrators_methods_called_from_the_console() {
             "{call} from a user's console"
         );
     }
-    let after = world
-        .block_on(world.proxy_as_root().get_settings())
-        .unwrap();
+    let after = world.settings();
     assert_eq!(before, after, "the settings did not change");
     assert!(logs_in(
         &world,
@@ -241,9 +229,7 @@ fn an_administrator_changes_the_settings_and_they_take_effect() {
     assert_eq!(seen.str("expires"), "30d");
     assert_eq!(seen.answer["see_own"], false);
     assert_eq!(seen.str("timeout"), "45m");
-    let stored = world
-        .block_on(world.proxy_as_root().get_settings())
-        .unwrap();
+    let stored = world.settings();
     assert!(stored.allow_user_keys);
     assert_eq!(stored.expires, "30d");
     assert!(!stored.users_see_own);
@@ -275,9 +261,9 @@ fn an_administrator_deletes_two_of_three_keys_and_exactly_those_stop_working() {
     let bob = TestUser::create("bob");
     let alices: Vec<(String, String)> = ["one", "two", "three"]
         .iter()
-        .map(|name| cli_key(&world, &alice, name))
+        .map(|name| world.new_key(&alice, &["--name", name]))
         .collect();
-    let (bob_key, _) = cli_key(&world, &bob, "bob's");
+    let (bob_key, _) = world.new_key(&bob, &["--name", "bob's"]);
     let services = key_only_stack(&world);
     let admin = CockpitWs::start(world.bus(), None);
 
