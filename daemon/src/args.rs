@@ -16,12 +16,18 @@ Files:
                              with the file, line and reason
   /var/lib/apikey/keys.db    the key store (SQLite, WAL, mode 0600)
 
+Bus loss:
+  when the connection to the bus breaks (dbus-daemon restarted), the
+  daemon logs it, connects again as soon as the bus answers and owns its
+  name again; under systemd (Type=notify) the unit stays active meanwhile.
+
 Signals:
   SIGTERM, SIGINT            release the bus name, write buffered last-used
                              times, exit 0
 
 Exit status:
-  0 on a clean stop; 69 the bus is unavailable or the name is taken;
+  0 on a clean stop; 69 the bus is unavailable or the name is taken, or
+  the bus went away and did not come back within a minute;
   73 the key store cannot be opened (unreadable, locked, corrupt, unsafe
   directory); 78 configuration error.";
 
@@ -41,4 +47,16 @@ pub struct Args {
     /// Key store, overriding `database` in the configuration file.
     #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
+    /// Stop the daemon that owns org.apikey.Keys1 and wait for it to exit
+    /// (where no service manager does it: containers, `make stop`). The
+    /// process is pinned before it is signalled, so a pid the bus reported
+    /// and another process took since is never signalled.
+    #[arg(long, conflicts_with_all = ["pam_references"])]
+    pub stop: bool,
+    /// List the lines of /etc/pam.d and /etc/pam.conf that need
+    /// pam_apikey.so, and exit 1 if there are any: removing the module
+    /// would fail every login of those services. Package removal and
+    /// `make uninstall` run it after taking the packaged profile out.
+    #[arg(long)]
+    pub pam_references: bool,
 }

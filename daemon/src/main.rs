@@ -25,8 +25,24 @@ const EX_UNAVAILABLE: u8 = 69;
 /// How long calls in flight may take once the daemon is told to stop.
 const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long the daemon waits for a lost bus to come back before it exits
+/// and leaves the restart to its supervisor.
+const BUS_RETURN_WAIT: Duration = Duration::from_secs(60);
+/// How often it tries meanwhile.
+const BUS_RETRY_EVERY: Duration = Duration::from_millis(100);
+/// Threads the blocking pool may grow to. The unit's TasksMax= (64) is
+/// above this plus the workers, the audit writer and the main thread, so
+/// a burst of calls queues instead of failing to start a thread.
+const MAX_BLOCKING_THREADS: usize = 48;
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.stop {
+        return stop_running_daemon();
+    }
+    if args.pam_references {
+        return list_pam_references();
+    }
     // Everything the daemon creates is private to it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut cfg = match Config::load(&args.config) {
@@ -55,6 +71,7 @@ fn main() -> ExitCode {
     ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {
@@ -84,7 +101,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(svc: Arc<KeyService>) -> ExitCode {
-    let conn = match connect(svc.clone()).await {
+    let mut conn = match connect(svc.clone()).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("apikeyd: {e}");
@@ -92,6 +109,9 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
         }
     };
     eprintln!("apikeyd: serving {BUS_NAME} on {OBJECT_PATH}");
+    if let Err(e) = apikeyd::notify::notify("READY=1") {
+        eprintln!("apikeyd: cannot tell the service manager it is ready: {e}");
+    }
     tokio::spawn(apikeyd::logind::watch(conn.clone(), svc.clone()));
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -106,6 +126,25 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = conn.closed() => {
+                eprintln!("apikeyd: lost the connection to the system bus; connecting again");
+                let _ = apikeyd::notify::notify("STATUS=the system bus went away; connecting again");
+                match reconnect(&svc).await {
+                    Ok(c) => {
+                        conn = c;
+                        eprintln!("apikeyd: back on the system bus, serving {BUS_NAME} again");
+                        let _ = apikeyd::notify::notify("STATUS=serving");
+                        tokio::spawn(apikeyd::logind::watch(conn.clone(), svc.clone()));
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "apikeyd: the system bus did not come back within {} s ({e}); exiting",
+                            BUS_RETURN_WAIT.as_secs()
+                        );
+                        return ExitCode::from(EX_UNAVAILABLE);
+                    }
+                }
+            }
             _ = tick.tick() => {
                 let svc = svc.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -118,9 +157,66 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
             }
         }
     }
+    let _ = apikeyd::notify::notify("STOPPING=1");
     // Stop taking calls before the final write of buffered state.
     let _ = conn.release_name(BUS_NAME).await;
     ExitCode::SUCCESS
+}
+
+/// Connects again after the bus went away, until it answers and the name
+/// is ours, or `BUS_RETURN_WAIT` has passed. Signals are not watched
+/// meanwhile: a stop request waits at most one retry.
+async fn reconnect(svc: &Arc<KeyService>) -> Result<zbus::Connection, String> {
+    let deadline = tokio::time::Instant::now() + BUS_RETURN_WAIT;
+    loop {
+        match connect(svc.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(BUS_RETRY_EVERY).await,
+        }
+    }
+}
+
+fn stop_running_daemon() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("apikeyd: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(apikeyd::stop::stop(Duration::from_secs(15))) {
+        Ok(Some(pid)) => {
+            eprintln!("apikeyd: stopped the daemon (pid {pid})");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("apikeyd: no daemon owns {BUS_NAME}; nothing to stop");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("apikeyd: --stop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_pam_references() -> ExitCode {
+    let found = apikeyd::pam_references::find(
+        std::path::Path::new("/etc/pam.d"),
+        std::path::Path::new("/etc/pam.conf"),
+    );
+    for r in &found {
+        println!("{}:{}: {}", r.file.display(), r.line, r.text);
+    }
+    if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn connect(svc: Arc<KeyService>) -> Result<zbus::Connection, String> {

@@ -4,7 +4,6 @@
 //! parallel and none touches the machine's system bus. Clients find it via
 //! `DBUS_SYSTEM_BUS_ADDRESS`, which zbus and libdbus both honour.
 
-use std::fs::File;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -47,6 +46,7 @@ pub struct PrivateBus {
     child: Child,
     address: String,
     socket: PathBuf,
+    conf: PathBuf,
     log_path: PathBuf,
     dir: TempDir,
 }
@@ -74,68 +74,37 @@ impl PrivateBus {
         std::fs::write(&conf, bus_config(&socket, &policy_dir, options.permissive))
             .expect("write bus.conf");
         let log_path = dir.path().join("dbus-daemon.log");
-        let log = File::create(&log_path).expect("create dbus-daemon.log");
-
-        let (reader, writer) = std::io::pipe().expect("pipe");
-        let writer_fd = writer.as_raw_fd();
-        let mut cmd = Command::new(skip::program("dbus-daemon"));
-        cmd.arg(format!("--config-file={}", conf.display()))
-            .arg("--nofork")
-            .arg("--print-address=3")
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl) between
-        // fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if writer_fd == 3 {
-                    // dup2 onto itself keeps close-on-exec: clear it.
-                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(writer_fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                die_with_parent()
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn dbus-daemon");
-        // Our copy must go, or the read below never sees EOF if the
-        // daemon dies before printing.
-        drop(writer);
-
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(reader).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let address = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) if !line.trim().is_empty() => line.trim().to_string(),
-            outcome => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "dbus-daemon did not start ({}):\n{}",
-                    if outcome.is_err() {
-                        "timed out"
-                    } else {
-                        "exited"
-                    },
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
+        let (child, printed) = spawn_bus(&conf, &log_path);
+        // The address clients get names the socket only: the GUID the bus
+        // printed changes when it restarts (restart_on_same_socket), and a
+        // client holding the old one would refuse the new bus.
+        let address = match printed.split_once(",guid=") {
+            Some((path, _)) => path.to_string(),
+            None => printed,
         };
         PrivateBus {
             child,
             address,
             socket,
+            conf,
             log_path,
             dir,
         }
+    }
+
+    /// Kills dbus-daemon with SIGKILL, as a crash would, and starts a new
+    /// one on the same socket and configuration. Every connection is lost.
+    pub fn restart_on_same_socket(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, _) = spawn_bus(&self.conf, &self.log_path);
+        self.child = child;
+    }
+
+    /// Kills dbus-daemon with SIGKILL and leaves it down.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The address clients use, e.g. `unix:path=/tmp/apikey-bus-x/bus.sock,guid=...`.
@@ -183,6 +152,70 @@ impl PrivateBus {
             let conn = connect(&address).await?;
             name_has_owner(&conn, &name).await
         })
+    }
+}
+
+/// Starts dbus-daemon on `conf`, appending its output to `log_path`;
+/// returns it with the address it printed once it listens.
+fn spawn_bus(conf: &Path, log_path: &Path) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open dbus-daemon.log");
+
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let writer_fd = writer.as_raw_fd();
+    let mut cmd = Command::new(skip::program("dbus-daemon"));
+    cmd.arg(format!("--config-file={}", conf.display()))
+        .arg("--nofork")
+        .arg("--print-address=3")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if writer_fd == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it.
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(writer_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            die_with_parent()
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn dbus-daemon");
+    // Our copy must go, or the read below never sees EOF if the
+    // daemon dies before printing.
+    drop(writer);
+
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(reader).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) if !line.trim().is_empty() => (child, line.trim().to_string()),
+        outcome => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "dbus-daemon did not start ({}):\n{}",
+                if outcome.is_err() {
+                    "timed out"
+                } else {
+                    "exited"
+                },
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -84,6 +84,10 @@ impl World {
         &self.bus
     }
 
+    pub fn bus_mut(&mut self) -> &mut PrivateBus {
+        &mut self.bus
+    }
+
     pub fn daemon(&self) -> &Daemon {
         &self.daemon
     }
