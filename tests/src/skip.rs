@@ -31,6 +31,9 @@ pub enum Need {
     /// The .deb and the .rpm in target/packages (`make deb rpm`; `make
     /// test` builds them before the suite).
     Packages,
+    /// A root file system with systemd and nspawn to boot it
+    /// (`make test-deps`, tests/systemd-root.sh).
+    SystemdMachine,
 }
 
 /// Programs the harness runs; `Need::World` checks all of them.
@@ -68,9 +71,18 @@ pub fn decide(test: &str, unmet: Option<&str>, strict: bool) -> Verdict {
     }
 }
 
-/// True when `APIKEY_STRICT_TESTS=1`.
+/// True when `APIKEY_STRICT_TESTS` is set to anything true-ish: 1, true,
+/// yes, on (any case). A value meant as "on" must never keep skipping.
 pub fn strict_from_env() -> bool {
-    std::env::var(STRICT_ENV).is_ok_and(|v| v.trim() == "1")
+    std::env::var(STRICT_ENV).is_ok_and(|v| strict_value(&v))
+}
+
+/// The reading of one value of `APIKEY_STRICT_TESTS`.
+pub fn strict_value(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on" | "y"
+    )
 }
 
 /// The reason the first unmet need is unmet, or `None` when all are met.
@@ -91,6 +103,7 @@ fn check(need: Need) -> Option<String> {
             unmet(&needs)
         }
         Need::Cockpit => crate::cockpit::unmet(),
+        Need::SystemdMachine => crate::systemd::unmet(),
         Need::Packages => ["deb", "rpm"].iter().find_map(|ext| {
             crate::packaging::package(ext).is_none().then(|| {
                 format!(

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 
 use apikey_tests::prelude::*;
-use apikey_tests::skip::{decide, Verdict};
+use apikey_tests::skip::{decide, strict_value, Verdict};
 use apikey_tests::syslog::AUTHPRIV;
 
 const UNSET: &str = "4294967295";
@@ -15,6 +15,16 @@ fn getent(db: &str, key: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn strict_mode_takes_any_true_value_and_only_those() {
+    for on in ["1", "true", "TRUE", "yes", "Yes", "on", " 1\n", "y"] {
+        assert!(strict_value(on), "{on:?} must turn strict mode on");
+    }
+    for off in ["", "0", "false", "no", "off", "2"] {
+        assert!(!strict_value(off), "{off:?} must leave it off");
+    }
 }
 
 #[test]
