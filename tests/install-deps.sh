@@ -33,6 +33,8 @@ needs='
 /usr/bin/chromium chromium
 /usr/bin/node nodejs
 /usr/bin/npm npm
+/usr/bin/mmdebstrap mmdebstrap
+/usr/bin/nsenter util-linux
 '
 
 missing=$(printf '%s\n' "$needs" | while read -r path pkg; do

@@ -16,6 +16,12 @@ if command -v systemd-tmpfiles >/dev/null 2>&1; then
 else
     install -d -m 0700 -o apikeyd -g apikeyd /var/lib/apikey
 fi
+# The bus read the policy before the account existed (see the deb's
+# postinst); it must read it again before the daemon can own its name.
+if [ -S /run/dbus/system_bus_socket ]; then
+    dbus-send --system --print-reply --dest=org.freedesktop.DBus / \
+        org.freedesktop.DBus.ReloadConfig >/dev/null 2>&1 || :
+fi
 # Enabled or not as the distribution's presets say; bus activation starts
 # the daemon on first use either way.
 if [ -d /run/systemd/system ]; then

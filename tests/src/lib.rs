@@ -18,6 +18,7 @@ pub mod run;
 pub mod services;
 pub mod skip;
 pub mod syslog;
+pub mod systemd;
 pub mod tmp;
 pub mod users;
 pub mod world;

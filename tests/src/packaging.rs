@@ -7,6 +7,7 @@
 //! in its place and run the daemon as that user.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::bins;
 use crate::users::TestUser;
@@ -81,4 +82,85 @@ pub fn run_as(user: &TestUser) -> Vec<String> {
         user.uid().to_string(),
         user.gid().to_string(),
     ]
+}
+
+/// The same package under the next version, as a rebuild would give it.
+pub fn next_version(deb: &Path, dir: &Path) -> PathBuf {
+    let tree = dir.join("tree");
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::skip::program("dpkg-deb"))
+            .args(args)
+            .output()
+            .expect("run dpkg-deb");
+        assert!(
+            out.status.success(),
+            "dpkg-deb {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-R", deb.to_str().unwrap(), tree.to_str().unwrap()]);
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).unwrap();
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .expect("a Version field")
+        .to_string();
+    std::fs::write(
+        &control,
+        text.replace(
+            &format!("Version: {version}\n"),
+            &format!("Version: {version}+next1\n"),
+        ),
+    )
+    .unwrap();
+    let next = dir.join("next.deb");
+    run(&[
+        "-b",
+        "--root-owner-group",
+        tree.to_str().unwrap(),
+        next.to_str().unwrap(),
+    ]);
+    next
+}
+
+/// `systemd-analyze security --offline=true` of the packaged unit, as the
+/// deb ships it (the unit alone) or, with `fedora`, with the rpm's
+/// drop-in beside it. Returns the score and the whole report.
+pub fn offline_exposure(fedora: bool) -> (f64, String) {
+    let dir = crate::tmp::temp_dir("unit");
+    let unit = dir.path().join("apikeyd.service");
+    std::fs::copy(packaging_dir().join("systemd/apikeyd.service"), &unit).unwrap();
+    if fedora {
+        let dropins = dir.path().join("apikeyd.service.d");
+        std::fs::create_dir(&dropins).unwrap();
+        std::fs::copy(
+            packaging_dir().join("systemd/apikeyd.service.d/fedora-shadow.conf"),
+            dropins.join("fedora-shadow.conf"),
+        )
+        .unwrap();
+    }
+    let out = Command::new(crate::skip::program("systemd-analyze"))
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .env("LANG", "C")
+        .env("SYSTEMD_COLORS", "0")
+        .output()
+        .expect("run systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let score = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for apikeyd.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no score in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (score, text)
 }

@@ -9,10 +9,10 @@
 //! with the namespace, whether the test passes, fails or is killed.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use apikey_tests::packaging::package;
+use apikey_tests::packaging::{next_version, package};
 use apikey_tests::prelude::*;
 use apikey_tests::{skip, tmp};
 
@@ -250,46 +250,6 @@ fn the_package_installs_serves_sshd_through_the_system_stack_and_purges_cleanly(
     );
     let deb = package("deb").unwrap();
     run_in_copy("install", &[&deb]);
-}
-
-/// The same package under the next version, as a rebuild would give it.
-fn next_version(deb: &Path, dir: &Path) -> PathBuf {
-    let tree = dir.join("tree");
-    let run = |args: &[&str]| {
-        let out = Command::new(skip::program("dpkg-deb"))
-            .args(args)
-            .output()
-            .expect("run dpkg-deb");
-        assert!(
-            out.status.success(),
-            "dpkg-deb {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["-R", deb.to_str().unwrap(), tree.to_str().unwrap()]);
-    let control = tree.join("DEBIAN/control");
-    let text = std::fs::read_to_string(&control).unwrap();
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Version: "))
-        .expect("a Version field")
-        .to_string();
-    std::fs::write(
-        &control,
-        text.replace(
-            &format!("Version: {version}\n"),
-            &format!("Version: {version}+next1\n"),
-        ),
-    )
-    .unwrap();
-    let next = dir.join("next.deb");
-    run(&[
-        "-b",
-        "--root-owner-group",
-        tree.to_str().unwrap(),
-        next.to_str().unwrap(),
-    ]);
-    next
 }
 
 #[test]
