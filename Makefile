@@ -31,7 +31,11 @@ CARGO      ?= cargo
 # Cargo tools at exact versions (tests/cargo-tool.sh), installed into
 # target/tools, which comes first on PATH for every recipe.
 TOOLS      := $(CURDIR)/target/tools
+# Once: a sub-make must not change PATH again, or build scripts that
+# watch it would make cargo rebuild.
+ifeq ($(filter $(TOOLS)/bin,$(subst :, ,$(PATH))),)
 export PATH := $(TOOLS)/bin:$(PATH)
+endif
 CARGO_DEB_VERSION          = 3.8.0
 CARGO_GENERATE_RPM_VERSION = 0.21.1
 CARGO_NEXTEST_VERSION      = 0.9.143

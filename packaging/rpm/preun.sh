@@ -3,7 +3,7 @@
 # the module stop the removal: without it every login of their services
 # would fail ("Module is unknown").
 if [ "$1" -eq 0 ]; then
-    if ! refs=$(/usr/sbin/apikeyd --pam-references) && [ -n "$refs" ]; then
+    if ! refs=$(apikeyd --pam-references) && [ -n "$refs" ]; then
         echo "apikey: not removed: these PAM lines need pam_apikey.so:" >&2
         printf '%s\n' "$refs" | sed 's/^/  /' >&2
         echo "apikey: delete them (or start them with '-'), then remove again." >&2
@@ -14,5 +14,5 @@ if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl --no-reload disable --now apikeyd.service || :
 fi
 if [ "$1" -eq 0 ] && [ ! -d /run/systemd/system ]; then
-    /usr/sbin/apikeyd --stop || :
+    apikeyd --stop || :
 fi

@@ -1235,6 +1235,8 @@ fn make_dry_run(targets: &[&str]) -> String {
         .current_dir(bins::workspace_root())
         .args(["--no-print-directory", "-n", "-B"])
         .args(targets)
+        // Under cargo, CARGO names cargo by its full path.
+        .env_remove("CARGO")
         .env("LANG", "C")
         .output()
         .expect("run make -n");
