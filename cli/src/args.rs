@@ -50,7 +50,7 @@ const USAGE_GENERATE: &str =
                        [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]";
 const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
 const USAGE_LIST: &str = "apikey list [--all | --user USER] [--sessions] [--json]";
-const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site]";
+const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site [--yes]]";
 const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
 const USAGE_SETTINGS: &str =
     "apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
@@ -62,7 +62,7 @@ const USAGE: &str = "apikey COMMAND [OPTIONS]
                        [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]
        apikey session [--name TEXT] [--json]
        apikey list [--all | --user USER] [--sessions] [--json]
-       apikey revoke ID... | --all [--user USER | --site]
+       apikey revoke ID... | --all [--user USER | --site [--yes]]
        apikey rotate ID [--json]
        apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
                        [--users-see-own yes|no] [--session-timeout DURATION] [--json]
@@ -119,7 +119,10 @@ Examples:
   KEY=$(apikey generate --name backup --expires 30d --services sshd)
   SSHPASS=$KEY sshpass -e ssh backup@host
   apikey generate --name ftp --netrc ftp.example.org
-  sudo apikey generate --user svc-deploy --services 'nginx*'"
+  sudo apikey generate --user svc-deploy --services 'nginx*'
+    (from an administrator's own login session, e.g. sudo in an ssh login:
+    a root shell from docker exec, su - or cron has none and gets
+    NotLoggedIn)"
 )]
 pub struct GenerateArgs {
     /// A name to recognise the key by in listings
@@ -139,7 +142,8 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_services)]
     pub services: Option<ServiceList>,
 
-    /// Make the key for another account (administrators)
+    /// Make the key for another account (administrators; still from a
+    /// login session, sudo in your ssh login will do)
     #[arg(long, value_name = "USER", conflicts_with = "netrc")]
     pub user: Option<String>,
 
@@ -255,9 +259,15 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "USER", requires = "all", conflicts_with_all = ["site", "ids"])]
     pub user: Option<String>,
 
-    /// With --all: every key on the host (administrators)
+    /// With --all: every key on the host (administrators). On a terminal
+    /// it asks first, naming how many keys of how many users
     #[arg(long, requires = "all", conflicts_with = "ids")]
     pub site: bool,
+
+    /// With --site: do not ask (scripts). Without a terminal on standard
+    /// input, --site is refused unless --yes is given
+    #[arg(long, requires = "site")]
+    pub yes: bool,
 }
 
 /// Replace a key with a new one of the same owner, name and services

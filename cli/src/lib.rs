@@ -7,7 +7,8 @@ mod commands;
 pub mod exit;
 pub mod netrc;
 mod text;
-pub mod timefmt;
+/// Times for people and programs, shared with the daemon's messages.
+pub use apikey_proto::timefmt;
 
 use clap::{CommandFactory, Parser};
 

@@ -63,7 +63,7 @@ fn help_and_version_exit_0() {
     }
     let out = apikey(&["revoke", "--help"], b"");
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("Usage: apikey revoke ID... | --all [--user USER | --site]"));
+    assert!(text.contains("Usage: apikey revoke ID... | --all [--user USER | --site [--yes]]"));
 }
 
 #[test]

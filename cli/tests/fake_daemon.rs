@@ -502,7 +502,12 @@ fn revoke_forms() {
     assert_eq!(text(&out.stdout), "revoked 1 key(s)\nAAAAAAAAAAAA\n");
     let out = bus.run(&["revoke", "--all", "--user", "bob"], b"");
     assert_eq!(code(&out), 0);
-    let out = bus.run(&["revoke", "--all", "--site"], b"");
+    // No terminal on stdin: refused without --yes, before any call.
+    let out = bus.run(&["revoke", "--all", "--site"], b"yes\n");
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("give --yes"));
+    assert!(!bus.calls().contains(&"RevokeSite".to_string()));
+    let out = bus.run(&["revoke", "--all", "--site", "--yes"], b"");
     assert_eq!(
         text(&out.stdout),
         "revoked 2 key(s)\nAAAAAAAAAAAA\nBBBBBBBBBBBB\n"
@@ -572,8 +577,61 @@ fn netrc_refusals_cost_no_key() {
 /// A missing prerequisite skips the test on a developer machine; with
 /// APIKEY_STRICT_TESTS=1 (CI) it fails it, so nothing is skipped silently.
 fn skip(reason: &str) {
-    if std::env::var_os("APIKEY_STRICT_TESTS").is_some_and(|v| v == "1") {
+    // Any true value turns strict mode on, as for the end-to-end tests.
+    let strict = std::env::var("APIKEY_STRICT_TESTS").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on" | "y"
+        )
+    });
+    if strict {
         panic!("required for this test: {reason}");
     }
     eprintln!("SKIP: {reason}");
+}
+
+/// `revoke --all --site` at a terminal (a pty from util-linux's script):
+/// it names what would go and revokes only on "yes".
+#[test]
+fn revoke_site_on_a_terminal_asks_and_only_yes_revokes() {
+    let Some(bus) = Bus::start(true) else { return };
+    if Command::new("script").arg("--version").output().is_err() {
+        skip("script (util-linux) gives the command a terminal");
+        return;
+    }
+    let command = format!("{} revoke --all --site", env!("CARGO_BIN_EXE_apikey"));
+    for (answer, revokes) in [("no\n", false), ("yes\n", true)] {
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let screen = text(&out.stdout);
+        assert!(
+            screen.contains("Revoke 2 keys of 1 user on this host?"),
+            "{screen}"
+        );
+        let revoked = bus.calls().contains(&"RevokeSite".to_string());
+        assert_eq!(revoked, revokes, "answer {answer:?}: {screen}");
+        if revokes {
+            assert_eq!(code(&out), 0, "{screen}");
+            assert!(screen.contains("revoked 2 key(s)"), "{screen}");
+        } else {
+            assert_eq!(code(&out), 1, "{screen}");
+            assert!(
+                screen.contains("not confirmed; nothing was revoked"),
+                "{screen}"
+            );
+        }
+    }
 }

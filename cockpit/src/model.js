@@ -156,6 +156,7 @@ export function errorMessage(error) {
     case "org.apikey.Keys1.Error.QuotaExceeded":
     case "org.apikey.Keys1.Error.InvalidArgument":
     case "org.apikey.Keys1.Error.NotFound":
+    case "org.apikey.Keys1.Error.AlreadyRevoked":
         return detail;
     }
     if (error?.problem === "not-found" || error?.problem === "disconnected")

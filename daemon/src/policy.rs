@@ -117,7 +117,10 @@ fn check_login(login: LoginState) -> Result<(), KeysError> {
 
 fn not_logged_in() -> KeysError {
     KeysError::NotLoggedIn(
-        "API keys are only issued inside a login session (this process has no login uid)".into(),
+        "API keys are only issued inside a login session, and this process has none (no \
+         login uid): log in with your password (ssh, the console, Cockpit) and run it there; \
+         shells from su -l, sudo -i, cron or docker exec are not login sessions"
+            .into(),
     )
 }
 

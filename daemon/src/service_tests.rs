@@ -227,6 +227,49 @@ fn generate_then_verify_then_revoke() {
 }
 
 #[test]
+fn revoking_a_revoked_key_says_when_and_by_whom_and_changes_nothing() {
+    let w = world();
+    w.allow_users();
+    let (_, mine) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    let (_, other) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.svc
+        .revoke(&w.alice(), std::slice::from_ref(&mine.id))
+        .unwrap();
+    let when = w
+        .store
+        .by_id(&mine.id)
+        .unwrap()
+        .unwrap()
+        .revoked
+        .unwrap()
+        .at;
+    match w
+        .svc
+        .revoke(&w.alice(), &[other.id.clone(), mine.id.clone()])
+    {
+        Err(KeysError::AlreadyRevoked(m)) => assert_eq!(
+            m,
+            format!(
+                "key {} was already revoked on {} by alice",
+                mine.id,
+                apikey_proto::timefmt::rfc3339(when)
+            )
+        ),
+        other => panic!("expected AlreadyRevoked, got {other:?}"),
+    }
+    // All or nothing: the other key was not revoked either.
+    assert!(w.store.by_id(&other.id).unwrap().unwrap().revoked.is_none());
+    // Someone else's revoked key is Denied, not described.
+    assert!(matches!(
+        w.svc.revoke(
+            &w.caller(BOB, Some(BOB), &[BOB]),
+            std::slice::from_ref(&mine.id)
+        ),
+        Err(KeysError::Denied(_))
+    ));
+}
+
+#[test]
 fn the_token_is_never_stored() {
     let w = world();
     w.allow_users();

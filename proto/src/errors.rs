@@ -12,6 +12,9 @@ pub enum KeysError {
     Denied(String),
     /// No such key or user.
     NotFound(String),
+    /// Revoke: the key was revoked before; the message says when, by whom
+    /// and why. Nothing was changed.
+    AlreadyRevoked(String),
     /// The site policy forbids it.
     PolicyForbids(String),
     /// The caller acts through su/sudo/runuser (loginuid differs from uid).
@@ -39,6 +42,7 @@ impl KeysError {
             KeysError::ZBus(_) => "Bus",
             KeysError::Denied(_) => "Denied",
             KeysError::NotFound(_) => "NotFound",
+            KeysError::AlreadyRevoked(_) => "AlreadyRevoked",
             KeysError::PolicyForbids(_) => "PolicyForbids",
             KeysError::Impersonating(_) => "Impersonating",
             KeysError::NotLoggedIn(_) => "NotLoggedIn",
@@ -56,6 +60,7 @@ impl KeysError {
             KeysError::ZBus(e) => e.to_string(),
             KeysError::Denied(m)
             | KeysError::NotFound(m)
+            | KeysError::AlreadyRevoked(m)
             | KeysError::PolicyForbids(m)
             | KeysError::Impersonating(m)
             | KeysError::NotLoggedIn(m)

@@ -120,7 +120,7 @@ fn a_regular_user_may_not_touch_other_users_keys_or_the_site() {
         .apikey(&["revoke", "--all", "--user", bob.name()])
         .assert_code(DENIED);
     as_alice
-        .apikey(&["revoke", "--all", "--site"])
+        .apikey(&["revoke", "--all", "--site", "--yes"])
         .assert_code(DENIED);
 
     // A valid key and a service in range: only the caller is wrong.
@@ -218,7 +218,12 @@ fn an_administrator_may_do_all_of_it(
     assert!(root_accepts(world, &alices, alice.name()));
 
     let bobs = key_for(world, bob);
-    admin.apikey(&["revoke", "--all", "--site"]).ok();
+    // Without a terminal to ask on, --site needs --yes.
+    let refused = admin.apikey(&["revoke", "--all", "--site"]);
+    refused.assert_code(1);
+    assert!(refused.stderr.contains("give --yes"), "{}", refused.stderr);
+    assert!(root_accepts(world, &bobs, bob.name()), "nothing revoked");
+    admin.apikey(&["revoke", "--all", "--site", "--yes"]).ok();
     assert!(all_keys(world).is_empty(), "{:?}", all_keys(world));
     assert!(!root_accepts(world, &bobs, bob.name()));
     assert!(!root_accepts(world, &alices, alice.name()));

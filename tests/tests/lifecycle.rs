@@ -133,6 +133,26 @@ fn generate_verify_revoke() {
         .logged_in()
         .apikey(&["revoke", &id])
         .ok();
+    // Again: the CLI says why, and the audit log says the same.
+    let again = world.as_user(&alice).logged_in().apikey(&["revoke", &id]);
+    again.assert_code(REFUSED);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("key {id} was already revoked on "))
+            && again.stderr.contains(&format!(" by {}", alice.name())),
+        "{}",
+        again.stderr
+    );
+    world.log().expect(
+        "the second revoke audited as AlreadyRevoked",
+        |l| {
+            l.contains("event=revoke")
+                && l.contains(&format!("requested=\"{id}\""))
+                && l.contains("outcome=\"AlreadyRevoked\"")
+        },
+        Duration::from_secs(5),
+    );
     let started = Instant::now();
     let out = verify(&world, &token, alice.name(), "sshd");
     assert_refused(&out, "refused");

@@ -136,7 +136,7 @@ mod tests {
         let text = table(&[a, b], NOW, false);
         let expected = "\
 ID            USER   NAME    SERVICES     CREATED        EXPIRES     LAST USED
-3fZk9QpLm2Xa  alice  backup  sshd,nginx*  3 minutes ago  in 29 days  never
+3fZk9QpLm2Xa  alice  backup  sshd,nginx*  3 minutes ago  in 30 days  never
 Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes ago (sshd from 10.1.2.3)
 ";
         assert_eq!(text, expected);

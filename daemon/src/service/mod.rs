@@ -258,6 +258,13 @@ impl KeyService {
                     "key {id} belongs to another user"
                 )));
             }
+            if let Some(r) = &key.revoked {
+                return Err(KeysError::AlreadyRevoked(format!(
+                    "key {id} was already revoked on {} {}",
+                    apikey_proto::timefmt::rfc3339(r.at),
+                    self.revoked_by_text(r)
+                )));
+            }
         }
         self.store
             .revoke(ids, self.revoke_by(c, "revoked"))
@@ -864,6 +871,23 @@ impl KeyService {
                 .warn(),
         };
         self.audit.log(&line);
+    }
+
+    /// "by alice", "by root (revoked-site)", "by the daemon (account-gone)":
+    /// who ended a key, for the owner asking to revoke it again.
+    fn revoked_by_text(&self, r: &crate::store::Revocation) -> String {
+        let who = match self.host.account_by_uid(r.by_uid) {
+            Lookup::Found(a) => printable(&a.name, 64),
+            _ => format!("uid {}", r.by_uid),
+        };
+        match r.reason.as_str() {
+            "revoked" => format!("by {who}"),
+            "revoked-all" | "revoked-site" | "rotated" => {
+                format!("by {who} ({})", printable(&r.reason, 40))
+            }
+            // Revocations the daemon made itself (account gone, leaked).
+            other => format!("by the daemon ({})", printable(other, 40)),
+        }
     }
 
     fn caller_name(&self, c: &Caller) -> String {

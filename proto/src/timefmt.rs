@@ -5,8 +5,9 @@ const MINUTE: i64 = 60;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 
-/// `t` relative to `now`, rounded down to a whole unit so that a time is
-/// never shown as further away than it is.
+/// `t` relative to `now`, rounded to the nearest whole unit: minutes,
+/// hours, days up to 90 days (so "expires in 30 days" and "in 90 days"
+/// read as the policy's choices do), then months, then years.
 pub fn relative(now: i64, t: i64) -> String {
     if t == 0 {
         return "never".to_string();
@@ -16,17 +17,21 @@ pub fn relative(now: i64, t: i64) -> String {
     if secs < MINUTE as u64 {
         return "just now".to_string();
     }
-    let days = secs / DAY as u64;
-    let (n, unit) = if secs < HOUR as u64 {
-        (secs / MINUTE as u64, "minute")
-    } else if secs < DAY as u64 {
-        (secs / HOUR as u64, "hour")
-    } else if days < 60 {
+    let nearest = |unit: u64| (secs + unit / 2) / unit;
+    let days = nearest(DAY as u64);
+    let (n, unit) = if nearest(MINUTE as u64) < 60 {
+        (nearest(MINUTE as u64), "minute")
+    } else if nearest(HOUR as u64) < 24 {
+        (nearest(HOUR as u64), "hour")
+    } else if days <= 90 {
         (days, "day")
-    } else if days < 365 {
-        (days / 30, "month")
+    } else if days < 335 {
+        // A month is 30.44 days on average; 91 days is "3 months", and
+        // 11 months stay months.
+        ((days * 100 + 1_522) / 3_044, "month")
     } else {
-        (days / 365, "year")
+        // A year is 365.25 days on average.
+        (((days * 100 + 18_262) / 36_525).max(1), "year")
     };
     let plural = if n == 1 { "" } else { "s" };
     if delta > 0 {
@@ -95,12 +100,18 @@ mod tests {
     fn past() {
         assert_eq!(relative(NOW, NOW - 60), "1 minute ago");
         assert_eq!(relative(NOW, NOW - 3 * 60 - 20), "3 minutes ago");
+        assert_eq!(relative(NOW, NOW - 3 * 60 - 40), "4 minutes ago");
+        assert_eq!(relative(NOW, NOW - 59 * 60 - 40), "1 hour ago");
         assert_eq!(relative(NOW, NOW - HOUR), "1 hour ago");
-        assert_eq!(relative(NOW, NOW - 23 * HOUR - 59 * 60), "23 hours ago");
+        assert_eq!(relative(NOW, NOW - 23 * HOUR - 59 * 60), "1 day ago");
+        assert_eq!(relative(NOW, NOW - 23 * HOUR), "23 hours ago");
         assert_eq!(relative(NOW, NOW - DAY), "1 day ago");
         assert_eq!(relative(NOW, NOW - 59 * DAY), "59 days ago");
-        assert_eq!(relative(NOW, NOW - 60 * DAY), "2 months ago");
-        assert_eq!(relative(NOW, NOW - 364 * DAY), "12 months ago");
+        assert_eq!(relative(NOW, NOW - 90 * DAY), "90 days ago");
+        assert_eq!(relative(NOW, NOW - 91 * DAY), "3 months ago");
+        assert_eq!(relative(NOW, NOW - 200 * DAY), "7 months ago");
+        assert_eq!(relative(NOW, NOW - 334 * DAY), "11 months ago");
+        assert_eq!(relative(NOW, NOW - 364 * DAY), "1 year ago");
         assert_eq!(relative(NOW, NOW - 365 * DAY), "1 year ago");
         assert_eq!(relative(NOW, NOW - 3 * 365 * DAY), "3 years ago");
     }
@@ -109,10 +120,13 @@ mod tests {
     fn future() {
         assert_eq!(relative(NOW, NOW + 60), "in 1 minute");
         assert_eq!(relative(NOW, NOW + 2 * HOUR), "in 2 hours");
-        assert_eq!(relative(NOW, NOW + 30 * DAY - 5), "in 29 days");
+        // A key made a few seconds ago with a 7-day or 90-day expiry.
+        assert_eq!(relative(NOW, NOW + 7 * DAY - 5), "in 7 days");
+        assert_eq!(relative(NOW, NOW + 30 * DAY - 5), "in 30 days");
         assert_eq!(relative(NOW, NOW + 30 * DAY), "in 30 days");
-        assert_eq!(relative(NOW, NOW + 90 * DAY), "in 3 months");
-        assert_eq!(relative(NOW, NOW + 365 * DAY), "in 1 year");
+        assert_eq!(relative(NOW, NOW + 90 * DAY - 5), "in 90 days");
+        assert_eq!(relative(NOW, NOW + 90 * DAY), "in 90 days");
+        assert_eq!(relative(NOW, NOW + 365 * DAY - 5), "in 1 year");
         assert_eq!(relative(NOW, NOW + 800 * DAY), "in 2 years");
     }
 
