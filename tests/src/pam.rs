@@ -88,3 +88,150 @@ pub fn key_or_password_stack(module: &str) -> String {
          session optional {module}\n"
     )
 }
+
+impl PamServices {
+    /// Copies this machine's `common-*` files in, so that the `@include`
+    /// lines of a Debian service file (docs/pam.md's edits keep them)
+    /// find what they find on the machine.
+    pub fn add_machine_includes(&self) -> &PamServices {
+        for entry in std::fs::read_dir("/etc/pam.d")
+            .expect("read /etc/pam.d")
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("common-") {
+                let text = std::fs::read_to_string(entry.path()).expect("read a common-* file");
+                self.add(name, &text);
+            }
+        }
+        self
+    }
+}
+
+/// One PAM setup docs/pam.md shows, found by the marker before its
+/// fenced block: `<!-- test: NAME edits PATH -->` (an edit of the file
+/// Debian ships) or `<!-- test: NAME is PATH -->` (a whole new file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocSnippet {
+    pub path: String,
+    pub edit: bool,
+    pub text: String,
+}
+
+pub fn pam_doc() -> String {
+    let path = bins::workspace_root().join("docs/pam.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The snippet named `name` in the markdown `doc`.
+pub fn doc_snippet(doc: &str, name: &str) -> Result<DocSnippet, String> {
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        let Some(marker) = line
+            .trim()
+            .strip_prefix("<!-- test: ")
+            .and_then(|m| m.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let words: Vec<&str> = marker.split_whitespace().collect();
+        let (edit, path) = match words.as_slice() {
+            [n, "edits", p] if *n == name => (true, p),
+            [n, "is", p] if *n == name => (false, p),
+            _ => continue,
+        };
+        let fence = lines
+            .next()
+            .filter(|l| l.starts_with("```"))
+            .ok_or_else(|| format!("no fenced block right after the marker of {name}"))?;
+        let mut text = String::new();
+        for l in lines.by_ref() {
+            if l.starts_with(&fence[..3]) {
+                return Ok(DocSnippet {
+                    path: path.to_string(),
+                    edit,
+                    text,
+                });
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        return Err(format!("the block of {name} is not closed"));
+    }
+    Err(format!("no `<!-- test: {name} ... -->` marker"))
+}
+
+/// Applies an edit as docs/pam.md writes them: a line starting with '+'
+/// is added; '-' removes the next line of `base` that reads the same; ' '
+/// (context) is the next line of `base` that reads the same, kept. Lines
+/// are compared with blanks folded. Everything between anchors is kept,
+/// so an edit shows only where it goes, yet cannot drift from the file:
+/// a context or removed line that `base` lacks (in order) is an error.
+pub fn apply_edit(base: &str, edit: &str) -> Result<String, String> {
+    let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let base: Vec<&str> = base.lines().collect();
+    let mut at = 0;
+    let mut out = String::new();
+    for line in edit.lines() {
+        let (op, rest) = match line.chars().next() {
+            Some(c @ ('+' | '-' | ' ')) => (c, &line[1..]),
+            None => (' ', ""),
+            Some(_) => return Err(format!("not an edit line: {line:?}")),
+        };
+        if op == '+' {
+            out.push_str(rest);
+            out.push('\n');
+            continue;
+        }
+        let want = fold(rest);
+        let found = base[at..]
+            .iter()
+            .position(|l| fold(l) == want)
+            .ok_or_else(|| format!("the file has no line {rest:?} here (after line {at})"))?;
+        for l in &base[at..at + found] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if op == ' ' {
+            out.push_str(base[at + found]);
+            out.push('\n');
+        }
+        at += found + 1;
+    }
+    for l in &base[at..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The service file docs/pam.md shows for `name`, applied to this
+/// machine's file where the docs show an edit, with every `pam_apikey.so`
+/// replaced by `module` (a [`module`] line: the built module, the test's
+/// bus and daemon user, and any extra arguments a test adds).
+pub fn documented_stack(name: &str, module: &str) -> String {
+    let snippet = doc_snippet(&pam_doc(), name).unwrap_or_else(|e| panic!("docs/pam.md: {e}"));
+    let text = if snippet.edit {
+        let base = std::fs::read_to_string(&snippet.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", snippet.path));
+        apply_edit(&base, &snippet.text)
+            .unwrap_or_else(|e| panic!("docs/pam.md's edit of {}: {e}", snippet.path))
+    } else {
+        snippet.text
+    };
+    text.lines()
+        .map(|l| {
+            let mut words: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            match words.iter().position(|w| w == "pam_apikey.so") {
+                Some(i) if !l.trim_start().starts_with('#') => {
+                    words[i] = module.to_string();
+                    words.join(" ")
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

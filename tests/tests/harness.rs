@@ -452,3 +452,52 @@ fn daemon_sees_the_login_states_the_harness_makes() {
         status_flags(world.as_user(&bob).logged_in_as(alice.uid()));
     assert!(logged_in && impersonating);
 }
+
+#[test]
+fn documented_edits_apply_in_place_and_fail_on_a_file_that_drifted() {
+    use apikey_tests::pam::{apply_edit, doc_snippet};
+    let base = "# head\n\nauth required pam_listfile.so x\n# note\n@include common-auth\nauth  required   pam_shells.so\n";
+    let edit = " auth required pam_listfile.so x\n+auth required pam_shells.so\n+auth [success=done] pam_apikey.so\n @include common-auth\n-auth required pam_shells.so\n";
+    assert_eq!(
+        apply_edit(base, edit).unwrap(),
+        "# head\n\nauth required pam_listfile.so x\nauth required pam_shells.so\nauth [success=done] pam_apikey.so\n# note\n@include common-auth\n"
+    );
+    let err = apply_edit("@include common-auth\n", edit).unwrap_err();
+    assert!(err.contains("pam_listfile"), "{err}");
+    assert!(apply_edit(base, "x bad line\n").is_err());
+
+    let doc = "text\n<!-- test: ftp edits /etc/pam.d/vsftpd -->\n```diff\n+a\n b\n```\n<!-- test: web is /etc/pam.d/nginx -->\n```\nauth x\n```\n";
+    let ftp = doc_snippet(doc, "ftp").unwrap();
+    assert!(ftp.edit && ftp.path == "/etc/pam.d/vsftpd" && ftp.text == "+a\n b\n");
+    let web = doc_snippet(doc, "web").unwrap();
+    assert!(!web.edit && web.text == "auth x\n");
+    assert!(doc_snippet(doc, "sshd").is_err());
+}
+
+/// Every PAM setup docs/pam.md shows applies to this machine's files.
+#[test]
+fn the_documented_pam_setups_apply_to_this_machines_files() {
+    require!(Need::Program("sshd"), Need::Program("vsftpd"));
+    for name in ["sshd", "vsftpd", "nginx"] {
+        let stack = apikey_tests::pam::documented_stack(name, "/x/pam_apikey.so bus=y");
+        assert!(stack.contains("/x/pam_apikey.so bus=y"), "{name}:\n{stack}");
+    }
+    // Debian's lines all stay; the deny list and the shell check also
+    // run for the account a key logs in as.
+    let vsftpd = apikey_tests::pam::documented_stack("vsftpd", "M");
+    let machine = std::fs::read_to_string("/etc/pam.d/vsftpd").unwrap();
+    let fold = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = vsftpd.lines().map(fold).collect();
+    for line in machine.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(lines.contains(&fold(line)), "lost {line:?}:\n{vsftpd}");
+    }
+    for needed in [
+        "account required pam_listfile.so",
+        "account required pam_shells.so",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(needed)),
+            "no {needed}:\n{vsftpd}"
+        );
+    }
+}

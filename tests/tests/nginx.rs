@@ -34,11 +34,7 @@ macro_rules! require_nginx {
 /// serves the caller's own account only), so `account required
 /// pam_unix.so` would turn every key login into a 401.
 fn stack(module: &str) -> String {
-    format!(
-        "auth [success=done ignore=ignore default=die] {module}\n\
-         auth requisite pam_deny.so\n\
-         account required {module}\n"
-    )
+    apikey_tests::pam::documented_stack("nginx", module)
 }
 
 /// A site whose nginx workers run as a member of a verifier group.

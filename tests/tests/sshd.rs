@@ -32,11 +32,12 @@ macro_rules! require_sshd {
     };
 }
 
-/// The stack the docs recommend for sshd: a key ends authentication
-/// (good) or the whole attempt (bad); any other password goes on to
-/// pam_unix without a second prompt.
+/// The stack docs/pam.md shows for sshd, as an edit of this machine's
+/// own /etc/pam.d/sshd (its includes come along): a key ends
+/// authentication (good) or the whole attempt (bad); any other password
+/// goes on to common-auth without a second prompt.
 fn stack(bus_address: &str, extra: &str) -> String {
-    apikey_tests::pam::key_or_password_stack(&apikey_tests::pam::module(bus_address, extra))
+    apikey_tests::pam::documented_stack("sshd", &apikey_tests::pam::module(bus_address, extra))
 }
 
 /// A world whose users may make keys, and an sshd using `stack`.
@@ -46,6 +47,7 @@ fn site(world: &World) -> (PamServices, Sshd) {
         .apikey(&["settings", "--allow-user-keys", "yes"])
         .ok();
     let pam = PamServices::new();
+    pam.add_machine_includes();
     pam.add(SERVICE, &stack(world.bus().address(), ""));
     let sshd = Sshd::start(&pam, SERVICE);
     (pam, sshd)
@@ -297,6 +299,7 @@ fn user_mapping_is_refused_inside_sshd() {
         .ok();
     let token = generate(&world, &alice);
     let pam = PamServices::new();
+    pam.add_machine_includes();
     pam.add(SERVICE, &stack(world.bus().address(), "map_user"));
     pam.add(
         "sshd-mapped",

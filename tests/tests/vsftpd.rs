@@ -28,8 +28,10 @@ macro_rules! require_vsftpd {
     };
 }
 
+/// The stack docs/pam.md shows for vsftpd, as an edit of this machine's
+/// own /etc/pam.d/vsftpd: its ftpusers and shells checks stay in force.
 fn stack(bus_address: &str, extra: &str) -> String {
-    apikey_tests::pam::key_or_password_stack(&apikey_tests::pam::module(bus_address, extra))
+    apikey_tests::pam::documented_stack("vsftpd", &apikey_tests::pam::module(bus_address, extra))
 }
 
 fn site(world: &World, extra: &str) -> (PamServices, Vsftpd) {
@@ -38,6 +40,7 @@ fn site(world: &World, extra: &str) -> (PamServices, Vsftpd) {
         .apikey(&["settings", "--allow-user-keys", "yes"])
         .ok();
     let pam = PamServices::new();
+    pam.add_machine_includes();
     pam.add(SERVICE, &stack(world.bus().address(), extra));
     let ftp = Vsftpd::start(&pam, SERVICE);
     (pam, ftp)
@@ -214,4 +217,45 @@ fn without_map_user_login_apikey_is_refused() {
     }
     let out = curl(&ftp, &alice, "");
     assert_eq!(out.code(), CURL_LOGIN_DENIED, "{out:?}\n{}", ftp.log_text());
+}
+
+/// Debian's deny list (/etc/ftpusers) holds for key logins too, in both
+/// `.netrc` forms; here the documented stack reads a list of the test's
+/// own in its place.
+#[test]
+fn an_account_on_the_ftp_deny_list_is_refused_with_its_key() {
+    require_vsftpd!();
+    let world = World::new();
+    let alice = TestUser::create("alice");
+    furnish_home(&alice);
+    world
+        .as_root()
+        .apikey(&["settings", "--allow-user-keys", "yes"])
+        .ok();
+    let deny = world.dir().join("ftpusers");
+    std::fs::write(&deny, format!("root\n{}\n", alice.name())).unwrap();
+    let pam = PamServices::new();
+    pam.add_machine_includes();
+    let documented = stack(world.bus().address(), "map_user");
+    assert_eq!(documented.matches("file=/etc/ftpusers").count(), 2);
+    pam.add(
+        SERVICE,
+        &documented.replace("file=/etc/ftpusers", &format!("file={}", deny.display())),
+    );
+    let ftp = Vsftpd::start(&pam, SERVICE);
+
+    for form in [&[][..], &["--netrc-login", "apikey"][..]] {
+        generate_netrc(&world, &alice, form);
+        let out = curl(&ftp, &alice, "");
+        assert_eq!(
+            out.code(),
+            CURL_LOGIN_DENIED,
+            "{form:?}: {out:?}\n{}",
+            ftp.log_text()
+        );
+        assert!(!out.stdout.contains(MARKER), "{out:?}");
+    }
+    // Off the list, the same key gets in.
+    std::fs::write(&deny, "root\n").unwrap();
+    assert_runs_as_owner(&ftp, &alice);
 }
