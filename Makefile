@@ -44,7 +44,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
 .PHONY: all build release test test-deps check bench docs install uninstall start stop clean \
-	bins package-tools stage deb rpm pack-deb pack-rpm packages cockpit
+	bins package-tools stage deb rpm pack-deb pack-rpm packages cockpit screenshots
 
 all: build
 
@@ -64,6 +64,14 @@ cockpit/node_modules/.package-lock.json: cockpit/package.json cockpit/package-lo
 
 cockpit/dist/manifest.json: $(COCKPIT_INPUTS)
 	cd cockpit && node build.mjs
+
+# The README's pictures of the Cockpit page, as the browser tests took
+# them in their last run (target/cockpit-screens).
+SCREENS = target/cockpit-screens
+screenshots:
+	cp $(SCREENS)/user-generated-key.png docs/cockpit-user.png
+	cp $(SCREENS)/admin-keys-selected.png docs/cockpit-admin.png
+	cp $(SCREENS)/shell-menu.png docs/cockpit-menu.png
 
 release:
 	$(CARGO) build --release --workspace

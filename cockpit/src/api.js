@@ -20,9 +20,17 @@ export class KeysApi {
         return decodeStatus(await this.call("Status", []));
     }
 
-    async generate(name, expires) {
-        const [token, key] = await this.call("Generate", [name, expires, [], ""]);
+    /// `services`: patterns within the site's key_services; none means
+    /// every service the site allows.
+    async generate(name, expires, services = []) {
+        const [token, key] = await this.call("Generate", [name, expires, services, ""]);
         return { token, key: decodeKey(key) };
+    }
+
+    /// The site's key_services: what a key's scope may be narrowed to.
+    async keyServices() {
+        const [services] = await this.call("KeyServices", []);
+        return services;
     }
 
     async createSessionKey(name) {

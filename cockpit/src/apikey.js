@@ -93,6 +93,7 @@ function renderGenerate(status) {
     show("generate-form", blocker === null);
     const choices = expiryChoices(status.settings.expires);
     fillSelect($("key-expires"), choices, choices[choices.length - 1]);
+    renderServiceChoices();
     $("session-timeout-text").textContent = formatDuration(status.settings.sessionTimeout);
 }
 
@@ -132,9 +133,41 @@ async function makeKey(make, kind, relist) {
     }
 }
 
+// One checkbox per pattern of the site's key_services, as text only.
+async function renderServiceChoices() {
+    const box = $("key-services");
+    let services = [];
+    try {
+        services = await state.api.keyServices();
+    } catch (e) {
+        failed(e);
+    }
+    box.replaceChildren(...services.map((service, i) => {
+        const label = document.createElement("label");
+        label.className = "pf-v5-c-check apikey-service";
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.className = "pf-v5-c-check__input";
+        input.id = `key-service-${i}`;
+        input.value = service;
+        const text = document.createElement("span");
+        text.className = "pf-v5-c-check__label";
+        text.textContent = service;
+        label.append(input, text);
+        return label;
+    }));
+}
+
+function chosenServices() {
+    return [...$("key-services").querySelectorAll("input:checked")].map(i => i.value);
+}
+
 async function generate(event) {
     event.preventDefault();
-    await makeKey(name => state.api.generate(name, $("key-expires").value), "API key", true);
+    const services = chosenServices();
+    await makeKey(name => state.api.generate(name, $("key-expires").value, services), "API key", true);
+    for (const input of $("key-services").querySelectorAll("input"))
+        input.checked = false;
 }
 
 async function generateSession() {
@@ -279,6 +312,7 @@ function allKeyRow(key) {
               cell(key.user, "User"),
               cell(key.name || "(no name)", "Name"),
               cell(key.id, "ID"),
+              cell(formatServices(key.services), "Services"),
               cell(formatTime(key.created), "Created"),
               cell(formatTime(key.expires), "Expires"),
               cell(formatLastUsed(key), "Last used"));

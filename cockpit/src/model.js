@@ -81,12 +81,21 @@ function pad(n) {
     return String(n).padStart(2, "0");
 }
 
-/// A time for a table cell, in the browser's time zone; 0 means none.
+/// The browser's name for the time zone a date is shown in ("UTC",
+/// "CET", "GMT+5:30").
+export function zoneName(date, locale = undefined) {
+    const part = new Intl.DateTimeFormat(locale, { timeZoneName: "short" })
+            .formatToParts(date)
+            .find(p => p.type === "timeZoneName");
+    return part?.value ?? "local time";
+}
+
+/// A time for a table cell, in the browser's time zone, named; 0 means none.
 export function formatTime(secs, none = "Never") {
     if (!secs)
         return none;
     const d = new Date(secs * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())} ${zoneName(d)}`;
 }
 
 export function formatLastUsed(key) {

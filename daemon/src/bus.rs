@@ -191,6 +191,14 @@ impl Keys1 {
         .await
     }
 
+    #[zbus(out_args("services"))]
+    async fn key_services(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<Vec<String>, KeysError> {
+        self.run(&header, move |s, _| Ok(s.key_services())).await
+    }
+
     #[zbus(out_args("allow_user_keys", "expires", "users_see_own", "session_timeout"))]
     async fn get_settings(
         &self,

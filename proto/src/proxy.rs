@@ -41,6 +41,9 @@ pub trait Keys1 {
     /// Replaces a key with a new one of the same owner, name and scope.
     fn rotate(&self, id: &str) -> Result<(String, KeyInfo), KeysError>;
 
+    /// The services keys may be scoped to (the site's `key_services`).
+    fn key_services(&self) -> Result<Vec<String>, KeysError>;
+
     fn get_settings(&self) -> Result<Settings, KeysError>;
 
     /// Each argument empty leaves that setting unchanged; the booleans

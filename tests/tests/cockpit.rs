@@ -70,7 +70,7 @@ fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
     require_cockpit!();
     let (world, alice, ws) = alices_console(true);
 
-    let seen = browse(&ws.page_url(), "generate", &["laptop"]);
+    let seen = browse(&ws.page_url(), "generate", &["laptop", "sshd*"]);
     let key = seen.str("shown").to_string();
     assert!(Token::parse(key.as_bytes()).is_ok(), "not a key: {key}");
     assert_eq!(
@@ -90,6 +90,20 @@ fn a_user_generates_a_key_copies_it_and_logs_in_with_it() {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].id, seen.str("id"));
     assert_eq!(keys[0].name, "laptop");
+    // The site's key_services are offered; the one ticked is the scope.
+    assert_eq!(
+        seen.answer["services_offered"],
+        serde_json::json!(world.config().key_services)
+    );
+    assert_eq!(keys[0].services, vec!["sshd*".to_string()]);
+    assert_eq!(seen.answer["ticked_after"], 0, "the form is cleared");
+    // Name, ID, Services, Created (with its time zone), Expires, Last used.
+    let row: Vec<String> = serde_json::from_value(seen.answer["row"].clone()).unwrap();
+    assert_eq!(row[2], "sshd*", "{row:?}");
+    assert!(
+        row[3].ends_with(" UTC") && row[3].len() == "2026-12-03 19:20 UTC".len(),
+        "times name their zone: {row:?}"
+    );
 
     let services = key_only_stack(&world);
     assert!(logs_in(&world, &services, alice.name(), &key));
@@ -284,6 +298,10 @@ fn an_administrator_deletes_two_of_three_keys_and_exactly_those_stop_working() {
     let mut expected: Vec<String> = alices.iter().map(|(_, id)| id.clone()).collect();
     expected.sort();
     assert_eq!(shown, expected, "the filter shows alice's keys only");
+    let columns: Vec<String> = serde_json::from_value(seen.answer["columns"].clone()).unwrap();
+    for column in ["User", "Services", "Last used"] {
+        assert!(columns.iter().any(|c| c == column), "{columns:?}");
+    }
     assert_eq!(
         seen.str("question"),
         format!("Delete 2 keys of {}?", alice.name())

@@ -23,8 +23,22 @@ async function ready(page, expected = "yes") {
     }
 }
 
+// The page scrolls inside PatternFly's page section, which a full-page
+// screenshot does not see: the viewport grows to the content for the
+// shot, scrolled to its top, so every shot is the whole screen.
 async function shot(page, name) {
+    const viewport = page.viewportSize();
+    const height = await page.evaluate(() => {
+        let tallest = document.documentElement.scrollHeight;
+        for (const e of document.querySelectorAll("*")) {
+            tallest = Math.max(tallest, e.scrollHeight);
+            e.scrollTop = 0;
+        }
+        return tallest;
+    });
+    await page.setViewportSize({ width: viewport.width, height: Math.min(Math.max(height, viewport.height), 4000) });
     await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+    await page.setViewportSize(viewport);
 }
 
 async function successAlert(page) {
@@ -51,9 +65,14 @@ function consoleCall(page, method, callArgs) {
 
 const scenarios = {
     // A user generates a key, copies it, and sees it listed.
+    // args: its name, then the services to tick (none: all allowed).
     async generate(page) {
-        const [name] = args;
+        const [name, ...services] = args;
         await ready(page);
+        const offered = page.locator("#key-services input");
+        await offered.first().waitFor({ timeout: STEP_TIMEOUT_MS });
+        for (const service of services)
+            await page.check(`#key-services input[value="${service}"]`);
         await page.fill("#key-name", name);
         await page.click("#generate");
         await page.locator("#new-key").waitFor({ timeout: STEP_TIMEOUT_MS });
@@ -74,6 +93,9 @@ const scenarios = {
             netrc: await page.locator("#netrc-line").innerText(),
             warning: await page.locator("#new-key .pf-m-warning").innerText(),
             expiries: await page.locator("#key-expires option").evaluateAll(os => os.map(o => o.value)),
+            services_offered: await offered.evaluateAll(is => is.map(i => i.value)),
+            ticked_after: await page.locator("#key-services input:checked").count(),
+            row: await row.isVisible() ? await row.locator("td").allInnerTexts() : [],
             listed: await row.isVisible(),
             hidden_message: await page.locator("#own-keys-hidden").isVisible(),
         };
@@ -192,6 +214,7 @@ const scenarios = {
         await shot(page, "admin-keys");
         return {
             shown_before: shownBefore,
+            columns: await page.locator("#all-keys thead th").allInnerTexts(),
             question,
             alert,
         };

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
     decodeKey, decodeStatus, deleteQuestion, errorMessage, expiryChoices, filterKeys,
-    formatDuration, formatLastUsed, formatServices, generateBlocker, netrcLine, SERVICE_DOWN,
+    formatDuration, formatLastUsed, formatServices, formatTime, generateBlocker, netrcLine, SERVICE_DOWN, zoneName,
 } from "../../src/model.js";
 import { readFileSync } from "node:fs";
 
@@ -39,6 +39,19 @@ test("the filter matches part of the owner's name, any case", () => {
     assert.deepEqual(filterKeys(keys, "zed"), []);
 });
 
+test("times are shown in the browser's zone, with the zone named", () => {
+    // 2001-09-09 01:46:40 UTC.
+    assert.equal(zoneName(new Date(1e12), "en-US"), new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
+            .formatToParts(new Date(1e12)).find(p => p.type === "timeZoneName").value);
+    const shown = formatTime(1e9);
+    assert.match(shown, /^\d{4}-\d\d-\d\d \d\d:\d\d \S+$/);
+    assert.ok(shown.endsWith(` ${zoneName(new Date(1e12))}`), shown);
+    if (process.env.TZ === "UTC")
+        assert.equal(shown, "2001-09-09 01:46 UTC");
+    assert.equal(formatTime(0), "Never");
+    assert.equal(formatTime(0, "-"), "-");
+});
+
 test("durations are written as the daemon reads them", () => {
     assert.equal(formatDuration(1800), "30m");
     assert.equal(formatDuration(2700), "45m");
@@ -55,7 +68,7 @@ test("keys and status decode from the bus's tuples", () => {
     assert.equal(formatServices([]), "All allowed");
     assert.equal(formatLastUsed(k), "Never");
     assert.match(formatLastUsed({ ...k, lastUsed: 1e9, lastService: "sshd", lastRhost: "10.0.0.1" }),
-                 /^\d{4}-\d\d-\d\d \d\d:\d\d \(sshd from 10\.0\.0\.1\)$/);
+                 /^\d{4}-\d\d-\d\d \d\d:\d\d \S+ \(sshd from 10\.0\.0\.1\)$/);
     const s = decodeStatus(["0.1.0", 1000, "alice", false, false, true, false, 0, [true, "30d", false, 1800]]);
     assert.equal(s.user, "alice");
     assert.equal(s.settings.expires, "30d");

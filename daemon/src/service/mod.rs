@@ -374,6 +374,12 @@ impl KeyService {
         Ok((token, self.info(&record, &policy)))
     }
 
+    /// The PAM services keys may be scoped to (`key_services`): what
+    /// `generate --services` may narrow. Not a secret; anyone may ask.
+    pub fn key_services(&self) -> Vec<String> {
+        self.cfg.key_services.clone()
+    }
+
     pub fn get_settings(&self) -> Result<Settings> {
         Ok(settings_of(&self.policy()?))
     }
