@@ -150,7 +150,8 @@ install: docs cockpit
 
 # What the package's postinst does, then the daemon as user apikeyd:
 # through systemd where it runs, otherwise directly on the running system
-# bus (containers), with the group the unit would give it.
+# bus (containers): started as root, it takes the account and the group
+# shadow itself (--run-as), as bus activation starts it there.
 start:
 	@sh packaging/debian/preinst install
 	@if command -v systemd-sysusers >/dev/null 2>&1; then \
@@ -179,9 +180,7 @@ start:
 	    dbus-send --system --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.ReloadConfig >/dev/null; \
 	  fi; \
 	  $(MAKE) --no-print-directory stop; \
-	  groups=apikeyd; getent group shadow >/dev/null && groups=shadow; \
-	  nohup setpriv --reuid=apikeyd --regid=apikeyd --groups=$$groups \
-	    $(SBINDIR)/apikeyd >>/var/log/apikeyd.log 2>&1 & \
+	  nohup $(SBINDIR)/apikeyd --run-as apikeyd --log /var/log/apikeyd.log >/dev/null 2>&1 & \
 	  sleep 1; \
 	fi
 	$(BINDIR)/apikey status

@@ -47,6 +47,16 @@ pub struct Args {
     /// Key store, overriding `database` in the configuration file.
     #[arg(long, value_name = "FILE")]
     pub database: Option<PathBuf>,
+    /// Started as root, become this account first: its uid and gid, the
+    /// group shadow where it exists and no other, no new privileges. For
+    /// D-Bus activation and starts without systemd (the unit sets the
+    /// account itself)
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+    /// Append the daemon's messages (and audit lines, when no syslog
+    /// listens) to FILE, opened before --run-as takes effect
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
     /// Stop the daemon that owns org.apikey.Keys1 and wait for it to exit
     /// (where no service manager does it: containers, `make stop`). The
     /// process is pinned before it is signalled, so a pid the bus reported

@@ -188,10 +188,15 @@ impl Host for SystemHost {
             return Ok(entry_state(e, today));
         }
         let entry = getspnam(name)?;
-        Ok(match entry {
-            None => ShadowState::Usable,
-            Some((hash, expire)) => shadow_state(&hash, expire, today),
-        })
+        match entry {
+            // No entry is an account without a password of its own (from
+            // a directory, say), unless the local file could not be read
+            // at all: then its lock state is unknown, and unknown refuses
+            // (S8), like any failed lookup.
+            None => crate::privileges::shadow_readable(std::path::Path::new("/etc/shadow"))
+                .map(|()| ShadowState::Usable),
+            Some((hash, expire)) => Ok(shadow_state(&hash, expire, today)),
+        }
     }
 
     fn group_gid(&self, name: &str) -> Option<u32> {

@@ -12,6 +12,7 @@ pub mod logind;
 pub mod notify;
 pub mod pam_references;
 pub mod policy;
+pub mod privileges;
 pub mod service;
 pub mod stop;
 pub mod store;

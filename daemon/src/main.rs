@@ -43,6 +43,15 @@ fn main() -> ExitCode {
     if args.pam_references {
         return list_pam_references();
     }
+    if let Err(e) = take_identity(&args) {
+        eprintln!("apikeyd: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Said once, loudly: without it every key login of a local account
+    // is refused (S8 fails closed).
+    if let Err(e) = apikeyd::privileges::shadow_readable(std::path::Path::new("/etc/shadow")) {
+        eprintln!("apikeyd: WARNING: {e}");
+    }
     // Everything the daemon creates is private to it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut cfg = match Config::load(&args.config) {
@@ -175,6 +184,18 @@ async fn reconnect(svc: &Arc<KeyService>) -> Result<zbus::Connection, String> {
             Err(_) => tokio::time::sleep(BUS_RETRY_EVERY).await,
         }
     }
+}
+
+/// `--log` and `--run-as`, in that order: the log may be root's file.
+fn take_identity(args: &Args) -> Result<(), String> {
+    if let Some(log) = &args.log {
+        apikeyd::privileges::log_to(log)?;
+    }
+    if let Some(user) = &args.run_as {
+        let id = apikeyd::privileges::identity(user)?;
+        apikeyd::privileges::drop_to(&id)?;
+    }
+    Ok(())
 }
 
 fn stop_running_daemon() -> ExitCode {

@@ -70,13 +70,14 @@ pub fn bus_policy_for(daemon_user: &str, dir: &Path) -> PathBuf {
 /// A [`DaemonConfig::wrapper`](crate::DaemonConfig::wrapper) that runs the
 /// daemon as `user`, as the unit runs it as `apikeyd`: the daemon's own
 /// directory (configuration, store, log socket) is handed to that user
-/// first, and the daemon keeps no supplementary group.
+/// first, and the daemon keeps one supplementary group, shadow, as the
+/// unit's SupplementaryGroups= gives it.
 pub fn run_as(user: &TestUser) -> Vec<String> {
     vec![
         "/bin/sh".into(),
         "-c".into(),
         // $3 after the shift is the --config path, in the daemon's dir.
-        r#"u=$1 g=$2; shift 2; chown -R "$u:$g" "$(dirname "$3")" && exec setpriv --reuid="$u" --regid="$g" --clear-groups --pdeathsig=KILL -- "$@""#
+        r#"u=$1 g=$2; shift 2; chown -R "$u:$g" "$(dirname "$3")" && exec setpriv --reuid="$u" --regid="$g" --groups=shadow --pdeathsig=KILL -- "$@""#
             .into(),
         "sh".into(),
         user.uid().to_string(),

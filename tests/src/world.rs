@@ -235,7 +235,7 @@ impl Default for World {
 
 /// The built CLI, or a copy of it in `dir` when test users could not
 /// execute it where it is (a checkout under a private directory).
-fn apikey_for_users(dir: &Path) -> PathBuf {
+pub fn apikey_for_users(dir: &Path) -> PathBuf {
     let built = bins::apikey();
     if bins::usable_by_others(&built) {
         return built;

@@ -647,9 +647,11 @@ fn the_unit_is_hardened_to_an_exposure_of_0_6_or_less_with_limits_without_hiding
     .unwrap();
     for needed in [
         "Name=org.apikey.Keys1",
-        "User=apikeyd",
+        // Without systemd: root starts it and it drops to apikeyd with the
+        // group shadow itself (the helper would drop every group).
+        "User=root",
         "SystemdService=apikeyd.service",
-        "Exec=/usr/sbin/apikeyd",
+        "Exec=/usr/sbin/apikeyd --run-as apikeyd --log /var/log/apikeyd.log",
     ] {
         assert!(
             activation.lines().any(|l| l == needed),
