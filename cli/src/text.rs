@@ -18,36 +18,11 @@ pub const SENTENCE: usize = 512;
 /// separators. Unlike `printable` it leaves double quotes alone: they do
 /// nothing on a screen, and the daemon's sentences use them.
 pub fn safe(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)) + 8);
-    for (i, c) in text.chars().enumerate() {
-        if i == max_chars {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if is_invisible(c) => {
-                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    apikey_proto::text::escape(text, max_chars, false)
 }
 
 fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00ad}'
-        | '\u{061c}'
-        | '\u{180e}'
-        | '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{206f}'
-        | '\u{feff}'
-        | '\u{fff9}'..='\u{fffb}')
+    apikey_proto::text::is_format_char(c)
 }
 
 /// JSON text with every character a terminal might act on written as a

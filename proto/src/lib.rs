@@ -7,6 +7,7 @@ pub mod errors;
 pub mod names;
 pub mod proxy;
 pub mod services;
+pub mod text;
 pub mod timefmt;
 pub mod token;
 pub mod types;

@@ -29,11 +29,28 @@ pub const NEVER_KEY_SERVICES: &[&str] = &[
     "xdm",
     "lxdm",
     "kde*",
-    "greetd",
+    "kdm",
+    "mdm",
+    "greetd*",
+    "nodm",
+    "slim",
+    "wdm",
+    "ly",
+    "lemurs",
+    "emptty",
+    // Remote desktop and remote terminal logins (xrdp; login's `remote`
+    // for telnet/rlogin).
+    "xrdp*",
+    "remote",
     "xscreensaver",
     "gnome-screensaver",
     "cinnamon-screensaver",
     "mate-screensaver",
+    "xfce4-screensaver",
+    "budgie-screensaver",
+    "ukui-screensaver*",
+    "light-locker",
+    "xsecurelock",
     "kscreensaver",
     "kscreenlocker*",
     "i3lock",
@@ -94,32 +111,13 @@ pub fn is_never_key_service(service: &str) -> bool {
         .any(|p| pattern_matches(p, service))
 }
 
-/// Text made safe for one log field or one screen cell: control and
-/// non-ASCII-printable characters escaped, length capped (S11).
+/// Text made safe for one log field or one screen cell (S11): anything
+/// key-shaped masked (see [`crate::text::mask_keys`]), then escaped and
+/// capped by [`crate::text::escape`] with double quotes escaped, as log
+/// fields are quoted. Every logged field of the daemon and the module
+/// goes through here.
 pub fn printable(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max_chars {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if is_invisible(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Characters that change how the text around them is shown (bidi
-/// overrides, zero-width characters, line and paragraph separators): a
-/// forged log field or screen cell could hide or reorder text with them.
-fn is_invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF)
+    crate::text::escape(&crate::text::mask_keys(text), max_chars, true)
 }
 
 #[cfg(test)]
@@ -182,5 +180,28 @@ mod tests {
         assert_eq!(printable("abcdef", 3), "abc...");
         assert_eq!(printable("say \"hi\"", 20), "say \\\"hi\\\"");
         assert_eq!(printable("a\u{202e}b", 10), "a\\u{202e}b");
+    }
+
+    /// Every login, display manager, screen locker and privilege change
+    /// PAM service that Debian's packages ship refuses keys (S2).
+    #[test]
+    fn every_login_and_locker_service_debian_ships_refuses_keys() {
+        let list = include_str!("debian-login-services.txt");
+        let mut checked = 0;
+        for line in list
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (package, service) = line.split_once(' ').expect("package service");
+            assert!(
+                is_never_key_service(service),
+                "{service} (from {package}) would accept keys"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 50, "{checked}");
+        for allowed in ["sshd", "sshd-apikey", "vsftpd", "nginx", "cron"] {
+            assert!(!is_never_key_service(allowed), "{allowed}");
+        }
     }
 }

@@ -682,3 +682,42 @@ fn a_full_disk_fails_writes_cleanly_and_recovers() {
     assert_eq!(integrity_of(pid, &store), "ok");
     assert_eq!(rows_in(pid, &store), rows + 1);
 }
+
+/// A key anywhere in a logged field is masked, not just a user name that
+/// starts with one (S11): before, `user="x apikey|..."` was logged whole.
+#[test]
+fn a_key_inside_any_logged_field_never_reaches_the_log() {
+    require!(Need::World);
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let (token, _) = world.new_key(&alice, &[]);
+    let secret = &token["apikey|".len()..];
+    let typo = format!("{}x", &token[..token.len() - 1]);
+    for user in [
+        format!("x {token}"),
+        format!("{}:{token}", alice.name()),
+        format!("x {typo}"),
+    ] {
+        world.as_root().stdin(format!("{token}\n")).apikey(&[
+            "verify",
+            "--user",
+            &user,
+            "--service",
+            "sshd",
+        ]);
+    }
+    world.log().expect(
+        "the refusals are logged",
+        |l| l.contains("event=verify") && l.contains("(an API key)"),
+        Duration::from_secs(5),
+    );
+    let lines = world.log().lines();
+    for l in &lines {
+        assert!(!l.contains(secret), "the key reached the log: {l}");
+        assert!(
+            !l.contains(&typo["apikey|".len()..]),
+            "the mistyped key reached the log: {l}"
+        );
+    }
+}
