@@ -136,6 +136,8 @@ impl Client {
             // The usual case (every call after the first): no copy.
             self.output = message;
         } else {
+            // Grown before the message is in it, for the same reason.
+            self.output.reserve_exact(message.len());
             self.output.extend_from_slice(&message);
         }
         self.serial
@@ -402,11 +404,23 @@ impl Writer {
     }
 }
 
+/// The body's exact size: each string is a 4-aligned length, the bytes
+/// and a NUL.
+fn body_len(args: &[&str]) -> usize {
+    args.iter()
+        .fold(0, |pos, a| pos.div_ceil(4) * 4 + 4 + a.len() + 1)
+}
+
 pub(crate) fn encode_call(call: &Call<'_>, serial: u32) -> Vec<u8> {
-    let mut body = Writer { buf: Vec::new() };
+    // Exactly the size it needs: a buffer that grew would leave a freed,
+    // unwiped copy of the token behind (the NUL after it used to do so).
+    let mut body = Writer {
+        buf: Vec::with_capacity(body_len(call.args)),
+    };
     for a in call.args {
         body.string(a);
     }
+    debug_assert_eq!(body.buf.len(), body.buf.capacity());
     let mut h = Writer {
         buf: vec![b'l', MSG_METHOD_CALL, 0, 1],
     };
@@ -424,8 +438,11 @@ pub(crate) fn encode_call(call: &Call<'_>, serial: u32) -> Vec<u8> {
     let fields_len = (h.buf.len() - fields_start) as u32;
     h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
     h.align(8);
-    // The body may hold a token: wipe the temporary copy.
+    // The body may hold a token: wipe the temporary copy, and make room
+    // before it is copied in, so the header's buffer does not move with
+    // the token inside.
     let mut body = Zeroizing::new(body.buf);
+    h.buf.reserve_exact(body.len());
     h.buf.extend_from_slice(&body);
     body.clear();
     h.buf
@@ -549,6 +566,43 @@ fn decode_reply(
         }
     }
     Ok(reply)
+}
+
+/// A global allocator for this crate's unit tests that looks at every
+/// block as it is freed: a token that is still in freed memory was copied
+/// somewhere nothing wiped.
+#[cfg(test)]
+pub(crate) mod freed_memory {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The secret part of the token the test sends; no other test uses it.
+    pub const SECRET: &[u8] = b"FreedMemoryMarker0123456789abcdefghijklmnopqrstuv";
+    static SEEN: AtomicBool = AtomicBool::new(false);
+
+    pub struct Scanning;
+
+    // SAFETY: every call is passed to the system allocator unchanged; the
+    // scan only reads the block being freed, before it is freed.
+    unsafe impl GlobalAlloc for Scanning {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+            if block.len() >= SECRET.len() && block.windows(SECRET.len()).any(|w| w == SECRET) {
+                SEEN.store(true, Ordering::SeqCst);
+            }
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Scanning = Scanning;
+
+    pub fn seen() -> bool {
+        SEEN.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -690,6 +744,45 @@ mod tests {
         });
         bus_thread.join().unwrap();
         result
+    }
+
+    #[test]
+    fn encoding_a_call_leaves_no_copy_of_the_token_in_freed_memory() {
+        let secret = std::str::from_utf8(freed_memory::SECRET).unwrap();
+        // Every alignment the arguments before and after it can give.
+        for before in ["", "a", "ab", "abc", "abcd"] {
+            // Built in place: format! may grow its buffer, and the test
+            // itself must leave no copy.
+            let mut token = String::with_capacity(7 + secret.len() + before.len());
+            token.push_str("apikey|");
+            token.push_str(secret);
+            token.push_str(before);
+            let call = Call {
+                destination: ":1.5",
+                path: "/org/apikey/Keys1",
+                interface: "org.apikey.Keys1",
+                member: "Verify",
+                args: &[before, &token, "alice", "sshd", ""],
+            };
+            let message = Zeroizing::new(encode_call(&call, 7));
+            assert!(message
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()));
+            drop(message);
+            drop(Zeroizing::new(token.into_bytes()));
+        }
+        assert!(!freed_memory::seen(), "a freed buffer still held the token");
+    }
+
+    #[test]
+    fn the_body_size_is_known_before_it_is_written() {
+        for args in [&[][..], &["a"][..], &["abc", "", "defgh"][..]] {
+            let mut w = Writer { buf: Vec::new() };
+            for a in args {
+                w.string(a);
+            }
+            assert_eq!(body_len(args), w.buf.len(), "{args:?}");
+        }
     }
 
     #[test]
