@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pam_references;
 pub mod policy;
 pub mod privileges;
+pub mod refusal_log;
 pub mod service;
 pub mod stop;
 pub mod store;

@@ -101,6 +101,8 @@ fn main() -> ExitCode {
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
+    // Refusals counted since the last summary are not lost on the way out.
+    svc.log_refusal_summaries();
     // Every audit line logged so far reaches syslog before the exit,
     // unless syslog takes nothing for a while.
     if !svc.flush_audit() {
@@ -161,6 +163,7 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
                         eprintln!("apikeyd: could not write last-used times: {e}");
                     }
                     svc.log_throttle_summaries();
+                    svc.log_refusal_summaries();
                     svc.sweep_session_keys();
                 }).await;
             }

@@ -76,6 +76,7 @@ pub struct KeyService {
     throttle: Mutex<Throttle>,
     usage: UsageBuffer,
     key_logins: RecentKeyLogins,
+    refusals: Mutex<crate::refusal_log::RefusalLog>,
 }
 
 type Result<T> = std::result::Result<T, KeysError>;
@@ -91,6 +92,7 @@ impl KeyService {
             throttle,
             usage: UsageBuffer::default(),
             key_logins: RecentKeyLogins::default(),
+            refusals: Mutex::new(crate::refusal_log::RefusalLog::new()),
         }
     }
 
@@ -117,7 +119,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome
     }
 
@@ -324,7 +326,7 @@ impl KeyService {
                 .field("outcome", "ok"),
             Err(e) => line.field("outcome", e.short_name()).warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome
     }
 
@@ -428,7 +430,7 @@ impl KeyService {
                 .field("outcome", "ok"),
             Err(e) => line.field("outcome", e.short_name()).warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome.map(|p| settings_of(&p))
     }
 
@@ -516,7 +518,7 @@ impl KeyService {
                 .field("rhost", rhost)
                 .field("outcome", e.short_name())
                 .warn();
-            self.audit.log(&line);
+            self.audit_outcome(c.uid, &line, Some(&e));
             return Ok(VerifyAnswer {
                 result: Err(e),
                 delay_ms: 0,
@@ -843,6 +845,40 @@ impl KeyService {
 
     /// Logs one summary line per source whose refusals were not logged
     /// one by one; called once a minute.
+    /// Logs the outcome line of a call by `uid`: always when it succeeded
+    /// or the daemon failed, and for a refusal only within the caller's
+    /// burst (see [`crate::refusal_log`]); the rest become a summary.
+    pub(crate) fn audit_outcome(&self, uid: u32, line: &Line, error: Option<&KeysError>) {
+        let refused = error.is_some_and(|e| !matches!(e, KeysError::Failed(_)));
+        if refused
+            && !self
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(uid)
+        {
+            return;
+        }
+        self.audit.log(line);
+    }
+
+    /// One line per caller whose refusals were not all logged this minute;
+    /// called once a minute and on the way out.
+    pub fn log_refusal_summaries(&self) {
+        let summaries = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_summaries();
+        for (uid, count) in summaries {
+            let line = Line::new("refusal-summary")
+                .num("caller_uid", uid)
+                .num("refused_unlogged", count as i64)
+                .warn();
+            self.audit.log(&line);
+        }
+    }
+
     pub fn log_throttle_summaries(&self) {
         let now = self.host.now();
         let summaries = self
@@ -876,7 +912,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
     }
 
     /// "by alice", "by root (revoked-site)", "by the daemon (account-gone)":

@@ -27,7 +27,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome
     }
 

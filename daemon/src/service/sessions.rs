@@ -40,7 +40,7 @@ impl KeyService {
                 .field("outcome", "ok"),
             Err(e) => line.field("outcome", e.short_name()).warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome
     }
 
@@ -162,7 +162,7 @@ impl KeyService {
             .field("outcome", "ok"),
             Err(e) => line.field("outcome", e.short_name()).warn(),
         };
-        self.audit.log(&line);
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
         outcome.map(|_| ())
     }
 
