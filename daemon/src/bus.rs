@@ -6,6 +6,7 @@
 //! block (see `KeyService::try_verify_inline`); otherwise they take the
 //! blocking pool like every other call.
 
+use crate::bus_args::{Ids, Short};
 use crate::service::{Caller, KeyService, VerifyAnswer};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
@@ -121,10 +122,10 @@ impl Keys1 {
     async fn generate(
         &self,
         #[zbus(header)] header: Header<'_>,
-        name: String,
-        expires: String,
-        services: Vec<String>,
-        user: String,
+        name: Short,
+        expires: Short,
+        services: Ids,
+        user: Short,
     ) -> Result<(String, KeyInfo), KeysError> {
         self.run(&header, move |s, c| {
             s.generate(c, &name, &expires, &services, &user)
@@ -136,7 +137,7 @@ impl Keys1 {
     async fn create_session_key(
         &self,
         #[zbus(header)] header: Header<'_>,
-        name: String,
+        name: Short,
     ) -> Result<(String, KeyInfo), KeysError> {
         self.run(&header, move |s, c| {
             s.create_session_key(c, &name)
@@ -148,7 +149,7 @@ impl Keys1 {
     async fn list(
         &self,
         #[zbus(header)] header: Header<'_>,
-        user: String,
+        user: Short,
         all: bool,
         sessions: bool,
     ) -> Result<Vec<KeyInfo>, KeysError> {
@@ -159,7 +160,7 @@ impl Keys1 {
     async fn revoke(
         &self,
         #[zbus(header)] header: Header<'_>,
-        ids: Vec<String>,
+        ids: Ids,
     ) -> Result<Vec<String>, KeysError> {
         self.run(&header, move |s, c| s.revoke(c, &ids)).await
     }
@@ -167,7 +168,7 @@ impl Keys1 {
     async fn revoke_all(
         &self,
         #[zbus(header)] header: Header<'_>,
-        user: String,
+        user: Short,
     ) -> Result<Vec<String>, KeysError> {
         self.run(&header, move |s, c| s.revoke_all(c, &user)).await
     }
@@ -182,7 +183,7 @@ impl Keys1 {
     async fn rotate(
         &self,
         #[zbus(header)] header: Header<'_>,
-        id: String,
+        id: Short,
     ) -> Result<(String, KeyInfo), KeysError> {
         self.run(&header, move |s, c| {
             s.rotate(c, &id)
@@ -212,10 +213,10 @@ impl Keys1 {
     async fn set_settings(
         &self,
         #[zbus(header)] header: Header<'_>,
-        allow_user_keys: String,
-        expires: String,
-        users_see_own: String,
-        session_timeout: String,
+        allow_user_keys: Short,
+        expires: Short,
+        users_see_own: Short,
+        session_timeout: Short,
     ) -> Result<(bool, String, bool, u64), KeysError> {
         self.run(&header, move |s, c| {
             s.set_settings(
@@ -253,10 +254,10 @@ impl Keys1 {
     async fn check_key(
         &self,
         #[zbus(header)] header: Header<'_>,
-        id: String,
-        user: String,
-        service: String,
-        rhost: String,
+        id: Short,
+        user: Short,
+        service: Short,
+        rhost: Short,
     ) -> Result<(), KeysError> {
         let caller = self.caller(&header).await?;
         let inline = answer_inline(|| {
@@ -275,12 +276,12 @@ impl Keys1 {
     async fn verify(
         &self,
         #[zbus(header)] header: Header<'_>,
-        token: String,
-        user: String,
-        service: String,
-        rhost: String,
+        token: Short,
+        user: Short,
+        service: Short,
+        rhost: Short,
     ) -> Result<(String, String), KeysError> {
-        let token = zeroize::Zeroizing::new(token);
+        let token = zeroize::Zeroizing::new(token.0);
         let caller = self.caller(&header).await?;
         let inline = answer_inline(|| {
             self.svc
@@ -311,11 +312,11 @@ impl Keys1 {
     async fn open_session(
         &self,
         #[zbus(header)] header: Header<'_>,
-        user: String,
-        service: String,
-        rhost: String,
-        tty: String,
-        key_id: String,
+        user: Short,
+        service: Short,
+        rhost: Short,
+        tty: Short,
+        key_id: Short,
     ) -> Result<String, KeysError> {
         self.run(&header, move |s, c| {
             s.open_session(c, &user, &service, &rhost, &tty, &key_id)
@@ -326,7 +327,7 @@ impl Keys1 {
     async fn close_session(
         &self,
         #[zbus(header)] header: Header<'_>,
-        handle: String,
+        handle: Short,
     ) -> Result<(), KeysError> {
         self.run(&header, move |s, c| s.close_session(c, &handle))
             .await
