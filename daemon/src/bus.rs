@@ -7,6 +7,7 @@
 //! blocking pool like every other call.
 
 use crate::bus_args::{Ids, Short};
+use crate::caller_binding::{self, Births, ProcessId};
 use crate::service::{Caller, KeyService, VerifyAnswer};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
@@ -23,7 +24,8 @@ const MAX_CACHED_CALLERS: usize = 4096;
 pub struct Keys1 {
     svc: Arc<KeyService>,
     dbus: DBusProxy<'static>,
-    callers: Mutex<HashMap<String, Caller>>,
+    callers: Mutex<HashMap<String, (Caller, ProcessId)>>,
+    births: Births,
 }
 
 type Reply<T> = Result<T, KeysError>;
@@ -61,15 +63,39 @@ fn status_args(s: StatusInfo) -> StatusArgs {
 }
 
 impl Keys1 {
-    pub fn new(svc: Arc<KeyService>, dbus: DBusProxy<'static>) -> Keys1 {
+    /// `births` is fed by [`watch_births`], which notes each connection's
+    /// process when the bus announces the connection.
+    pub fn new(svc: Arc<KeyService>, dbus: DBusProxy<'static>, births: Births) -> Keys1 {
         Keys1 {
             svc,
             dbus,
             callers: Mutex::new(HashMap::new()),
+            births,
         }
     }
 
+    /// The caller as the bus identifies it, for calls whose checks read
+    /// the caller's process: refused when the process that made the
+    /// connection is gone (its pid may be another process's by now).
+    async fn bound_caller(&self, header: &Header<'_>) -> Reply<Caller> {
+        let (caller, process) = self.caller_and_process(header).await?;
+        if !caller_binding::still_the_same(process, caller_binding::start_time(process.pid)) {
+            return Err(KeysError::Denied(format!(
+                "the process that made this connection (pid {}) has exited; its pid may \
+                 belong to another process now",
+                process.pid
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// The caller as the bus identifies it (Verify and CheckKey, whose
+    /// checks use the uid and groups only).
     async fn caller(&self, header: &Header<'_>) -> Reply<Caller> {
+        Ok(self.caller_and_process(header).await?.0)
+    }
+
+    async fn caller_and_process(&self, header: &Header<'_>) -> Reply<(Caller, ProcessId)> {
         let sender = header
             .sender()
             .ok_or_else(|| KeysError::Denied("the message has no sender".into()))?;
@@ -91,15 +117,28 @@ impl Keys1 {
             pid,
             gids: creds.unix_group_ids().cloned().unwrap_or_default(),
         };
+        // Noted when the bus announced the connection; if that note has
+        // not arrived (or was dropped), now: this is the connection's
+        // first call, and a pid takes seconds of forks to come round.
+        let process = match self.births.get(sender.as_str()) {
+            Some(noted) if noted.pid == pid => noted,
+            _ => {
+                let start_time = caller_binding::start_time(pid).ok_or_else(|| {
+                    KeysError::Denied(format!("the calling process {pid} is gone"))
+                })?;
+                self.births
+                    .note(sender.as_str(), ProcessId { pid, start_time })
+            }
+        };
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED_CALLERS {
             cache.clear();
         }
-        cache.insert(sender.to_string(), caller.clone());
-        Ok(caller)
+        cache.insert(sender.to_string(), (caller.clone(), process));
+        Ok((caller, process))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Caller, ProcessId)>> {
         self.callers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -109,7 +148,7 @@ impl Keys1 {
         header: &Header<'_>,
         f: impl FnOnce(&KeyService, &Caller) -> Reply<T> + Send + 'static,
     ) -> Reply<T> {
-        let caller = self.caller(header).await?;
+        let caller = self.bound_caller(header).await?;
         let svc = self.svc.clone();
         tokio::task::spawn_blocking(move || f(&svc, &caller))
             .await
@@ -331,6 +370,74 @@ impl Keys1 {
     ) -> Result<(), KeysError> {
         self.run(&header, move |s, c| s.close_session(c, &handle))
             .await
+    }
+}
+
+/// Notes the process behind every new connection on the bus as the bus
+/// announces it (NameOwnerChanged for a unique name), and forgets names
+/// that are gone. It listens on a connection of its own, so that a flood
+/// of announcements backs up there and not in front of calls; the pids
+/// are asked through `dbus`, the serving connection. Ends when either
+/// connection ends.
+pub async fn watch_births(dbus: DBusProxy<'static>, births: Births) {
+    use futures_util::StreamExt;
+    let watcher = match zbus::connection::Builder::system().build().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("apikeyd: cannot watch new connections ({e}); callers are bound at their first call");
+            return;
+        }
+    };
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")
+        .interface("org.freedesktop.DBus")
+        .member("NameOwnerChanged")
+        .build();
+    let stream = match rule {
+        Ok(rule) => {
+            zbus::MessageStream::for_match_rule(rule, &watcher, std::num::NonZeroUsize::new(4096))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("apikeyd: cannot watch new connections ({e}); callers are bound at their first call");
+            return;
+        }
+    };
+    // Connections made before the watch began, noted now.
+    if let Ok(names) = dbus.list_names().await {
+        for name in names.iter().filter(|n| n.starts_with(':')) {
+            note_birth(&dbus, &births, name.as_str()).await;
+        }
+    }
+    while let Some(Ok(msg)) = stream.next().await {
+        // The bus itself sends these; the rule names it as the sender.
+        let Ok((name, _old, new)) = msg.body().deserialize::<(String, String, String)>() else {
+            continue;
+        };
+        if !name.starts_with(':') {
+            continue;
+        }
+        if new.is_empty() {
+            births.forget(&name);
+        } else {
+            note_birth(&dbus, &births, &name).await;
+        }
+    }
+}
+
+async fn note_birth(dbus: &DBusProxy<'static>, births: &Births, name: &str) {
+    let Ok(bus_name) = BusName::try_from(name) else {
+        return;
+    };
+    if let Ok(pid) = dbus.get_connection_unix_process_id(bus_name).await {
+        if let Some(start_time) = caller_binding::start_time(pid) {
+            births.note(name, ProcessId { pid, start_time });
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod args;
 pub mod audit;
 pub mod bus;
 pub mod bus_args;
+pub mod caller_binding;
 pub mod config;
 pub mod host;
 pub mod key_logins;

@@ -272,8 +272,10 @@ async fn connect(svc: Arc<KeyService>) -> Result<zbus::Connection, String> {
         .build()
         .await
         .map_err(|e| format!("cannot talk to the bus daemon: {e}"))?;
+    let births = apikeyd::caller_binding::Births::default();
+    tokio::spawn(apikeyd::bus::watch_births(dbus.clone(), births.clone()));
     conn.object_server()
-        .at(OBJECT_PATH, Keys1::new(svc, dbus))
+        .at(OBJECT_PATH, Keys1::new(svc, dbus, births))
         .await
         .map_err(|e| format!("cannot serve {OBJECT_PATH}: {e}"))?;
     let reply = conn
