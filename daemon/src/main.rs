@@ -220,15 +220,11 @@ fn take_identity(args: &Args) -> Result<(), String> {
 }
 
 fn stop_running_daemon() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let built = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("apikeyd: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+        .build();
+    let Ok(runtime) = built.inspect_err(|e| eprintln!("apikeyd: cannot start: {e}")) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(apikeyd::stop::stop(Duration::from_secs(15))) {
         Ok(Some(pid)) => {

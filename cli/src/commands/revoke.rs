@@ -120,19 +120,8 @@ mod tests {
 
     fn key(user: &str) -> apikey_proto::KeyInfo {
         apikey_proto::KeyInfo {
-            id: "3fZk9QpLm2Xa".into(),
             user: user.into(),
-            uid: 1000,
-            name: String::new(),
-            services: vec![],
-            created: 0,
-            expires: 0,
-            last_used: 0,
-            last_service: String::new(),
-            last_rhost: String::new(),
-            created_by_uid: 1000,
-            session: false,
-            revoked: 0,
+            ..super::super::tests::sample_key()
         }
     }
 
