@@ -7,7 +7,7 @@
 //! blocking pool like every other call.
 
 use crate::bus_args::{Ids, Short};
-use crate::caller_binding::{self, Births, ProcessId};
+use crate::caller_binding::{self, Births, Noted, ProcessId};
 use crate::service::{Caller, KeyService, VerifyAnswer};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
@@ -17,6 +17,16 @@ use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::names::BusName;
 
+fn sender_of<'h>(header: &'h Header<'_>) -> Reply<&'h str> {
+    header
+        .sender()
+        .map(|s| s.as_str())
+        .ok_or_else(|| KeysError::Denied("the message has no sender".into()))
+}
+
+/// How long a first call waits for the watcher to note its connection.
+const WATCHER_CATCH_UP: Duration = Duration::from_millis(500);
+
 /// Unique names are never reused by a bus, so credentials can be cached
 /// per name; the cache is bounded and simply emptied when full.
 const MAX_CACHED_CALLERS: usize = 4096;
@@ -24,7 +34,9 @@ const MAX_CACHED_CALLERS: usize = 4096;
 pub struct Keys1 {
     svc: Arc<KeyService>,
     dbus: DBusProxy<'static>,
-    callers: Mutex<HashMap<String, (Caller, ProcessId)>>,
+    callers: Mutex<HashMap<String, Caller>>,
+    /// The process bound to each connection, for the calls that need one.
+    processes: Mutex<HashMap<String, ProcessId>>,
     births: Births,
 }
 
@@ -70,6 +82,7 @@ impl Keys1 {
             svc,
             dbus,
             callers: Mutex::new(HashMap::new()),
+            processes: Mutex::new(HashMap::new()),
             births,
         }
     }
@@ -78,7 +91,21 @@ impl Keys1 {
     /// the caller's process: refused when the process that made the
     /// connection is gone (its pid may be another process's by now).
     async fn bound_caller(&self, header: &Header<'_>) -> Reply<Caller> {
-        let (caller, process) = self.caller_and_process(header).await?;
+        let sender = sender_of(header)?;
+        let caller = self.caller(header).await?;
+        let known = self.processes().get(sender).copied();
+        let process = match known {
+            Some(p) => p,
+            None => {
+                let p = self.process_of(sender, caller.pid).await?;
+                let mut cache = self.processes();
+                if cache.len() >= MAX_CACHED_CALLERS {
+                    cache.clear();
+                }
+                cache.insert(sender.to_string(), p);
+                p
+            }
+        };
         if !caller_binding::still_the_same(process, caller_binding::start_time(process.pid)) {
             return Err(KeysError::Denied(format!(
                 "the process that made this connection (pid {}) has exited; its pid may \
@@ -89,22 +116,16 @@ impl Keys1 {
         Ok(caller)
     }
 
-    /// The caller as the bus identifies it (Verify and CheckKey, whose
-    /// checks use the uid and groups only).
+    /// The caller as the bus identifies it. Verify and CheckKey stop here:
+    /// their checks use the uid and groups only.
     async fn caller(&self, header: &Header<'_>) -> Reply<Caller> {
-        Ok(self.caller_and_process(header).await?.0)
-    }
-
-    async fn caller_and_process(&self, header: &Header<'_>) -> Reply<(Caller, ProcessId)> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| KeysError::Denied("the message has no sender".into()))?;
-        if let Some(c) = self.lock().get(sender.as_str()) {
+        let sender = sender_of(header)?;
+        if let Some(c) = self.lock().get(sender) {
             return Ok(c.clone());
         }
         let creds = self
             .dbus
-            .get_connection_credentials(BusName::from(sender.to_owned()))
+            .get_connection_credentials(BusName::from(header.sender().unwrap().to_owned()))
             .await
             .map_err(|e| KeysError::Denied(format!("the bus did not identify the caller: {e}")))?;
         let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) else {
@@ -117,29 +138,55 @@ impl Keys1 {
             pid,
             gids: creds.unix_group_ids().cloned().unwrap_or_default(),
         };
-        // Noted when the bus announced the connection; if that note has
-        // not arrived (or was dropped), now: this is the connection's
-        // first call, and a pid takes seconds of forks to come round.
-        let process = match self.births.get(sender.as_str()) {
-            Some(noted) if noted.pid == pid => noted,
-            _ => {
-                let start_time = caller_binding::start_time(pid).ok_or_else(|| {
-                    KeysError::Denied(format!("the calling process {pid} is gone"))
-                })?;
-                self.births
-                    .note(sender.as_str(), ProcessId { pid, start_time })
-            }
-        };
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED_CALLERS {
             cache.clear();
         }
-        cache.insert(sender.to_string(), (caller.clone(), process));
-        Ok((caller, process))
+        cache.insert(sender.to_string(), caller.clone());
+        Ok(caller)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Caller, ProcessId)>> {
+    /// The process noted for the connection when the bus announced it. A
+    /// first call may arrive before the watcher has dealt with the
+    /// announcement: it waits for it a little. A connection the watcher
+    /// never saw (made before it started) is noted now; one whose process
+    /// had already gone when it was announced is refused.
+    async fn process_of(&self, sender: &str, pid: u32) -> Reply<ProcessId> {
+        let deadline = tokio::time::Instant::now() + WATCHER_CATCH_UP;
+        while self.births.get(sender).is_none()
+            && self.births.pending(sender)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let gone = || {
+            KeysError::Denied(format!(
+                "the process that made this connection (pid {pid}) had exited by the time \
+                 the bus announced it; a connection handed on is not believed"
+            ))
+        };
+        match self.births.get(sender) {
+            Some(Noted::Process(p)) if p.pid == pid => Ok(p),
+            Some(_) => Err(gone()),
+            None => {
+                let start_time = caller_binding::start_time(pid).ok_or_else(gone)?;
+                match self
+                    .births
+                    .note(sender, Noted::Process(ProcessId { pid, start_time }))
+                {
+                    Noted::Process(p) if p.pid == pid => Ok(p),
+                    _ => Err(gone()),
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
         self.callers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProcessId>> {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` with the caller on the blocking pool.
@@ -408,10 +455,12 @@ pub async fn watch_births(dbus: DBusProxy<'static>, births: Births) {
             return;
         }
     };
+    births.set_watching(true);
     // Connections made before the watch began, noted now.
     if let Ok(names) = dbus.list_names().await {
         for name in names.iter().filter(|n| n.starts_with(':')) {
             note_birth(&dbus, &births, name.as_str()).await;
+            births.seen(name.as_str());
         }
     }
     while let Some(Ok(msg)) = stream.next().await {
@@ -427,17 +476,22 @@ pub async fn watch_births(dbus: DBusProxy<'static>, births: Births) {
         } else {
             note_birth(&dbus, &births, &name).await;
         }
+        births.seen(&name);
     }
+    births.set_watching(false);
 }
 
 async fn note_birth(dbus: &DBusProxy<'static>, births: &Births, name: &str) {
     let Ok(bus_name) = BusName::try_from(name) else {
         return;
     };
+    // A name that is already gone again has nothing to note.
     if let Ok(pid) = dbus.get_connection_unix_process_id(bus_name).await {
-        if let Some(start_time) = caller_binding::start_time(pid) {
-            births.note(name, ProcessId { pid, start_time });
-        }
+        let noted = match caller_binding::start_time(pid) {
+            Some(start_time) => Noted::Process(ProcessId { pid, start_time }),
+            None => Noted::Gone,
+        };
+        births.note(name, noted);
     }
 }
 

@@ -41,37 +41,80 @@ pub fn still_the_same(noted: ProcessId, now: Option<u64>) -> bool {
     now == Some(noted.start_time)
 }
 
-/// The processes behind connections, by unique name, as first noted.
-/// Bounded: past `MAX` names it starts again (a name missing from it is
-/// noted at its first call instead, see bus.rs).
+/// What is known of a connection's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noted {
+    Process(ProcessId),
+    /// The process had already exited when the connection was announced:
+    /// the connection was handed on, and nothing it does is believed.
+    Gone,
+}
+
+/// The serial of a unique name (`:1.42` -> 42): the bus hands them out in
+/// increasing order, which is the order it announces them in.
+pub fn serial(unique_name: &str) -> Option<u64> {
+    unique_name
+        .strip_prefix(':')?
+        .rsplit('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The processes behind connections, by unique name, as first noted, and
+/// the newest name the watcher has dealt with. Bounded: past `MAX` names
+/// it starts again (a name missing from it is noted at its first call).
 #[derive(Debug, Default, Clone)]
 pub struct Births {
-    inner: Arc<Mutex<HashMap<String, ProcessId>>>,
+    inner: Arc<Mutex<HashMap<String, Noted>>>,
+    seen_up_to: Arc<std::sync::atomic::AtomicU64>,
+    /// While false (no watcher, or it stopped) nothing is pending.
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Births {
     pub const MAX: usize = 65_536;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProcessId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Noted>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Notes `name`'s process unless it was noted before: the first note
     /// is the one closest to when the connection was made.
-    pub fn note(&self, name: &str, id: ProcessId) -> ProcessId {
+    pub fn note(&self, name: &str, noted: Noted) -> Noted {
         let mut map = self.lock();
         if map.len() >= Self::MAX && !map.contains_key(name) {
             map.clear();
         }
-        *map.entry(name.to_string()).or_insert(id)
+        *map.entry(name.to_string()).or_insert(noted)
     }
 
-    pub fn get(&self, name: &str) -> Option<ProcessId> {
+    pub fn get(&self, name: &str) -> Option<Noted> {
         self.lock().get(name).copied()
     }
 
     pub fn forget(&self, name: &str) {
         self.lock().remove(name);
+    }
+
+    /// The watcher has dealt with every name up to `name`'s serial.
+    pub fn seen(&self, name: &str) {
+        if let Some(n) = serial(name) {
+            self.seen_up_to
+                .fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the watcher is still behind `name`: its note may yet come.
+    pub fn pending(&self, name: &str) -> bool {
+        self.watching.load(std::sync::atomic::Ordering::SeqCst)
+            && serial(name)
+                .is_some_and(|n| n > self.seen_up_to.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// The watcher started (true) or stopped (false).
+    pub fn set_watching(&self, on: bool) {
+        self.watching.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -105,18 +148,33 @@ mod tests {
     #[test]
     fn the_first_note_stays_and_names_are_forgotten() {
         let births = Births::default();
-        let first = ProcessId {
+        let first = Noted::Process(ProcessId {
             pid: 7,
             start_time: 1,
-        };
-        let later = ProcessId {
+        });
+        let later = Noted::Process(ProcessId {
             pid: 7,
             start_time: 2,
-        };
+        });
         assert_eq!(births.note(":1.5", first), first);
         assert_eq!(births.note(":1.5", later), first);
         births.forget(":1.5");
         assert_eq!(births.get(":1.5"), None);
-        assert_eq!(births.note(":1.5", later), later);
+        assert_eq!(births.note(":1.5", Noted::Gone), Noted::Gone);
+    }
+
+    #[test]
+    fn the_watcher_is_behind_a_name_until_it_has_seen_it_or_a_newer_one() {
+        assert_eq!(serial(":1.42"), Some(42));
+        assert_eq!(serial("org.apikey.Keys1"), None);
+        let births = Births::default();
+        assert!(!births.pending(":1.3"), "nothing pends without a watcher");
+        births.set_watching(true);
+        assert!(births.pending(":1.3"));
+        births.seen(":1.5");
+        assert!(!births.pending(":1.3"));
+        assert!(!births.pending(":1.5"));
+        assert!(births.pending(":1.6"));
+        assert!(!births.pending("name"));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Connects to the bus and says Hello, so the bus records this process's
 //! pid for the connection; prints `ready <pid>`; forks; the parent exits
-//! at once, and the child keeps the connection, waits for a line on
+//! two seconds later, and the child keeps the connection, waits for a line on
 //! standard input (by then the test has put another process on the
 //! parent's pid), and asks the daemon for a session key over the
 //! inherited connection. Prints `result err <error name>` for an error
@@ -41,7 +41,12 @@ fn main() {
     match unsafe { libc::fork() } {
         0 => {}
         -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-        _ => std::process::exit(0),
+        // The parent lingers a moment, as the pids coming round would
+        // take seconds in a real attack; the test then makes it instant.
+        _ => {
+            std::thread::sleep(Duration::from_secs(2));
+            std::process::exit(0)
+        }
     }
     let mut go = String::new();
     std::io::stdin().lock().read_line(&mut go).unwrap();
