@@ -449,7 +449,10 @@ fn acknowledged_writes_survive_kill9_mid_stream() {
         world.daemon_mut().restart();
         acked.check(&world, &svc);
     }
-    assert!(acked.tokens.len() >= 480, "{} keys", acked.tokens.len());
+    // 80 + 150 + 250 generates were logged before the kills; the reply to
+    // the one in flight at each kill may never have reached the client,
+    // so it is not acknowledged.
+    assert!(acked.tokens.len() >= 477, "{} keys", acked.tokens.len());
     assert!(
         acked.revoked.len() >= 200,
         "{} revocations",
