@@ -21,10 +21,6 @@ pub fn safe(text: &str, max_chars: usize) -> String {
     apikey_proto::text::escape(text, max_chars, false)
 }
 
-fn is_invisible(c: char) -> bool {
-    apikey_proto::text::is_format_char(c)
-}
-
 /// JSON text with every character a terminal might act on written as a
 /// `\u` escape. serde_json escapes only U+0000..U+001F, which leaves DEL,
 /// the C1 controls (U+009B is CSI on some terminals) and the invisible
@@ -49,7 +45,7 @@ pub fn json_safe(json: &str) -> String {
 }
 
 fn needs_json_escape(c: char) -> bool {
-    c.is_control() || is_invisible(c)
+    c.is_control() || apikey_proto::text::is_format_char(c)
 }
 
 /// Width of text on screen, for aligning columns. Escaped text is ASCII

@@ -17,10 +17,9 @@ use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::names::BusName;
 
-fn sender_of<'h>(header: &'h Header<'_>) -> Reply<&'h str> {
+fn sender_of<'h>(header: &'h Header<'_>) -> Reply<&'h zbus::names::UniqueName<'h>> {
     header
         .sender()
-        .map(|s| s.as_str())
         .ok_or_else(|| KeysError::Denied("the message has no sender".into()))
 }
 
@@ -35,8 +34,7 @@ pub struct Keys1 {
     svc: Arc<KeyService>,
     dbus: DBusProxy<'static>,
     callers: Mutex<HashMap<String, Caller>>,
-    /// The process bound to each connection, for the calls that need one.
-    processes: Mutex<HashMap<String, ProcessId>>,
+    /// The process noted for each connection (see [`watch_births`]).
     births: Births,
 }
 
@@ -82,7 +80,6 @@ impl Keys1 {
             svc,
             dbus,
             callers: Mutex::new(HashMap::new()),
-            processes: Mutex::new(HashMap::new()),
             births,
         }
     }
@@ -91,21 +88,10 @@ impl Keys1 {
     /// the caller's process: refused when the process that made the
     /// connection is gone (its pid may be another process's by now).
     async fn bound_caller(&self, header: &Header<'_>) -> Reply<Caller> {
-        let sender = sender_of(header)?;
         let caller = self.caller(header).await?;
-        let known = self.processes().get(sender).copied();
-        let process = match known {
-            Some(p) => p,
-            None => {
-                let p = self.process_of(sender, caller.pid).await?;
-                let mut cache = self.processes();
-                if cache.len() >= MAX_CACHED_CALLERS {
-                    cache.clear();
-                }
-                cache.insert(sender.to_string(), p);
-                p
-            }
-        };
+        let process = self
+            .process_of(sender_of(header)?.as_str(), caller.pid)
+            .await?;
         if !caller_binding::still_the_same(process, caller_binding::start_time(process.pid)) {
             return Err(KeysError::Denied(format!(
                 "the process that made this connection (pid {}) has exited; its pid may \
@@ -120,12 +106,12 @@ impl Keys1 {
     /// their checks use the uid and groups only.
     async fn caller(&self, header: &Header<'_>) -> Reply<Caller> {
         let sender = sender_of(header)?;
-        if let Some(c) = self.lock().get(sender) {
+        if let Some(c) = self.lock().get(sender.as_str()) {
             return Ok(c.clone());
         }
         let creds = self
             .dbus
-            .get_connection_credentials(BusName::from(header.sender().unwrap().to_owned()))
+            .get_connection_credentials(BusName::from(sender.to_owned()))
             .await
             .map_err(|e| KeysError::Denied(format!("the bus did not identify the caller: {e}")))?;
         let (Some(uid), Some(pid)) = (creds.unix_user_id(), creds.process_id()) else {
@@ -146,9 +132,9 @@ impl Keys1 {
         Ok(caller)
     }
 
-    /// The process noted for the connection when the bus announced it. A
-    /// first call may arrive before the watcher has dealt with the
-    /// announcement: it waits for it a little. A connection the watcher
+    /// The process noted for the connection when the bus announced it (a
+    /// map lookup once noted). A first call may arrive before the watcher
+    /// has dealt with the announcement: it waits for it a little. A connection the watcher
     /// never saw (made before it started) is noted now; one whose process
     /// had already gone when it was announced is refused.
     async fn process_of(&self, sender: &str, pid: u32) -> Reply<ProcessId> {
@@ -183,10 +169,6 @@ impl Keys1 {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
         self.callers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn processes(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProcessId>> {
-        self.processes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` with the caller on the blocking pool.

@@ -82,6 +82,9 @@ pub struct SystemHost {
     uid_min: u32,
     boot_id: String,
     files: LocalFiles,
+    /// Why /etc/shadow cannot be read, if so: found once, at start (the
+    /// daemon's groups do not change while it runs), not at every lookup.
+    shadow_problem: Option<String>,
 }
 
 const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
@@ -109,10 +112,18 @@ impl SystemHost {
                 id
             }
         };
+        // Said once, loudly: without it every key login of a local account
+        // without a readable shadow entry is refused (S8 fails closed).
+        let shadow_problem =
+            crate::privileges::shadow_readable(std::path::Path::new("/etc/shadow")).err();
+        if let Some(problem) = &shadow_problem {
+            eprintln!("apikeyd: WARNING: {problem}");
+        }
         SystemHost {
             uid_min,
             boot_id: test_boot_id().unwrap_or(boot_id),
             files: LocalFiles::new(Paths::default()),
+            shadow_problem,
         }
     }
 }
@@ -193,8 +204,10 @@ impl Host for SystemHost {
             // a directory, say), unless the local file could not be read
             // at all: then its lock state is unknown, and unknown refuses
             // (S8), like any failed lookup.
-            None => crate::privileges::shadow_readable(std::path::Path::new("/etc/shadow"))
-                .map(|()| ShadowState::Usable),
+            None => match &self.shadow_problem {
+                None => Ok(ShadowState::Usable),
+                Some(problem) => Err(problem.clone()),
+            },
             Some((hash, expire)) => Ok(shadow_state(&hash, expire, today)),
         }
     }

@@ -62,11 +62,6 @@ fn main() -> ExitCode {
         eprintln!("apikeyd: {e}");
         return ExitCode::FAILURE;
     }
-    // Said once, loudly: without it every key login of a local account
-    // is refused (S8 fails closed).
-    if let Err(e) = apikeyd::privileges::shadow_readable(std::path::Path::new("/etc/shadow")) {
-        eprintln!("apikeyd: WARNING: {e}");
-    }
     // Everything the daemon creates is private to it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut cfg = match Config::load(&args.config) {
@@ -269,9 +264,8 @@ async fn connect(svc: Arc<KeyService>) -> Result<zbus::Connection, String> {
         .await
         .map_err(|e| format!("cannot talk to the bus daemon: {e}"))?;
     let births = apikeyd::caller_binding::Births::default();
-    tokio::spawn(apikeyd::bus::watch_births(dbus.clone(), births.clone()));
     conn.object_server()
-        .at(OBJECT_PATH, Keys1::new(svc, dbus, births))
+        .at(OBJECT_PATH, Keys1::new(svc, dbus.clone(), births.clone()))
         .await
         .map_err(|e| format!("cannot serve {OBJECT_PATH}: {e}"))?;
     let reply = conn
@@ -283,5 +277,8 @@ async fn connect(svc: Arc<KeyService>) -> Result<zbus::Connection, String> {
             "{BUS_NAME} is already owned by another process; is apikeyd already running?"
         ));
     }
+    // Only once the name is ours: a failed attempt (reconnect retries
+    // every 100 ms) must not leave a watcher and its connection behind.
+    tokio::spawn(apikeyd::bus::watch_births(dbus, births));
     Ok(conn)
 }

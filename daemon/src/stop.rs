@@ -52,8 +52,16 @@ async fn owner(dbus: &zbus::fdo::DBusProxy<'_>) -> zbus::Result<Option<Owner>> {
         Err(zbus::fdo::Error::NameHasNoOwner(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let pid = dbus.get_connection_unix_process_id(name.clone()).await?;
-    let uid = dbus.get_connection_unix_user(name).await?;
+    // One answer for that connection, by its unique name: the well-known
+    // name could change hands between separate questions.
+    let creds = dbus
+        .get_connection_credentials(zbus::names::BusName::try_from(unique.as_str())?)
+        .await?;
+    let (Some(pid), Some(uid)) = (creds.process_id(), creds.unix_user_id()) else {
+        return Err(zbus::Error::Failure(
+            "the bus did not report the owner's pid and uid".into(),
+        ));
+    };
     Ok(Some(Owner {
         unique_name: unique,
         pid,

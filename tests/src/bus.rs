@@ -274,7 +274,7 @@ pub(crate) fn die_with_parent() -> std::io::Result<()> {
 /// A system-bus configuration like Debian's /usr/share/dbus-1/system.conf
 /// (deny own, deny method calls, allow replies and signals), without
 /// syslog, activation, a pid file or a user switch.
-fn bus_config(socket: &Path, policy_dir: &Path, permissive: bool) -> String {
+pub fn bus_config(socket: &Path, policy_dir: &Path, permissive: bool) -> String {
     let apikey_policy = if permissive {
         r#"
   <!-- Tests of the daemon's own caller checks: the bus lets them through. -->

@@ -14,21 +14,6 @@ use std::process::{Command, Stdio};
 use apikey_tests::prelude::*;
 use apikey_tests::{bins, skip, tmp};
 
-const BUS_CONF: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=WORK/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#;
-
 /// PID 1 of the namespace: bus, daemon, the attack, the verdict.
 const SCENARIO: &str = r#"
 work=$1 apikeyd=$2 apikey=$3 helper=$4 uid=$5 gid=$6
@@ -77,9 +62,11 @@ fn a_connection_whose_process_exited_cannot_borrow_the_login_of_the_process_on_i
     let work = tmp::temp_dir("pidreuse");
     std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let w = work.path();
+    // The harness's permissive policy: root owns the name, anyone calls.
+    std::fs::create_dir(w.join("system.d")).unwrap();
     std::fs::write(
         w.join("bus.conf"),
-        BUS_CONF.replace("WORK", &w.display().to_string()),
+        apikey_tests::bus::bus_config(&w.join("bus.sock"), &w.join("system.d"), true),
     )
     .unwrap();
     let config = DaemonConfig::default().to_toml(&w.join("keys.db"), &w.join("no-syslog"));

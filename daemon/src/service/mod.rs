@@ -843,8 +843,6 @@ impl KeyService {
         self.audit.flush()
     }
 
-    /// Logs one summary line per source whose refusals were not logged
-    /// one by one; called once a minute.
     /// Logs the outcome line of a call by `uid`: always when it succeeded
     /// or the daemon failed, and for a refusal only within the caller's
     /// burst (see [`crate::refusal_log`]); the rest become a summary.
@@ -879,6 +877,8 @@ impl KeyService {
         }
     }
 
+    /// Logs one summary line per source whose refusals were not logged
+    /// one by one; called once a minute.
     pub fn log_throttle_summaries(&self) {
         let now = self.host.now();
         let summaries = self
@@ -918,10 +918,7 @@ impl KeyService {
     /// "by alice", "by root (revoked-site)", "by the daemon (account-gone)":
     /// who ended a key, for the owner asking to revoke it again.
     fn revoked_by_text(&self, r: &crate::store::Revocation) -> String {
-        let who = match self.host.account_by_uid(r.by_uid) {
-            Lookup::Found(a) => printable(&a.name, 64),
-            _ => format!("uid {}", r.by_uid),
-        };
+        let who = printable(&self.user_name(r.by_uid), 64);
         match r.reason.as_str() {
             "revoked" => format!("by {who}"),
             "revoked-all" | "revoked-site" | "rotated" => {
@@ -933,9 +930,14 @@ impl KeyService {
     }
 
     fn caller_name(&self, c: &Caller) -> String {
-        match self.host.account_by_uid(c.uid) {
+        self.user_name(c.uid)
+    }
+
+    /// The account's name, or "uid N" when it has none.
+    fn user_name(&self, uid: u32) -> String {
+        match self.host.account_by_uid(uid) {
             Lookup::Found(a) => a.name,
-            _ => format!("uid {}", c.uid),
+            _ => format!("uid {uid}"),
         }
     }
 
