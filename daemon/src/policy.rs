@@ -3,6 +3,7 @@
 //! on its own and the bus layer only gathers facts.
 
 use crate::store::{KeyKind, KeyRecord, Policy, SessionBinding};
+use apikey_proto::login_auth;
 use apikey_proto::services::{any_matches, is_never_key_service, is_valid_pattern, pattern_within};
 use apikey_proto::{Expiry, KeysError};
 
@@ -122,6 +123,54 @@ fn not_logged_in() -> KeysError {
          shells from su -l, sudo -i, cron or docker exec are not login sessions"
             .into(),
     )
+}
+
+/// A login session the PAM module registered in the caller's audit
+/// session, as S6 weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisteredLogin<'a> {
+    pub loginuid: Option<u32>,
+    /// Opened with a key, by the module's word or the daemon's memory.
+    pub key_opened: bool,
+    /// How the module saw it authenticated (`login_auth`).
+    pub auth: Option<&'a str>,
+}
+
+/// S6: keys (long-lived or session) are made only where the caller's
+/// audit session holds positive evidence of a login that was not made
+/// with a key: a session of the caller's login uid that pam_apikey
+/// registered as opened by a password or by sshd's own methods. A session
+/// opened with a key anywhere in it refuses outright; no registration at
+/// all (OpenSession failed or stalled, cron, systemd --user, a stack
+/// without the session hook) refuses too, rather than counting as clean.
+pub fn may_make_keys_in(
+    sessions: &[RegisteredLogin<'_>],
+    loginuid: Option<u32>,
+) -> Result<(), KeysError> {
+    let key_opened =
+        |s: &RegisteredLogin<'_>| s.key_opened || s.auth.is_some_and(login_auth::is_key_login);
+    if sessions.iter().any(key_opened) {
+        return Err(KeysError::Denied(
+            "this login session was opened with an API key; keys cannot be used to make \
+             more keys (log in with your password to create one)"
+                .into(),
+        ));
+    }
+    let evidence = sessions.iter().any(|s| {
+        loginuid.is_some()
+            && s.loginuid == loginuid
+            && s.auth.is_some_and(login_auth::is_non_key_login)
+    });
+    if evidence {
+        return Ok(());
+    }
+    Err(KeysError::NotLoggedIn(
+        "apikey has no record of a password login for this session: keys are made only in a \
+         login session that pam_apikey registered as opened with a password (or ssh public \
+         key); cron jobs, systemd --user services and logins whose registration failed do \
+         not count. Log in again with your password and run it there"
+            .into(),
+    ))
 }
 
 /// Accounts that may hold keys: regular users, and uid 0 or system
@@ -422,6 +471,60 @@ mod tests {
             may_generate_own(LoginState::NotLoggedIn, true, &on),
             Err(KeysError::NotLoggedIn(_))
         ));
+    }
+
+    fn login(loginuid: u32, key_opened: bool, auth: Option<&str>) -> RegisteredLogin<'_> {
+        RegisteredLogin {
+            loginuid: Some(loginuid),
+            key_opened,
+            auth,
+        }
+    }
+
+    #[test]
+    fn keys_need_positive_evidence_of_a_non_key_login() {
+        let password = login(1000, false, Some("password"));
+        let publickey = login(1000, false, Some("publickey"));
+        assert!(may_make_keys_in(&[password], Some(1000)).is_ok());
+        assert!(may_make_keys_in(&[publickey], Some(1000)).is_ok());
+        // A su/sudo session registered later in the same audit session
+        // adds nothing and takes nothing away.
+        let su = login(1000, false, None);
+        assert!(may_make_keys_in(&[password, su], Some(1000)).is_ok());
+        let not_logged_in = |r: Result<(), KeysError>| matches!(r, Err(KeysError::NotLoggedIn(_)));
+        // No registration at all: a failed OpenSession, cron, systemd --user.
+        assert!(not_logged_in(may_make_keys_in(&[], Some(1000))));
+        assert!(not_logged_in(may_make_keys_in(&[su], Some(1000))));
+        // Registered before the method was recorded, or with nothing seen.
+        assert!(not_logged_in(may_make_keys_in(
+            &[login(1000, false, Some(""))],
+            Some(1000)
+        )));
+        // Another login uid's session is not the caller's evidence.
+        assert!(not_logged_in(may_make_keys_in(&[password], Some(1001))));
+        assert!(not_logged_in(may_make_keys_in(&[password], None)));
+        let no_loginuid = RegisteredLogin {
+            loginuid: None,
+            ..password
+        };
+        assert!(not_logged_in(may_make_keys_in(&[no_loginuid], None)));
+    }
+
+    #[test]
+    fn a_key_anywhere_in_the_session_refuses_whatever_else_it_holds() {
+        let password = login(1000, false, Some("password"));
+        for key in [
+            login(1000, true, Some("key")),
+            login(1000, true, Some("password")),
+            login(1000, false, Some("key")),
+            login(1001, true, None),
+        ] {
+            let r = may_make_keys_in(&[password, key], Some(1000));
+            assert!(
+                matches!(&r, Err(KeysError::Denied(m)) if m.contains("opened with an API key")),
+                "{key:?}: {r:?}"
+            );
+        }
     }
 
     #[test]

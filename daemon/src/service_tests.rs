@@ -116,6 +116,8 @@ pub(crate) struct World {
     pub(crate) host: Arc<FakeHost>,
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) svc: KeyService,
+    /// Sessions `register_login` wrote behind the service's back.
+    registered: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) fn world() -> World {
@@ -135,7 +137,12 @@ pub(crate) fn world() -> World {
         host.clone(),
         Audit::stderr(),
     );
-    World { host, store, svc }
+    World {
+        host,
+        store,
+        svc,
+        registered: Default::default(),
+    }
 }
 
 impl World {
@@ -145,8 +152,25 @@ impl World {
         self.caller_in(uid, loginuid, loginuid, gids)
     }
 
-    /// A caller in audit session `session` (None: outside any).
+    /// A caller in audit session `session` (None: outside any), which the
+    /// PAM module registered as opened with a password when it has a login
+    /// uid (the evidence S6 asks for).
     pub(crate) fn caller_in(
+        &self,
+        uid: u32,
+        loginuid: Option<u32>,
+        session: Option<u32>,
+        gids: &[u32],
+    ) -> Caller {
+        if let (Some(loginuid), Some(session)) = (loginuid, session) {
+            self.register_login(loginuid, session, "password");
+        }
+        self.caller_unregistered(uid, loginuid, session, gids)
+    }
+
+    /// A caller in an audit session no login registered: cron, a
+    /// systemd --user service, a login whose OpenSession failed.
+    pub(crate) fn caller_unregistered(
         &self,
         uid: u32,
         loginuid: Option<u32>,
@@ -166,6 +190,45 @@ impl World {
             pid,
             gids: gids.to_vec(),
         }
+    }
+
+    /// What pam_apikey's session hook records for a login of `loginuid`
+    /// in audit session `session` authenticated by `auth`, unless one is
+    /// there already.
+    pub(crate) fn register_login(&self, loginuid: u32, session: u32, auth: &str) {
+        let known = self.store.sessions_of(BOOT_ID, session).unwrap();
+        if known
+            .iter()
+            .any(|s| s.loginuid == Some(loginuid) && s.auth.as_deref() == Some(auth))
+        {
+            return;
+        }
+        let user = self.host.accounts.lock().unwrap().get(&loginuid).cloned();
+        self.store
+            .open_session(&crate::store::SessionRecord {
+                handle: apikey_proto::token::new_session_handle().unwrap(),
+                boot_id: BOOT_ID.into(),
+                audit_session: Some(session),
+                loginuid: Some(loginuid),
+                caller_pid: 1,
+                uid: Some(loginuid),
+                user: user.unwrap_or_default(),
+                service: "login".into(),
+                rhost: String::new(),
+                tty: "tty1".into(),
+                key_id: None,
+                opened: self.host.now(),
+                closed: None,
+                close_reason: None,
+                auth: Some(auth.into()),
+            })
+            .unwrap();
+        self.registered.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Session rows OpenSession wrote.
+    pub(crate) fn opened_rows(&self) -> i64 {
+        self.store.session_rows() - self.registered.load(Ordering::SeqCst) as i64
     }
 
     pub(crate) fn alice(&self) -> Caller {
@@ -644,7 +707,7 @@ impl World {
 
     fn open(&self, c: &Caller, user: &str, key_id: &str) -> Result<String, KeysError> {
         self.svc
-            .open_session(c, user, "sshd", "10.0.0.1", "ssh", key_id)
+            .open_session(c, user, "sshd", "10.0.0.1", "ssh", key_id, "password")
     }
 
     fn session(&self, handle: &str) -> crate::store::SessionRecord {
@@ -735,7 +798,7 @@ fn sessions_are_root_only() {
         w.open(&vanished, "alice", ""),
         Err(KeysError::Denied(_))
     ));
-    assert_eq!(w.store.session_rows(), 1);
+    assert_eq!(w.opened_rows(), 1);
     assert_eq!(w.session(&handle).closed, None);
 }
 
@@ -759,18 +822,28 @@ fn bad_session_fields_are_refused_and_nothing_is_written() {
         ("alice", "sshd", "", "", "'; DROP TABLE"),
     ];
     for (user, service, rhost, tty, key_id) in cases {
-        let got = w.svc.open_session(&pam, user, service, rhost, tty, key_id);
+        let got = w
+            .svc
+            .open_session(&pam, user, service, rhost, tty, key_id, "");
         assert!(
             matches!(got, Err(KeysError::InvalidArgument(_))),
             "{user:?} {service:?} {rhost:?} {tty:?} {key_id:?}: {got:?}"
         );
     }
+    let long_auth = "a".repeat(129);
+    for auth in ["PASSWORD", "pass word", "password,", "x\n", &long_auth] {
+        let got = w.svc.open_session(&pam, "alice", "sshd", "", "", "", auth);
+        assert!(
+            matches!(got, Err(KeysError::InvalidArgument(_))),
+            "{auth:?}: {got:?}"
+        );
+    }
     // 256 bytes is still fine.
     let most = "h".repeat(256);
     w.svc
-        .open_session(&pam, "alice", "sshd", &most, &most, "")
+        .open_session(&pam, "alice", "sshd", &most, &most, "", "")
         .unwrap();
-    assert_eq!(w.store.session_rows(), 1);
+    assert_eq!(w.opened_rows(), 1);
 }
 
 #[test]
@@ -785,7 +858,7 @@ fn a_key_in_the_user_field_is_refused_and_revoked() {
     ));
     let rec = w.store.by_id(&info.id).unwrap().unwrap();
     assert_eq!(rec.revoked.unwrap().reason, "leaked-as-user-name");
-    assert_eq!(w.store.session_rows(), 0);
+    assert_eq!(w.opened_rows(), 0);
 }
 
 #[test]
@@ -819,7 +892,7 @@ fn the_key_named_must_be_a_live_key_of_that_user() {
             "{id}"
         );
     }
-    assert_eq!(w.store.session_rows(), 0);
+    assert_eq!(w.opened_rows(), 0);
     let handle = w.open(&pam, "alice", &alices.id).unwrap();
     assert_eq!(w.session(&handle).key_id, Some(alices.id));
 }
@@ -844,7 +917,7 @@ fn a_recent_key_login_marks_the_session_it_opens() {
     let other = |user: &str, service: &str, rhost: &str| {
         let h = w
             .svc
-            .open_session(&pam, user, service, rhost, "", "")
+            .open_session(&pam, user, service, rhost, "", "", "")
             .unwrap();
         w.session(&h).key_id
     };

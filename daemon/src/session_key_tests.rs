@@ -51,18 +51,18 @@ fn closing_the_login_ends_its_keys_but_a_nested_close_does_not() {
     let w = world();
     w.allow_users();
     // sshd registers alice's login in audit session 42...
-    let sshd = w.caller_in(0, Some(ALICE), LOGIN, &[0]);
+    let sshd = w.caller_unregistered(0, Some(ALICE), LOGIN, &[0]);
     let login = w
         .svc
-        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "")
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "", "password")
         .unwrap();
-    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let alice = w.caller_unregistered(ALICE, Some(ALICE), LOGIN, &[]);
     let (t, _) = w.svc.create_session_key(&alice, "").unwrap();
     // ...then su registers a nested session in the same audit session.
-    let su = w.caller_in(0, Some(ALICE), LOGIN, &[0]);
+    let su = w.caller_unregistered(0, Some(ALICE), LOGIN, &[0]);
     let nested = w
         .svc
-        .open_session(&su, "bob", "su", "", "pts/1", "")
+        .open_session(&su, "bob", "su", "", "pts/1", "", "password")
         .unwrap();
     w.svc.close_session(&su, &nested).unwrap();
     assert!(
@@ -140,7 +140,7 @@ fn a_session_opened_with_a_key_cannot_make_keys() {
     // sshd logs alice in with that key; her shell is audit session 44.
     let sshd = w.caller_in(0, Some(ALICE), Some(44), &[0]);
     w.svc
-        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", &info.id)
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", &info.id, "")
         .unwrap();
     let shell = w.caller_in(ALICE, Some(ALICE), Some(44), &[]);
     assert!(matches!(
@@ -175,5 +175,63 @@ fn policy_still_decides_who_gets_keys() {
     assert!(matches!(
         w.svc.create_session_key(&root, ""),
         Err(KeysError::PolicyForbids(_))
+    ));
+}
+
+#[test]
+fn keys_need_a_registered_non_key_login() {
+    let w = world();
+    w.allow_users();
+    // A crontab written from a key login runs in an audit session of its
+    // own, with loginuid set and nothing registered.
+    let cron = w.caller_unregistered(ALICE, Some(ALICE), Some(45), &[]);
+    for refused in [
+        w.svc.generate(&cron, "", "", &[], "").map(|_| ()),
+        w.svc.create_session_key(&cron, "").map(|_| ()),
+    ] {
+        assert!(
+            matches!(&refused, Err(KeysError::NotLoggedIn(m)) if m.contains("no record")),
+            "{refused:?}"
+        );
+    }
+    // A key login whose registration failed is the same to the daemon;
+    // one registered with nothing seen (su, a stack without the mark) too.
+    let sshd = w.caller_unregistered(0, Some(ALICE), Some(46), &[0]);
+    w.svc
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "", "")
+        .unwrap();
+    let bare = w.caller_unregistered(ALICE, Some(ALICE), Some(46), &[]);
+    assert!(matches!(
+        w.svc.generate(&bare, "", "", &[], ""),
+        Err(KeysError::NotLoggedIn(_))
+    ));
+    // sshd's own methods count, publickey included.
+    w.svc
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "", "publickey")
+        .unwrap();
+    assert!(w.svc.generate(&bare, "", "", &[], "").is_ok());
+}
+
+#[test]
+fn a_key_the_daemon_remembers_outweighs_the_modules_word() {
+    let w = world();
+    w.allow_users();
+    let (t, _) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    // The module lost the key mark and reports a password; the daemon's
+    // memory of the key login says otherwise.
+    w.verify(t.as_str(), "alice").unwrap();
+    let sshd = w.caller_unregistered(0, Some(ALICE), Some(47), &[0]);
+    let h = w
+        .svc
+        .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "", "password")
+        .unwrap();
+    assert_eq!(
+        w.store.session(&h).unwrap().unwrap().auth.as_deref(),
+        Some("key")
+    );
+    let shell = w.caller_unregistered(ALICE, Some(ALICE), Some(47), &[]);
+    assert!(matches!(
+        w.svc.generate(&shell, "", "", &[], ""),
+        Err(KeysError::Denied(_))
     ));
 }

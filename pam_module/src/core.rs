@@ -4,6 +4,7 @@
 use crate::args::{Args, DEFAULT_MAP_NAME};
 use crate::daemon::{Daemon, DaemonError};
 use crate::pam::{Code, Level, Pam};
+use apikey_proto::login_auth;
 use apikey_proto::services::{is_never_key_service, printable};
 use apikey_proto::token::{is_key_shaped, Token};
 
@@ -14,6 +15,12 @@ pub const KEY_ID_DATA: &str = "pam_apikey_key_id";
 pub const KEY_ID_ENV: &str = "PAM_APIKEY_KEY_ID";
 /// pam_set_data key holding the handle OpenSession returned.
 pub const SESSION_DATA: &str = "pam_apikey_session";
+/// pam_set_data key marking a login whose password this module saw was
+/// not a key and left to the modules below (S6's evidence).
+pub const AUTH_DATA: &str = "pam_apikey_auth";
+/// What sshd puts in the PAM environment before the session and account
+/// steps: the methods the login completed, one per line.
+pub const SSH_AUTH_INFO_ENV: &str = "SSH_AUTH_INFO_0";
 /// Failure delay, as pam_unix uses: every refusal costs the caller the
 /// same time (S15).
 pub const FAIL_DELAY_MICROS: u32 = 2_000_000;
@@ -31,7 +38,9 @@ pub fn authenticate(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -
         return Code::AuthErr;
     };
     if !is_key_shaped(&password) {
-        // Leave it as PAM_AUTHTOK for the password modules below.
+        // Leave it as PAM_AUTHTOK for the password modules below; if they
+        // let the login in, its session was opened by a password.
+        pam.set_data(AUTH_DATA, login_auth::PASSWORD.into());
         return Code::Ignore;
     }
     // From here on the password is a key: it must stop here (S10).
@@ -217,8 +226,9 @@ pub fn open_session(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -
     let rhost = pam.rhost().unwrap_or_default();
     let tty = pam.tty().unwrap_or_default();
     let key_id = authenticated_key(pam).unwrap_or_default();
-    let result =
-        connect(args).and_then(|mut d| d.open_session(&user, &service, &rhost, &tty, &key_id));
+    let auth = session_auth(pam, &key_id);
+    let result = connect(args)
+        .and_then(|mut d| d.open_session(&user, &service, &rhost, &tty, &key_id, &auth));
     match result {
         Ok(handle) => {
             pam.set_data(SESSION_DATA, handle);
@@ -231,6 +241,30 @@ pub fn open_session(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -
             );
             Code::SessionErr
         }
+    }
+}
+
+/// How this login was authenticated, for the daemon's S6 record: a key
+/// if this module took one; else, inside sshd, the methods sshd says it
+/// completed (publickey logins never reach the auth stack); else a
+/// password if this module passed one on; else nothing seen (a session
+/// stack reached without this module's auth step, as cron's).
+fn session_auth(pam: &dyn Pam, key_id: &str) -> String {
+    if !key_id.is_empty() {
+        return login_auth::KEY.into();
+    }
+    if pam.host_is_sshd() {
+        let methods = pam
+            .getenv(SSH_AUTH_INFO_ENV)
+            .map(|info| login_auth::ssh_methods(&info))
+            .unwrap_or_default();
+        if !methods.is_empty() {
+            return methods;
+        }
+    }
+    match pam.get_data(AUTH_DATA) {
+        Some(a) if a == login_auth::PASSWORD => a,
+        _ => String::new(),
     }
 }
 

@@ -117,10 +117,11 @@ impl Daemon for FakeDaemon {
         rhost: &str,
         _tty: &str,
         key_id: &str,
+        auth: &str,
     ) -> Result<String, DaemonError> {
-        self.calls
-            .borrow_mut()
-            .push(format!("open {user} {service} {rhost} {key_id}"));
+        self.calls.borrow_mut().push(format!(
+            "open {user} {service} {rhost} {key_id} auth={auth}"
+        ));
         Ok("handle-1".into())
     }
     fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
@@ -345,9 +346,59 @@ fn sessions_carry_the_key_across_sshd_fork_and_close_only_their_own() {
     assert_eq!(s.run(core::close_session), Code::Success);
     assert_eq!(
         s.calls(),
-        vec!["open alice sshd 192.0.2.1 Kid000000001", "close handle-1"]
+        vec![
+            "open alice sshd 192.0.2.1 Kid000000001 auth=key",
+            "close handle-1"
+        ]
     );
     let mut other = setup("sshd", "alice", b"");
     assert_eq!(other.run(core::close_session), Code::Ignore);
     assert!(other.calls().is_empty());
+}
+
+#[test]
+fn a_session_reports_how_its_login_was_authenticated() {
+    let opened = |s: &mut Setup| {
+        assert_eq!(s.run(core::open_session), Code::Success);
+        s.calls().pop().unwrap()
+    };
+    // A password this module passed on to the modules below.
+    let mut password = setup("login", "alice", b"hunter2");
+    assert_eq!(password.run(core::authenticate), Code::Ignore);
+    assert_eq!(
+        opened(&mut password),
+        "open alice login 192.0.2.1  auth=password"
+    );
+    // A key, even where sshd's list says only keyboard-interactive.
+    let mut key = setup("sshd", "alice", key().as_str().as_bytes());
+    key.pam.sshd = true;
+    key.pam.env.insert(
+        core::SSH_AUTH_INFO_ENV.into(),
+        "keyboard-interactive/pam\n".into(),
+    );
+    assert_eq!(key.run(core::authenticate), Code::Success);
+    assert_eq!(
+        opened(&mut key),
+        "open alice sshd 192.0.2.1 Kid000000001 auth=key"
+    );
+    // sshd's methods, its public key dropped; only inside sshd.
+    let mut publickey = setup("sshd", "alice", b"");
+    publickey.pam.env.insert(
+        core::SSH_AUTH_INFO_ENV.into(),
+        "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\n".into(),
+    );
+    assert_eq!(opened(&mut publickey), "open alice sshd 192.0.2.1  auth=");
+    publickey.pam.sshd = true;
+    assert_eq!(
+        opened(&mut publickey),
+        "open alice sshd 192.0.2.1  auth=publickey"
+    );
+    // Nothing seen: a session stack reached without the auth step (cron),
+    // or a mark this module did not write.
+    let mut cron = setup("cron", "alice", b"");
+    assert_eq!(opened(&mut cron), "open alice cron 192.0.2.1  auth=");
+    cron.pam
+        .data
+        .insert(core::AUTH_DATA.into(), "publickey".into());
+    assert_eq!(opened(&mut cron), "open alice cron 192.0.2.1  auth=");
 }

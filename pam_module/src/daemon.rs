@@ -43,6 +43,7 @@ pub trait Daemon {
         rhost: &str,
         tty: &str,
         key_id: &str,
+        auth: &str,
     ) -> Result<String, DaemonError>;
     fn close_session(&mut self, handle: &str) -> Result<(), DaemonError>;
 }
@@ -140,9 +141,10 @@ impl Daemon for BusDaemon {
         rhost: &str,
         tty: &str,
         key_id: &str,
+        auth: &str,
     ) -> Result<String, DaemonError> {
         match self
-            .call("OpenSession", &[user, service, rhost, tty, key_id])?
+            .call("OpenSession", &[user, service, rhost, tty, key_id, auth])?
             .as_slice()
         {
             [Value::Str(handle)] => Ok(handle.clone()),

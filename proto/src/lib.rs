@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod errors;
+pub mod login_auth;
 pub mod names;
 pub mod proxy;
 pub mod services;

@@ -77,7 +77,8 @@ pub trait Keys1 {
     /// Registers the caller's own login session (root only; the PAM
     /// module's open_session). The daemon reads the audit session and
     /// login uid from the caller's /proc entry. `key_id` names the key the
-    /// session was authenticated with, empty for any other credential.
+    /// session was authenticated with, empty for any other credential;
+    /// `auth` says how the module saw it authenticated (`login_auth`).
     /// Returns an opaque handle that only this PAM handle knows, so that a
     /// nested su/sudo session can never end its parent.
     fn open_session(
@@ -87,6 +88,7 @@ pub trait Keys1 {
         rhost: &str,
         tty: &str,
         key_id: &str,
+        auth: &str,
     ) -> Result<String, KeysError>;
 
     /// Ends the session `handle` names (root only; close_session).

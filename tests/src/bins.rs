@@ -54,17 +54,27 @@ pub fn apikey() -> PathBuf {
     binary("apikey")
 }
 
-/// The tests' own bus client (`src/bin/akt-bus.rs`). Cargo builds it with
-/// the test binaries, into the directory above their `deps/`; that is
-/// where it is looked for first, since `APIKEY_BIN_DIR` may name an
-/// installed package, which does not ship it.
+/// The tests' own bus client (`src/bin/akt-bus.rs`).
 pub fn akt_bus() -> PathBuf {
+    helper("akt-bus")
+}
+
+/// What a login's session hook does (`src/bin/akt-login.rs`).
+pub fn akt_login() -> PathBuf {
+    helper("akt-login")
+}
+
+/// One of the tests' own programs. Cargo builds them with the test
+/// binaries, into the directory above their `deps/`; that is where they
+/// are looked for first, since `APIKEY_BIN_DIR` may name an installed
+/// package, which does not ship them.
+fn helper(name: &str) -> PathBuf {
     let beside_tests = std::env::current_exe()
         .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("akt-bus")));
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
     match beside_tests {
         Some(path) if path.is_file() => path,
-        _ => binary("akt-bus"),
+        _ => binary(name),
     }
 }
 

@@ -67,3 +67,44 @@ pub fn call(who: &As, args: &[&str]) -> Reply {
         )
     })
 }
+
+/// One `akt-bus lines` process answering call after call: every call is
+/// made from the same process, so from the one login session it was
+/// started in (and registered, see [`As`]) however the daemon's store
+/// fares meanwhile; a full disk, say, would stop a new registration.
+pub struct HeldCaller {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl HeldCaller {
+    pub fn start(who: &As) -> HeldCaller {
+        let mut child = who.spawn(&bins::akt_bus().to_string_lossy(), &["lines"]);
+        let stdin = child.stdin.take().expect("akt-bus stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("akt-bus stdout"));
+        HeldCaller {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// One call, as [`call`] makes it.
+    #[track_caller]
+    pub fn call(&mut self, args: &[&str]) -> Reply {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{}", args.join("\t")).expect("write to akt-bus");
+        self.stdin.flush().expect("flush akt-bus");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read akt-bus");
+        Reply::parse(&line).unwrap_or_else(|| panic!("akt-bus answered {line:?}"))
+    }
+}
+
+impl Drop for HeldCaller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

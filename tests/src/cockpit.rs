@@ -20,7 +20,7 @@ use tempfile::TempDir;
 
 use crate::bus::PrivateBus;
 use crate::pam::PamServices;
-use crate::run::become_user;
+use crate::run::{become_user, register_login};
 use crate::services::{service_dir, start_on_free_port, Sandbox};
 use crate::users::TestUser;
 use crate::{bins, skip};
@@ -107,10 +107,12 @@ impl CockpitWs {
         let (sandbox, port) = start_on_free_port(
             "cockpit-ws",
             |port| {
-                let mut argv: Vec<OsString> = match user {
-                    Some(u) => become_user(u.uid(), u.gid()),
-                    None => Vec::new(),
-                };
+                // Registered as a password login, as Cockpit's own login
+                // through pam_apikey would be.
+                let mut argv = register_login(bus.address(), uid);
+                if let Some(u) = user {
+                    argv.extend(become_user(u.uid(), u.gid()));
+                }
                 // The sandbox starts from an empty environment; the
                 // bridge wants the account's and a UTF-8 locale.
                 argv.extend(

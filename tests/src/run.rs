@@ -13,6 +13,12 @@
 //! - `As::user(&bob).logged_in_as(alice.uid())`: alice logged in, then
 //!   became bob (su/sudo: impersonation);
 //! - `As::user(&alice)`: alice, never logged in (cron, a service).
+//!
+//! A login's session hook also registers the session with the daemon as
+//! opened by a password, the evidence keys are made on (S6); on a test's
+//! bus `akt-login` does that in the new audit session before the rest
+//! runs. `.unregistered()` leaves it out: a crontab's job, or a login
+//! whose registration failed.
 
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -36,6 +42,8 @@ pub struct As {
     user: String,
     home: PathBuf,
     loginuid: Option<u32>,
+    /// Register the login session with the daemon (see the module comment).
+    register: bool,
     env: Vec<(String, String)>,
     stdin: Option<Vec<u8>>,
     bus_address: Option<String>,
@@ -62,6 +70,7 @@ impl As {
             user: "root".into(),
             home: PathBuf::from("/root"),
             loginuid: None,
+            register: true,
             env: Vec::new(),
             stdin: None,
             bus_address: None,
@@ -83,6 +92,13 @@ impl As {
     pub fn logged_in(self) -> As {
         let uid = self.target.map_or(0, |(uid, _)| uid);
         self.logged_in_as(uid)
+    }
+
+    /// The login session is not registered with the daemon, as for a
+    /// cron job or a login whose OpenSession failed.
+    pub fn unregistered(mut self) -> As {
+        self.register = false;
+        self
     }
 
     /// Bytes on the child's stdin (closed after them); none means /dev/null.
@@ -134,8 +150,8 @@ impl As {
         self.run(&bin.to_string_lossy(), args)
     }
 
-    /// Runs `program` (a path, or a name looked up on PATH) with `args`.
-    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+    /// The child's command line and environment, and how to describe it.
+    fn command(&self, program: &str, args: &[&str]) -> (Command, String) {
         let program_path = if program.contains('/') {
             PathBuf::from(program)
         } else {
@@ -145,6 +161,10 @@ impl As {
         if let Some(bwrap) = &self.bwrap {
             argv.push(skip::program("bwrap").into());
             argv.extend(bwrap.iter().map(Into::into));
+        }
+        if let (Some(uid), true, Some(address)) = (self.loginuid, self.register, &self.bus_address)
+        {
+            argv.extend(register_login(address, uid));
         }
         if let Some((uid, gid)) = self.target {
             argv.extend(become_user(uid, gid));
@@ -195,7 +215,21 @@ impl As {
             program,
             args.join(" ")
         );
+        (cmd, description)
+    }
 
+    /// Starts `program` with piped standard input and output (standard
+    /// error is inherited), for a conversation; the caller reaps it.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> std::process::Child {
+        let (mut cmd, description) = self.command(program, args);
+        cmd.stdin(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("{description}: spawn failed: {e}"))
+    }
+
+    /// Runs `program` (a path, or a name looked up on PATH) with `args`.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        let (mut cmd, description) = self.command(program, args);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("{description}: spawn failed: {e}"));
@@ -253,6 +287,17 @@ pub(crate) fn become_user(uid: u32, gid: u32) -> Vec<std::ffi::OsString> {
         format!("--regid={gid}").into(),
         "--init-groups".into(),
         "--".into(),
+    ]
+}
+
+/// The argv prefix that registers the login session of `loginuid` with
+/// the daemon on `address` as opened by a password, then runs the rest.
+pub(crate) fn register_login(address: &str, loginuid: u32) -> Vec<std::ffi::OsString> {
+    vec![
+        bins::akt_login().into(),
+        address.into(),
+        loginuid.to_string().into(),
+        "password".into(),
     ]
 }
 

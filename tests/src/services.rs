@@ -385,6 +385,9 @@ pub(crate) fn service_dir(kind: &str) -> TempDir {
     dir
 }
 
+/// Where [`Sshd::authorize_key`] writes, under the sshd's directory.
+const AUTHORIZED_KEYS_DIR: &str = "authorized_keys";
+
 /// OpenSSH's sshd, whose PAM service is `service` (sshd takes it from
 /// argv[0], so it runs through a symlink of that name).
 pub struct Sshd {
@@ -396,7 +399,8 @@ pub struct Sshd {
 
 impl Sshd {
     /// Starts sshd on 127.0.0.1 with password and keyboard-interactive
-    /// authentication through PAM only (no public keys, no root).
+    /// authentication through PAM, public keys only for accounts given one
+    /// with [`authorize_key`](Self::authorize_key), and no root.
     pub fn start(pam: &PamServices, service: &str) -> Sshd {
         Sshd::start_with(Launcher::Bwrap, pam, service)
     }
@@ -477,6 +481,41 @@ impl Sshd {
         self.sandbox.log_text()
     }
 
+    /// Lets `user` log in with the public key `public_key` (one line of
+    /// `id_ed25519.pub`); the file is in the test's directory, never in
+    /// the account's home.
+    pub fn authorize_key(&self, user: &str, public_key: &str) {
+        let dir = self.dir.path().join(AUTHORIZED_KEYS_DIR);
+        std::fs::create_dir_all(&dir).expect("create authorized keys dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod authorized keys dir");
+        let file = dir.join(user);
+        std::fs::write(&file, public_key).expect("write authorized keys");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod authorized keys");
+    }
+
+    /// `ssh` arguments for `user@127.0.0.1 <command>` by public key only,
+    /// with the private key in `identity`.
+    pub fn ssh_publickey_args(&self, user: &str, identity: &Path, command: &[&str]) -> Vec<String> {
+        let mut args = self.ssh_args("publickey", user, command);
+        let at = args
+            .iter()
+            .position(|a| a == "PubkeyAuthentication=no")
+            .expect("ssh_args turns public keys off");
+        args[at] = "PubkeyAuthentication=yes".into();
+        let extra = [
+            "-o".to_string(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-i".into(),
+            identity.display().to_string(),
+        ];
+        args.splice(1..1, extra);
+        args
+    }
+
     /// `ssh` arguments for `user@127.0.0.1 <command>` with one
     /// authentication method and no state written anywhere: for
     /// `sshpass -e ssh ...`, the password in `SSHPASS`.
@@ -521,13 +560,13 @@ PidFile {pid}
 UsePAM yes
 KbdInteractiveAuthentication yes
 PasswordAuthentication yes
-PubkeyAuthentication no
+PubkeyAuthentication yes
 HostbasedAuthentication no
 PermitRootLogin no
 PermitEmptyPasswords no
 StrictModes no
 UseDNS no
-AuthorizedKeysFile none
+AuthorizedKeysFile {keys}/%u
 PrintMotd no
 PrintLastLog no
 LoginGraceTime 60
@@ -535,6 +574,7 @@ LogLevel DEBUG3
 ",
         host_key = host_key.display(),
         pid = dir.join("sshd.pid").display(),
+        keys = dir.join(AUTHORIZED_KEYS_DIR).display(),
     )
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use apikey_tests::client::call;
+use apikey_tests::client::{call, HeldCaller};
 use apikey_tests::prelude::*;
 use apikey_tests::{tmp, tmpfs_wrapper, StartError};
 
@@ -619,6 +619,11 @@ fn a_nearly_full_disk_refuses_new_keys_but_not_revocations() {
     let (_parent, store, world) = world_on_small_disk(2);
     let pid = world.daemon().pid();
     let svc = TestUser::create("svc");
+    // One login, registered while there is room.
+    let mut admin = HeldCaller::start(&admin(&world));
+    let mut generate_for = |_: &World, user: &TestUser, name: &str, _: &str, _: &str| {
+        admin.call(&["generate", name, "", "", user.name()])
+    };
     let first = generate_for(&world, &svc, "first", "", "").expect_ok();
     let second = generate_for(&world, &svc, "second", "", "").expect_ok();
 
@@ -678,6 +683,11 @@ fn a_full_disk_fails_writes_cleanly_and_recovers() {
     let (_parent, store, mut world) = world_on_small_disk(0);
     let pid = world.daemon().pid();
     let svc = TestUser::create("svc");
+    // One login, registered while there is room.
+    let mut admin = HeldCaller::start(&admin(&world));
+    let mut generate_for = |_: &World, user: &TestUser, name: &str, _: &str, _: &str| {
+        admin.call(&["generate", name, "", "", user.name()])
+    };
     let kept = generate_for(&world, &svc, "kept", "", "").expect_ok();
     let rows = rows_in(pid, &store);
 

@@ -768,6 +768,7 @@ fn the_packaged_bus_policy_keeps_the_name_for_the_daemon_and_the_session_calls_f
             "string:192.0.2.7".to_string(),
             "string:ssh".to_string(),
             "string:".to_string(),
+            "string:password".to_string(),
         ]
     };
     let open = |who: &As, user: &str| {

@@ -112,6 +112,33 @@ impl Site {
     }
 }
 
+impl Site {
+    /// The session line's module cannot reach the daemon (S1 refuses it:
+    /// the wrong daemon_user): every login goes on unregistered, as when
+    /// OpenSession fails or stalls past the module's timeout.
+    fn start_unregistered(world: &World) -> Site {
+        world.allow_user_keys();
+        let module = pam::module(world.bus().address(), "");
+        let lost = format!(
+            "{} bus={} daemon_user=nobody",
+            pam::module_path().display(),
+            world.bus().address()
+        );
+        let stack = sshd_stack(&module).replace(
+            &format!("session optional {module}\n"),
+            &format!("session optional {lost}\n"),
+        );
+        assert!(stack.contains(&lost), "{stack}");
+        let services = PamServices::new();
+        services.add(SERVICE, &stack);
+        let sshd = Sshd::start(&services, SERVICE);
+        Site {
+            sshd,
+            _pam: services,
+        }
+    }
+}
+
 fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
@@ -1031,4 +1058,160 @@ fn a_session_that_vanished_while_the_daemon_was_down_ends_its_keys() {
         "the login's session was closed after all: {:#?}",
         world.log().lines()
     );
+}
+
+/// The commands that make keys, each followed by its exit status.
+fn key_making_probe(world: &World, id: &str) -> String {
+    format!(
+        "{g} </dev/null; echo \"generate=$?\"; {s} </dev/null; echo \"session=$?\"; \
+         {r} </dev/null; echo \"rotate=$?\"",
+        g = apikey_command(world, "generate"),
+        s = apikey_command(world, "session"),
+        r = apikey_command(world, &format!("rotate {id}")),
+    )
+}
+
+/// S6 fails closed: a key login whose session the daemon never heard of
+/// (the module's OpenSession failed; a flood can stall it as well) has no
+/// evidence of a password login, so it makes no keys. Before, only a
+/// session registered as opened with a key was refused, and this login
+/// got a long-lived key.
+#[test]
+fn a_key_login_whose_registration_failed_cannot_make_keys() {
+    require_sshd!();
+    let alice = TestUser::create("alice");
+    let world = World::new();
+    let site = Site::start_unregistered(&world);
+    let sshd = &site.sshd;
+    let token = world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["generate"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let keys = world.keys_of(alice.name());
+    assert_eq!(keys.len(), 1);
+    let id = keys[0].id.clone();
+
+    let out = ssh(
+        sshd,
+        &alice,
+        alice.name(),
+        &token,
+        &[&key_making_probe(&world, &id)],
+    );
+    assert_eq!(
+        (out.code(), out.stdout.lines().collect::<Vec<_>>()),
+        (0, vec!["generate=1", "session=1", "rotate=1"]),
+        "{}\nstderr:\n{}\nsshd log:\n{}",
+        out.description,
+        out.stderr,
+        sshd.log_text()
+    );
+    let refusals = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("apikey: ") && l.contains("no record of a password login"))
+        .count();
+    assert_eq!(refusals, 3, "stderr:\n{}", out.stderr);
+    let registered: Vec<String> = world
+        .log()
+        .lines()
+        .into_iter()
+        .filter(|l| is_event(l, "session-open") && l.contains(&format!("service=\"{SERVICE}\"")))
+        .collect();
+    assert!(
+        registered.is_empty(),
+        "the session line did not fail as this test needs: {registered:?}"
+    );
+    world.log().expect(
+        "a generate refused as NotLoggedIn",
+        |l| is_event(l, "generate") && l.contains("outcome=\"NotLoggedIn\""),
+        LOG_WAIT,
+    );
+    assert!(session_key_ids(&world, &alice).is_empty());
+    let keys = world.keys_of(alice.name());
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].id, id);
+}
+
+/// Logins sshd authenticated itself count as evidence, public keys
+/// included (what S6 cannot stop: a key login that adds a public key and
+/// comes back with it); the audit line of each session says which method
+/// opened it, so administrators can tell them apart.
+#[test]
+fn publickey_and_password_logins_make_keys_and_say_how_they_logged_in() {
+    require_sshd!();
+    let alice = TestUser::create("alice");
+    alice.set_password(PASSWORD);
+    let world = World::new();
+    let site = Site::start(&world);
+    let sshd = &site.sshd;
+    let identity = alice.home().join("id_ed25519");
+    As::user(&alice)
+        .run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "alice",
+                "-f",
+                &identity.to_string_lossy(),
+            ],
+        )
+        .ok();
+    let public = std::fs::read_to_string(identity.with_extension("pub")).expect("public key");
+    sshd.authorize_key(alice.name(), &public);
+
+    let generate = apikey_command(&world, "generate --name by-publickey");
+    let args = sshd.ssh_publickey_args(alice.name(), &identity, &[&generate]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (program, args) = args.split_first().expect("ssh and its arguments");
+    let out = As::user(&alice)
+        .timeout(Duration::from_secs(90))
+        .run(program, args);
+    assert!(
+        out.code() == 0 && Token::parse(out.stdout_trimmed().as_bytes()).is_ok(),
+        "{}: exit {}\nstdout:\n{}\nstderr:\n{}\nsshd log:\n{}",
+        out.description,
+        out.code(),
+        out.stdout,
+        out.stderr,
+        sshd.log_text()
+    );
+    let opened_by = |method: &str| {
+        world.log().expect(
+            &format!("the ssh session's registration with auth={method}"),
+            |l| {
+                is_event(l, "session-open")
+                    && l.contains(&format!("service=\"{SERVICE}\""))
+                    && l.contains(&format!("auth=\"{method}\""))
+                    && l.contains("outcome=\"ok\"")
+            },
+            LOG_WAIT,
+        )
+    };
+    opened_by("publickey");
+
+    let out = ssh(
+        sshd,
+        &alice,
+        alice.name(),
+        PASSWORD,
+        &[&apikey_command(&world, "generate")],
+    );
+    assert!(
+        out.code() == 0 && Token::parse(out.stdout_trimmed().as_bytes()).is_ok(),
+        "{}: exit {}\nstderr:\n{}",
+        out.description,
+        out.code(),
+        out.stderr
+    );
+    opened_by("password");
+    assert_eq!(world.keys_of(alice.name()).len(), 2);
 }

@@ -99,13 +99,14 @@ fn dbus_send(who: &As, method: &str, args: &[&str]) -> Result<String, String> {
         .to_string())
 }
 
-fn open_args(user: &str, key_id: &str) -> [String; 5] {
+fn open_args(user: &str, key_id: &str) -> [String; 6] {
     [
         format!("string:{user}"),
         "string:sshd".into(),
         format!("string:{RHOST}"),
         "string:ssh".into(),
         format!("string:{key_id}"),
+        "string:password".into(),
     ]
 }
 
@@ -134,7 +135,7 @@ fn root_opens_and_closes_a_session_through_the_bus() {
     let alice = TestUser::create("alice");
     let proxy = world.proxy_as_root();
     let handle = world
-        .block_on(proxy.open_session(alice.name(), "sshd", RHOST, "ssh", ""))
+        .block_on(proxy.open_session(alice.name(), "sshd", RHOST, "ssh", "", "password"))
         .expect("OpenSession as root");
     assert_eq!(handle.len(), 22, "{handle}");
     assert!(
@@ -275,7 +276,7 @@ fn only_root_may_open_or_close_sessions() {
     for (who, what) in [
         (world.as_user(&alice), "alice outside a login session"),
         (
-            world.as_user(&alice).logged_in(),
+            world.as_user(&alice).logged_in().unregistered(),
             "alice in her login session",
         ),
     ] {
@@ -364,4 +365,53 @@ fn the_packaged_bus_policy_keeps_session_calls_for_root() {
         other => panic!("OpenSession without an interface: {other:?}"),
     }
     close_by(&as_root, &handle).expect("CloseSession by root");
+}
+
+/// S6 wants positive evidence: a process in a login session of its own
+/// that no session hook registered (a crontab's job: Debian's cron stack
+/// runs pam_loginuid but authenticates no one; a systemd --user service)
+/// makes no keys, long-lived or session. The same user in a registered
+/// password login does.
+#[test]
+fn a_login_session_nobody_registered_makes_no_keys() {
+    require!(Need::World, Need::LoginUid);
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let cron = world.as_user(&alice).logged_in().unregistered();
+    for args in [&["generate"][..], &["session"][..]] {
+        let out = cron.apikey(args);
+        assert_eq!(out.code(), 1, "{}: {}", out.description, out.stderr);
+        assert!(
+            out.stdout.is_empty() && out.stderr.contains("no record of a password login"),
+            "{}:\nstdout:\n{}\nstderr:\n{}",
+            out.description,
+            out.stdout,
+            out.stderr
+        );
+    }
+    world.log().expect(
+        "the generate refused as NotLoggedIn",
+        |l| l.contains("event=generate ") && l.contains("outcome=\"NotLoggedIn\""),
+        LOG_WAIT,
+    );
+    assert!(world.keys_of(alice.name()).is_empty());
+    let token = world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["generate"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    assert!(apikey_proto::Token::parse(token.as_bytes()).is_ok());
+    world.log().expect(
+        "the login's registration as a password login",
+        |l| {
+            l.contains("event=session-open ")
+                && l.contains(&format!("user=\"{}\"", alice.name()))
+                && l.contains("auth=\"password\"")
+                && l.contains("outcome=\"ok\"")
+        },
+        LOG_WAIT,
+    );
 }

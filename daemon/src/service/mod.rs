@@ -16,6 +16,7 @@ use crate::usage::UsageBuffer;
 mod session_keys;
 mod sessions;
 use apikey_proto::duration::parse_duration;
+use apikey_proto::login_auth;
 use apikey_proto::services::{is_valid_service, printable};
 use apikey_proto::token::{
     is_key_id, is_key_shaped, is_session_handle, new_key_id, new_session_handle,
@@ -136,14 +137,17 @@ impl KeyService {
         let policy = self.policy()?;
         let admin = self.is_admin(c);
         let proc_id = self.proc_identity(c)?;
-        self.refuse_key_opened_session(&proc_id)?;
         let login = policy::login_state(c.uid, proc_id.loginuid);
-        let owner = if user.is_empty() {
+        if user.is_empty() {
             policy::may_generate_own(login, admin, &policy)?;
-            self.account_by_uid(c.uid)?
         } else {
             check_field("user", user)?;
             policy::may_generate_for_other(login, admin)?;
+        }
+        self.require_non_key_login(&proc_id)?;
+        let owner = if user.is_empty() {
+            self.account_by_uid(c.uid)?
+        } else {
             self.account_by_name(user)?
         };
         self.check_may_hold_keys(owner.uid, &owner.name)?;
@@ -340,13 +344,13 @@ impl KeyService {
         let admin = self.is_admin(c);
         let policy = self.policy()?;
         let proc_id = self.proc_identity(c)?;
-        self.refuse_key_opened_session(&proc_id)?;
         let login = policy::login_state(c.uid, proc_id.loginuid);
         if old.owner_uid == c.uid {
             policy::may_generate_own(login, admin, &policy)?;
         } else {
             policy::may_generate_for_other(login, admin)?;
         }
+        self.require_non_key_login(&proc_id)?;
         let owner = self.account_by_uid(old.owner_uid)?;
         if owner.name != old.owner_name {
             return Err(KeysError::NotFound(format!(

@@ -43,7 +43,7 @@ impl KeyService {
                     .into(),
             ));
         };
-        self.refuse_key_opened_session(&proc_id)?;
+        self.require_non_key_login(&proc_id)?;
         if !self.is_admin(c) && !policy.allow_user_keys {
             return Err(KeysError::PolicyForbids(
                 "the site policy does not let users create API keys; ask an administrator".into(),
@@ -80,24 +80,26 @@ impl KeyService {
         Ok((token, self.info(&record, &policy)))
     }
 
-    /// S6: a login session opened with an API key cannot make keys, so a
-    /// stolen key cannot be turned into fresh ones.
-    pub(super) fn refuse_key_opened_session(&self, proc_id: &ProcIdentity) -> Result<()> {
-        let Some(audit_session) = proc_id.sessionid else {
-            return Ok(());
+    /// S6: keys are made only in a login session registered as opened
+    /// without a key, so a stolen key cannot be turned into fresh ones,
+    /// not even when its session's registration failed.
+    pub(super) fn require_non_key_login(&self, proc_id: &ProcIdentity) -> Result<()> {
+        let sessions = match proc_id.sessionid {
+            Some(audit_session) => self
+                .store
+                .sessions_of(&self.host.boot_id(), audit_session)
+                .map_err(store_error)?,
+            None => Vec::new(),
         };
-        let sessions = self
-            .store
-            .sessions_of(&self.host.boot_id(), audit_session)
-            .map_err(store_error)?;
-        if sessions.iter().any(|s| s.key_id.is_some()) {
-            return Err(KeysError::Denied(
-                "this login session was opened with an API key; keys cannot be used to make \
-                 more keys (log in with your password to create one)"
-                    .into(),
-            ));
-        }
-        Ok(())
+        let weighed: Vec<policy::RegisteredLogin<'_>> = sessions
+            .iter()
+            .map(|s| policy::RegisteredLogin {
+                loginuid: s.loginuid,
+                key_opened: s.key_id.is_some(),
+                auth: s.auth.as_deref(),
+            })
+            .collect();
+        policy::may_make_keys_in(&weighed, proc_id.loginuid)
     }
 
     /// The session checks of a login with a session key; a key found ended

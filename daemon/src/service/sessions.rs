@@ -5,7 +5,9 @@ use super::*;
 
 impl KeyService {
     /// Registers the caller's own login session for the PAM module's
-    /// open_session; returns the handle that closes it.
+    /// open_session; returns the handle that closes it. `auth` is how the
+    /// module saw the login authenticated (`login_auth`).
+    #[allow(clippy::too_many_arguments)]
     pub fn open_session(
         &self,
         c: &Caller,
@@ -14,9 +16,18 @@ impl KeyService {
         rhost: &str,
         tty: &str,
         key_id: &str,
+        auth: &str,
     ) -> Result<String> {
         let mut note = OpenNote::default();
-        let outcome = self.open_session_inner(c, user, service, rhost, tty, key_id, &mut note);
+        let request = SessionRequest {
+            user,
+            service,
+            rhost,
+            tty,
+            key_id,
+            auth,
+        };
+        let outcome = self.open_session_inner(c, &request, &mut note);
         let mut line = Line::new("session-open")
             .num("caller_uid", c.uid)
             .num("caller_pid", c.pid)
@@ -31,6 +42,14 @@ impl KeyService {
             None if key_id.is_empty() => line.field("key", "-"),
             None => line.field("key", key_id),
         };
+        line = line.field(
+            "auth",
+            match (&note.auth, auth) {
+                (Some(a), _) => a,
+                (None, "") => "-",
+                (None, claimed) => claimed,
+            },
+        );
         let proc_id = note.proc_id.as_ref();
         line = opt_num(line, "audit_session", proc_id.and_then(|p| p.sessionid));
         line = opt_num(line, "loginuid", proc_id.and_then(|p| p.loginuid));
@@ -44,19 +63,28 @@ impl KeyService {
         outcome
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn open_session_inner(
         &self,
         c: &Caller,
-        user: &str,
-        service: &str,
-        rhost: &str,
-        tty: &str,
-        key_id: &str,
+        request: &SessionRequest<'_>,
         note: &mut OpenNote,
     ) -> Result<String> {
+        let SessionRequest {
+            user,
+            service,
+            rhost,
+            tty,
+            key_id,
+            auth,
+        } = *request;
         may_manage_sessions(c)?;
         check_session_fields(user, service, rhost, tty, key_id)?;
+        if !login_auth::is_valid(auth) {
+            return Err(KeysError::InvalidArgument(format!(
+                "'{}' is not a list of authentication methods",
+                printable(auth, 40)
+            )));
+        }
         if let Ok(leaked) = Token::parse(user.as_bytes()) {
             // As in Verify (S11): a key in the user name field is spent.
             self.revoke_leaked(&leaked);
@@ -95,6 +123,14 @@ impl KeyService {
             Some(key_id.to_string())
         };
         note.key_id = key.clone();
+        // A key found by either path outweighs whatever else the module
+        // reported: the session counts as opened with a key (S6).
+        let auth = if key.is_some() {
+            Some(login_auth::KEY.to_string())
+        } else {
+            Some(auth.to_string()).filter(|a| !a.is_empty())
+        };
+        note.auth = auth.clone();
         let handle =
             new_session_handle().map_err(|e| KeysError::Failed(format!("no randomness: {e}")))?;
         // No disk reserve check: like a revocation, this record is security
@@ -115,6 +151,7 @@ impl KeyService {
                 opened: now,
                 closed: None,
                 close_reason: None,
+                auth,
             })
             .map_err(store_error)?;
         Ok(handle)
@@ -195,12 +232,25 @@ impl KeyService {
     }
 }
 
+/// The arguments of an OpenSession.
+#[derive(Clone, Copy)]
+struct SessionRequest<'a> {
+    user: &'a str,
+    service: &'a str,
+    rhost: &'a str,
+    tty: &'a str,
+    key_id: &'a str,
+    auth: &'a str,
+}
+
 /// What the audit line of an OpenSession says beyond the request itself.
 #[derive(Default)]
 struct OpenNote {
     proc_id: Option<ProcIdentity>,
     key_id: Option<String>,
     key_from: Option<&'static str>,
+    /// What was recorded as the session's authentication.
+    auth: Option<String>,
 }
 
 /// Sessions belong to the PAM stacks of host services, which run as root;

@@ -63,4 +63,10 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE session_handle IS NOT NULL AND revoked IS NULL;
     CREATE INDEX keys_active_sessions ON keys(kind) WHERE kind = 'session' AND revoked IS NULL;
     "#,
+    // 4: how each session was authenticated, as the PAM module saw it (S6
+    // needs positive evidence of a non-key login). Sessions registered
+    // before this have NULL: no evidence either way.
+    r#"
+    ALTER TABLE sessions ADD COLUMN auth TEXT;
+    "#,
 ];

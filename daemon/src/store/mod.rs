@@ -119,6 +119,11 @@ pub struct SessionRecord {
     pub opened: i64,
     pub closed: Option<i64>,
     pub close_reason: Option<String>,
+    /// How the login was authenticated, as the PAM module reported it
+    /// (`password`, `key`, sshd's methods such as `publickey`); `None` for
+    /// no authentication it saw (cron, systemd --user) and for sessions
+    /// registered before this was recorded.
+    pub auth: Option<String>,
 }
 
 /// The site policy as the daemon uses it.

@@ -52,7 +52,7 @@ const KEY_COLUMNS: &str = "id, hash, kind, owner_uid, owner_name, created_by_uid
     session_loginuid, session_handle";
 
 const SESSION_COLUMNS: &str = "handle, boot_id, audit_session, loginuid, caller_pid, uid, \
-    user, service, rhost, tty, key_id, opened, closed, close_reason";
+    user, service, rhost, tty, key_id, opened, closed, close_reason, auth";
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`: the directory must
@@ -395,7 +395,7 @@ impl Store for SqliteStore {
         self.in_write_tx(|tx| {
             tx.prepare_cached(&format!(
                 "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -413,6 +413,7 @@ impl Store for SqliteStore {
                     r.opened,
                     r.closed,
                     r.close_reason,
+                    r.auth,
                 ])
             })
             .map(|_| ())
@@ -657,6 +658,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         opened: row.get(11)?,
         closed: row.get(12)?,
         close_reason: row.get(13)?,
+        auth: row.get(14)?,
     })
 }
 
@@ -910,6 +912,7 @@ mod tests {
             opened: 100,
             closed: None,
             close_reason: None,
+            auth: Some("key".into()),
         }
     }
 
@@ -943,6 +946,7 @@ mod tests {
         let mut r = session("h000000000000000000003", None);
         r.uid = None;
         r.key_id = None;
+        r.auth = None;
         s.open_session(&r).unwrap();
         assert_eq!(s.session(&r.handle).unwrap(), Some(r.clone()));
         // A handle is unique: a second record under it is refused whole.

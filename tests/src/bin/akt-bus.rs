@@ -11,7 +11,10 @@
 //! Output, one tab-separated record a line:
 //! - `ok <fields...>` or `err <error name> <message>` for a single call;
 //! - `stream`: `gen <id> <token>` and `rev <id>` for every acknowledged
-//!   write, in order, then `end <error name> <message>` at the first error.
+//!   write, in order, then `end <error name> <message>` at the first error;
+//! - `lines`: reads one call a line from standard input, its words
+//!   separated by tabs, and answers each as a single call: one process,
+//!   so one login session, for a whole test.
 
 use std::io::Write;
 
@@ -23,6 +26,7 @@ const USAGE: &str = "usage: akt-bus generate NAME EXPIRES SERVICES USER
        akt-bus rotate ID
        akt-bus revoke ID...
        akt-bus stream USER
+       akt-bus lines   (then one of the above a line, words tab-separated)
 SERVICES is a comma-separated list; an empty argument is an empty list.";
 
 fn main() {
@@ -42,7 +46,26 @@ async fn run(args: &[String]) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(&format!("cannot connect to the bus: {e}")),
     };
-    match words.as_slice() {
+    if words == ["lines"] {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(0) | Err(_) => return 0,
+                Ok(_) => {}
+            }
+            let words: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+            if dispatch(&conn, &words).await != 0 {
+                record(&["err", "usage", USAGE]);
+            }
+        }
+    }
+    dispatch(&conn, &words).await
+}
+
+async fn dispatch(conn: &Connection, words: &[&str]) -> i32 {
+    let conn = conn.clone();
+    match words {
         ["generate", name, expires, services, user] => {
             let services = split_list(services);
             let reply = call(&conn, "Generate", &(*name, *expires, services, *user)).await;

@@ -39,9 +39,10 @@ impl Fake {
         _rhost: String,
         _tty: String,
         key_id: String,
+        auth: String,
     ) -> String {
         say(&format!(
-            "open-session user={user:?} service={service:?} key={key_id:?}"
+            "open-session user={user:?} service={service:?} key={key_id:?} auth={auth:?}"
         ));
         "AAAAAAAAAAAAAAAAAAAAAA".into()
     }
