@@ -7,6 +7,7 @@ pub mod bus;
 pub mod bus_args;
 pub mod caller_binding;
 pub mod config;
+pub mod files_source;
 pub mod host;
 pub mod key_logins;
 pub mod local_files;

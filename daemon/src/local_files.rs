@@ -6,15 +6,23 @@
 //! Where /etc/nsswitch.conf puts `files` first for passwd, shadow and
 //! group (Debian's default `files systemd` included), an entry that is in
 //! the file is exactly what NSS returns: the first line that matches, and
-//! no later source is asked. So the daemon parses the files itself, keeps
-//! what the checks need (uid, name, gid, whether the shadow entry is
-//! locked, its expiry day; never a password hash), and answers from that.
+//! no later source is asked. So the daemon keeps the entries glibc's own
+//! files reader returned ([`crate::files_source`]: the parser NSS's files
+//! source uses, not one of ours), only what the checks need (uid, name,
+//! gid, whether the shadow entry is locked, its expiry day; never a
+//! password hash), and answers from that.
+//!
+//! Why not simply remember what `getpwnam_r` answered: its answer does not
+//! say which source gave it. A user of systemd-homed, sss or ldap locked
+//! there changes none of these files, and a remembered answer would
+//! outlive the lock (S8). Entries read from the files are known to be
+//! what the files source answers.
 //!
 //! Correct by construction:
 //! - Every lookup first takes a stamp of the four files (device, inode,
 //!   size, mtime and ctime in ns). `usermod -L`, `userdel`, `vipw` and the
 //!   like replace the file by rename or rewrite it, which changes the
-//!   stamp; any change of any stamp drops everything parsed, so a lock
+//!   stamp; any change of any stamp drops everything read, so a lock
 //!   (S8) is seen on the very next lookup.
 //! - Only positive answers come from here. An entry that is not in the
 //!   files goes to NSS as before, uncached: "definitely gone" (which
@@ -22,18 +30,16 @@
 //!   (systemd, sss, ldap) are asked exactly as glibc would ask them.
 //! - Anything unusual turns the shortcut off for that file and leaves NSS
 //!   in charge: nsswitch.conf not naming `files` first (or with an action
-//!   right after it), a line that does not parse strictly, NIS `+`/`-`
-//!   lines, a file too large, an unreadable file.
+//!   right after it), a file too large or unreadable, a line too long.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use zeroize::Zeroizing;
 
-/// Files larger than this are left to NSS (and not held in memory).
-pub const MAX_FILE_BYTES: u64 = 8 << 20;
+use crate::files_source::{read_group, read_passwd, read_shadow};
+pub use crate::files_source::{PasswdTable, ShadowEntry, MAX_FILE_BYTES};
 
 /// The four files whose state the answers depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,133 +193,15 @@ pub fn parse_nsswitch(text: &str) -> FilesFirst {
     }
 }
 
-/// The lines of a passwd/shadow/group file as glibc's files module reads
-/// them: leading blanks (C locale) skipped, empty lines and `#` comments
-/// ignored. `None` when the file holds anything glibc would read
-/// differently from a plain split (a carriage return, a NUL byte) or a
-/// line the module treats specially (NIS compatibility `+`/`-` entries):
-/// then the file is left to NSS.
-fn entries(text: &str) -> Option<Vec<Vec<&str>>> {
-    if text.contains(['\r', '\0']) {
-        return None;
-    }
-    let mut out = Vec::new();
-    for line in text.split('\n') {
-        let line = line.trim_start_matches(is_c_space);
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('+') || line.starts_with('-') {
-            return None;
-        }
-        out.push(line.split(':').collect());
-    }
-    Some(out)
-}
-
-fn id(field: &str) -> Option<u32> {
-    (!field.is_empty() && field.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| field.parse().ok())
-        .flatten()
-}
-
-/// passwd: `name:password:uid:gid:gecos:home:shell`. Maps uid → name and
-/// name → uid, first line winning as in NSS. `None` if any line is not
-/// strictly of that shape.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct PasswdTable {
-    by_uid: HashMap<u32, String>,
-    by_name: HashMap<String, u32>,
-}
-
-pub fn parse_passwd(text: &str) -> Option<PasswdTable> {
-    let mut t = PasswdTable::default();
-    for f in entries(text)? {
-        if f.len() != 7 || f[0].is_empty() {
-            return None;
-        }
-        let uid = id(f[2])?;
-        id(f[3])?;
-        t.by_uid.entry(uid).or_insert_with(|| f[0].to_string());
-        t.by_name.entry(f[0].to_string()).or_insert(uid);
-    }
-    Some(t)
-}
-
-/// What a shadow entry says for the S8 checks: whether the hash is locked
-/// and the expiry day (-1 for none). The hash itself is not kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShadowEntry {
-    pub locked: bool,
-    pub expire_day: i64,
-}
-
-/// shadow: `name:hash:lastchg:min:max:warn:inactive:expire:flag`, numbers
-/// possibly empty.
-pub fn parse_shadow(text: &str) -> Option<HashMap<String, ShadowEntry>> {
-    let mut t = HashMap::new();
-    for f in entries(text)? {
-        if f.len() != 9 || f[0].is_empty() {
-            return None;
-        }
-        for n in &f[2..] {
-            // Plain numbers glibc keeps as they are, or -1 ("none");
-            // anything else (signs, huge values glibc drops the line
-            // for) is for NSS to judge.
-            let plain = n.is_empty()
-                || *n == "-1"
-                || (n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<i32>().is_ok());
-            if !plain {
-                return None;
-            }
-        }
-        let expire_day = match f[7] {
-            "" => -1,
-            n => n.parse().ok()?,
-        };
-        // Locked or not is decided by the same rule as for NSS answers.
-        let locked = crate::host::shadow_state(f[1], -1, 0) == crate::host::ShadowState::Locked;
-        t.entry(f[0].to_string())
-            .or_insert(ShadowEntry { locked, expire_day });
-    }
-    Some(t)
-}
-
-/// group: `name:password:gid:members`.
-pub fn parse_group(text: &str) -> Option<HashMap<String, u32>> {
-    let mut t = HashMap::new();
-    for f in entries(text)? {
-        if f.len() != 4 || f[0].is_empty() {
-            return None;
-        }
-        let gid = id(f[2])?;
-        t.entry(f[0].to_string()).or_insert(gid);
-    }
-    Some(t)
-}
-
-fn read_small(path: &Path) -> Option<Zeroizing<String>> {
+/// nsswitch.conf, which is small and holds no secret; `None` when it
+/// cannot be read whole.
+fn read_switch(path: &Path) -> Option<String> {
     let file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    if len > MAX_FILE_BYTES {
-        return None;
-    }
-    // Room for the whole file up front: growing the buffer would leave
-    // copies of /etc/shadow's hashes in freed memory.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(len as usize + 1));
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).ok()?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return None;
-    }
-    // Not UTF-8: glibc compares bytes, we compare strings; leave it (the
-    // bytes given back are wiped like the text would have been).
-    match String::from_utf8(std::mem::take(&mut *bytes)) {
-        Ok(text) => Some(Zeroizing::new(text)),
-        Err(e) => {
-            drop(Zeroizing::new(e.into_bytes()));
-            None
-        }
-    }
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() as u64 <= MAX_FILE_BYTES).then_some(text)
 }
 
 /// Everything parsed from one set of file versions. A `None` table means
@@ -421,21 +309,12 @@ impl LocalFiles {
     /// next lookup's stamps differ and it is parsed again.
     fn parse(&self, stamps: [Option<Stamp>; 4]) -> Snapshot {
         let p = &self.paths;
-        let first = read_small(&p.nsswitch)
+        let first = read_switch(&p.nsswitch)
             .map(|t| parse_nsswitch(&t))
             .unwrap_or_default();
-        let passwd = first
-            .passwd
-            .then(|| read_small(&p.passwd).and_then(|t| parse_passwd(&t)))
-            .flatten();
-        let shadow = first
-            .shadow
-            .then(|| read_small(&p.shadow).and_then(|t| parse_shadow(&t)))
-            .flatten();
-        let group = first
-            .group
-            .then(|| read_small(&p.group).and_then(|t| parse_group(&t)))
-            .flatten();
+        let passwd = first.passwd.then(|| read_passwd(&p.passwd)).flatten();
+        let shadow = first.shadow.then(|| read_shadow(&p.shadow)).flatten();
+        let group = first.group.then(|| read_group(&p.group)).flatten();
         Snapshot {
             stamps,
             trusted: !self.recent(&stamps),
@@ -605,73 +484,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn files_glibc_reads_differently_are_left_to_nss() {
-        // glibc keeps the '\r' and rejects the first line, answering the
-        // second (locked) one; so any '\r' leaves the file to NSS.
-        let crlf = "alice:$y$ok:19000:0:99999:7:::\r\nalice:!$y$ok:19000:0:99999:7:::\n";
-        assert_eq!(parse_shadow(crlf), None);
-        assert_eq!(parse_passwd("bob\0x:x:1001:1001::/:/bin/sh\n"), None);
-        // Only C-locale blanks are skipped before a name.
-        let nbsp = "\u{a0}alice:x:1000:1000::/:/bin/sh\n";
-        assert!(parse_passwd(nbsp).is_some_and(|t| !t.by_name.contains_key("alice")));
-        // Numbers glibc drops the line for.
-        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:4294967296:\n"), None);
-        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:+5:\n"), None);
-        assert!(parse_shadow("alice:x:1:2:3:4:5:2147483647:\n").is_some());
-    }
-
-    #[test]
-    fn passwd_first_line_wins_and_junk_gives_up() {
-        let t = parse_passwd(PASSWD).unwrap();
-        assert_eq!(t.by_uid.get(&1000).map(String::as_str), Some("alice"));
-        assert_eq!(t.by_name.get("alias"), Some(&1000));
-        assert_eq!(t.by_name.get("bob"), Some(&1001));
-        assert_eq!(t.by_uid.get(&7), None);
-        for junk in [
-            "+::::::\n",
-            "-bob::::::\n",
-            "carol:x:10x0:1000::/:/bin/sh\n",
-            "carol:x::1000::/:/bin/sh\n",
-            "carol:x:1000:1000::/\n",
-            ":x:1000:1000::/:/bin/sh\n",
-            "carol:x:99999999999:1000::/:/bin/sh\n",
-        ] {
-            assert_eq!(parse_passwd(&format!("{PASSWD}{junk}")), None, "{junk:?}");
-        }
-    }
-
-    #[test]
-    fn shadow_keeps_lock_and_expiry_only() {
-        let t = parse_shadow(SHADOW).unwrap();
-        assert_eq!(
-            t["alice"],
-            ShadowEntry {
-                locked: false,
-                expire_day: -1
-            }
-        );
-        assert_eq!(
-            t["bob"],
-            ShadowEntry {
-                locked: false,
-                expire_day: 20000
-            }
-        );
-        let locked = parse_shadow("alice:!$y$j9T$abc:19000:0:99999:7:::\n").unwrap();
-        assert!(locked["alice"].locked);
-        assert!(parse_shadow("alice:x:1:2:3:4:5:-1:\n").is_some());
-        assert_eq!(parse_shadow("alice:x:1:2:3:4:5:abc:\n"), None);
-        assert_eq!(parse_shadow("alice:x\n"), None);
-    }
-
-    #[test]
-    fn group_names_to_gids() {
-        let t = parse_group(GROUP).unwrap();
-        assert_eq!(t.get("apikey-auth"), Some(&998));
-        assert_eq!(parse_group("x:x:y:\n"), None);
-    }
-
     struct Files {
         _dir: tempfile::TempDir,
         paths: Paths,
@@ -803,8 +615,16 @@ mod tests {
         assert_eq!(local.shadow("alice"), Local::AskNss);
         assert_eq!(local.name_of_uid(0), Local::AskNss);
         std::fs::write(&f.paths.shadow, SHADOW).unwrap();
-        replace(&f.paths.passwd, &format!("{PASSWD}+@netgroup::::::\n"));
-        assert_eq!(local.name_of_uid(0), Local::AskNss);
+        // A NIS line is skipped as nss_files skips it; the rest answers.
+        replace(&f.paths.passwd, &format!("+@netgroup::::::\n{PASSWD}"));
+        assert_eq!(local.name_of_uid(0), Local::Found("root".into()));
         assert_eq!(local.gid("shadow"), Local::Found(42));
+        // One line too long for the reader leaves the whole file to NSS.
+        let huge = "g".repeat(2 << 20);
+        replace(
+            &f.paths.passwd,
+            &format!("{PASSWD}dave:x:7:7:{huge}:/:/bin/sh\n"),
+        );
+        assert_eq!(local.name_of_uid(0), Local::AskNss);
     }
 }
