@@ -70,9 +70,11 @@ stop_daemon() {
 	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
 
-# A key made by the user in a login session of its own.
+# A key made by the user in a password login through the system's own
+# sshd stack, whose common-session line registers it with the daemon:
+# keys are made only in a login registered so (S6).
 new_key() {
-	sh -c "echo $(id -u $user) > /proc/self/loginuid && exec setpriv --reuid=$user --regid=$user --init-groups apikey generate --name installed"
+	ssh_run "$password" apikey generate --name installed
 }
 
 key_is_valid() {
@@ -100,11 +102,18 @@ EOF
 	fail "sshd did not start: $(cat /tmp/sshd.log)"
 }
 
-# -e: the secret travels in the environment, never in argv.
-ssh_login() {
-	SSHPASS=$1 sshpass -e ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+# ssh_run SECRET COMMAND...: the command in a login of $user. -e: the
+# secret travels in the environment, never in argv.
+ssh_run() {
+	secret=$1
+	shift
+	SSHPASS=$secret sshpass -e ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
 		-o PreferredAuthentications=keyboard-interactive,password -o PubkeyAuthentication=no \
-		-o LogLevel=ERROR -o ConnectTimeout=10 -p "$port" "$user@127.0.0.1" true
+		-o LogLevel=ERROR -o ConnectTimeout=10 -p "$port" "$user@127.0.0.1" "$@"
+}
+
+ssh_login() {
+	ssh_run "$1" true
 }
 
 mkdir -p /tmp/before
@@ -132,6 +141,8 @@ apikey settings --allow-user-keys yes >/dev/null
 
 useradd -m -s /bin/sh "$user"
 echo "$user:$password" | chpasswd
+say "sshd with the system's /etc/pam.d/sshd"
+start_sshd
 key=$(new_key)
 key_is_valid "$key" || fail "a fresh key is not valid"
 
@@ -151,8 +162,7 @@ if [ "$mode" = upgrade ]; then
 	key_is_valid "$key" || fail "the key does not survive the upgrade"
 fi
 
-say "sshd with the system's /etc/pam.d/sshd"
-start_sshd
+say "logins through sshd"
 ssh_login "$key" || fail "sshd refused the key"
 ssh_login "$password" || fail "sshd refused the password"
 apikey revoke --all --user "$user" >/dev/null
