@@ -39,12 +39,13 @@ endif
 CARGO_DEB_VERSION          = 3.8.0
 CARGO_GENERATE_RPM_VERSION = 0.21.1
 CARGO_NEXTEST_VERSION      = 0.9.143
+CARGO_AFL_VERSION          = 0.18.2
 # Package timestamps: the last commit's, so a tree builds the same bytes.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 
 .PHONY: all build release test test-deps check bench docs install uninstall start stop clean \
-	bins package-tools stage deb rpm pack-deb pack-rpm packages cockpit screenshots
+	bins package-tools stage deb rpm pack-deb pack-rpm packages cockpit screenshots fuzz
 
 all: build
 
@@ -102,6 +103,13 @@ bench:
 	$(CARGO) build --release --workspace
 	$(AS_ROOT) env APIKEY_BIN_DIR=$(CURDIR)/target/release \
 	  $(CURDIR)/target/release/apikey-bench --out $(CURDIR)/target/bench
+
+# Coverage-guided fuzzing (fuzz/run.sh): every target for FUZZ_SECONDS
+# each, after replaying the seeds and past crashes; the counts go to
+# target/fuzz/report.txt. CI runs it briefly.
+FUZZ_SECONDS ?= 600
+fuzz: test-deps
+	CARGO_AFL_VERSION=$(CARGO_AFL_VERSION) sh fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 check:
 	$(CARGO) fmt --all -- --check

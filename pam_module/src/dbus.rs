@@ -250,7 +250,25 @@ impl Client {
 
     fn read_message(&mut self) -> Result<Reply, BusError> {
         self.fill_to(16)?;
-        let fixed = &self.input[..16];
+        let frame = Frame::of(&self.input[..16])?;
+        let whole = self.take(frame.total)?;
+        decode_reply(&whole, &frame)
+    }
+}
+
+/// What the fixed first 16 bytes of a message say.
+#[derive(Clone, Copy)]
+struct Frame {
+    big: bool,
+    kind: u8,
+    fields_len: usize,
+    /// The header, padded to 8, before the body.
+    header_len: usize,
+    total: usize,
+}
+
+impl Frame {
+    fn of(fixed: &[u8]) -> Result<Frame, BusError> {
         let big = match fixed[0] {
             b'l' => false,
             b'B' => true,
@@ -275,10 +293,30 @@ impl Client {
         if header_len + body_len > MAX_MESSAGE {
             return Err(BusError::Protocol("reply too large".into()));
         }
-        let kind = fixed[1];
-        let whole = self.take(header_len + body_len)?;
-        decode_reply(&whole, big, kind, header_len, fields_len)
+        Ok(Frame {
+            big,
+            kind: fixed[1],
+            fields_len,
+            header_len,
+            total: header_len + body_len,
+        })
     }
+}
+
+/// Decodes one whole message as the client reads it off the socket: its
+/// type, error name and body values. For the fuzzer, which feeds it
+/// arbitrary bytes: any input gets an answer or an error, never a panic
+/// or an allocation past the message's own size.
+pub fn decode_message(msg: &[u8]) -> Result<(u8, Option<String>, Vec<Value>), BusError> {
+    if msg.len() < 16 {
+        return Err(short());
+    }
+    let frame = Frame::of(&msg[..16])?;
+    if msg.len() < frame.total {
+        return Err(short());
+    }
+    let reply = decode_reply(&msg[..frame.total], &frame)?;
+    Ok((reply.kind, reply.error_name, reply.body))
 }
 
 /// A blocking connect that gives up at `deadline`: a bus that listens but
@@ -514,13 +552,14 @@ fn short() -> BusError {
     BusError::Protocol("message truncated".into())
 }
 
-fn decode_reply(
-    msg: &[u8],
-    big: bool,
-    kind: u8,
-    header_len: usize,
-    fields_len: usize,
-) -> Result<Reply, BusError> {
+fn decode_reply(msg: &[u8], frame: &Frame) -> Result<Reply, BusError> {
+    let Frame {
+        big,
+        kind,
+        fields_len,
+        header_len,
+        ..
+    } = *frame;
     if header_len > msg.len() || 16 + fields_len > msg.len() {
         return Err(short());
     }
@@ -640,7 +679,14 @@ mod tests {
         let header_len = pad8(16 + fields_len);
         assert_eq!(msg.len(), header_len + body_len);
         // Decode it as if it were a reply, to check the layout.
-        let reply = decode_reply(&msg, false, MSG_METHOD_RETURN, header_len, fields_len).unwrap();
+        let frame = Frame {
+            big: false,
+            kind: MSG_METHOD_RETURN,
+            fields_len,
+            header_len,
+            total: msg.len(),
+        };
+        let reply = decode_reply(&msg, &frame).unwrap();
         assert_eq!(
             reply.body,
             vec![
@@ -821,8 +867,16 @@ mod tests {
     fn garbage_never_panics() {
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            let _ = decode_reply(&junk, false, MSG_METHOD_RETURN, 16.min(len), 0);
-            let _ = decode_reply(&junk, true, MSG_ERROR, 0, len);
+            let frame = |big, kind, header_len, fields_len| Frame {
+                big,
+                kind,
+                fields_len,
+                header_len,
+                total: len,
+            };
+            let _ = decode_reply(&junk, &frame(false, MSG_METHOD_RETURN, 16.min(len), 0));
+            let _ = decode_reply(&junk, &frame(true, MSG_ERROR, 0, len));
+            let _ = decode_message(&junk);
         }
     }
 }
