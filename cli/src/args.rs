@@ -52,6 +52,7 @@ const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
 const USAGE_LIST: &str = "apikey list [--all | --user USER] [--sessions] [--json]";
 const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site [--yes]]";
 const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
+const USAGE_BACKUP: &str = "apikey backup FILE";
 const USAGE_SETTINGS: &str =
     "apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
                        [--users-see-own yes|no] [--session-timeout DURATION] [--json]";
@@ -96,6 +97,7 @@ pub enum Cmd {
     Settings(SettingsArgs),
     Status(StatusArgs),
     Verify(VerifyArgs),
+    Backup(BackupArgs),
 }
 
 /// Make a new long-lived API key and show it once
@@ -284,6 +286,28 @@ pub struct RotateArgs {
     /// Print the new key and its details as one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+/// Write a consistent copy of the key store to a new file (administrators)
+#[derive(Args, Debug)]
+#[command(override_usage = USAGE_BACKUP, long_about = "\
+Write a consistent copy of the key store to FILE, which must not exist yet, \
+while the daemon goes on serving (administrators). The file is created \
+mode 0600: it holds every key's hash and record (never a token), who made \
+and revoked it, the registered login sessions and the site policy.
+
+To restore: stop apikeyd, move the store's files away (/var/lib/apikey/keys.db \
+and any keys.db-wal and keys.db-shm beside it), copy the backup to \
+/var/lib/apikey/keys.db owned by apikeyd with mode 0600, and start apikeyd. \
+Keys revoked after the backup was taken are active again in it: revoke them \
+again after a restore.",
+    after_long_help = "\
+Examples:
+  sudo apikey backup /root/apikey-$(date +%F).db")]
+pub struct BackupArgs {
+    /// Where to write the copy (a new file)
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// Show or change the site policy

@@ -248,6 +248,18 @@ impl Keys1 {
         self.run(&header, move |s, c| s.revoke_site(c)).await
     }
 
+    // The caller's file to write the copy into, as a descriptor: the
+    // daemon cannot, and must not, open paths of the caller's choosing.
+    #[zbus(out_args("bytes"))]
+    async fn backup(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        file: zbus::OwnedFd,
+    ) -> Result<u64, KeysError> {
+        let mut out = std::fs::File::from(std::os::fd::OwnedFd::from(file));
+        self.run(&header, move |s, c| s.backup(c, &mut out)).await
+    }
+
     async fn rotate(
         &self,
         #[zbus(header)] header: Header<'_>,

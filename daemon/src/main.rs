@@ -111,6 +111,9 @@ fn main() -> ExitCode {
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
+    if let Err(e) = svc.checkpoint_store() {
+        eprintln!("apikeyd: could not fold the write-ahead log into the key store: {e}");
+    }
     // Refusals counted since the last summary are not lost on the way out.
     svc.log_refusal_summaries();
     // Every audit line logged so far reaches syslog before the exit,

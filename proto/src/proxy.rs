@@ -38,6 +38,11 @@ pub trait Keys1 {
     /// Revokes every key on the host (administrators).
     fn revoke_site(&self) -> Result<Vec<String>, KeysError>;
 
+    /// Writes a consistent copy of the key store into `file`, an empty
+    /// file the caller opened for writing (administrators); returns the
+    /// bytes written.
+    fn backup(&self, file: zbus::Fd<'_>) -> Result<u64, KeysError>;
+
     /// Replaces a key with a new one of the same owner, name and scope.
     fn rotate(&self, id: &str) -> Result<(String, KeyInfo), KeysError>;
 

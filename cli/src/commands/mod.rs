@@ -1,6 +1,7 @@
 //! One module per subcommand, and what they share: printing, the JSON
 //! form of a key, and handing out a new key.
 
+mod backup;
 mod generate;
 mod list;
 mod revoke;
@@ -29,6 +30,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::Settings(a) => settings::run(a).await,
         Cmd::Status(a) => status::run(a).await,
         Cmd::Verify(a) => verify::run(a).await,
+        Cmd::Backup(a) => backup::run(a).await,
     }
 }
 

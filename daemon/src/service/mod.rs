@@ -78,6 +78,9 @@ pub struct KeyService {
     usage: UsageBuffer,
     key_logins: RecentKeyLogins,
     refusals: Mutex<crate::refusal_log::RefusalLog>,
+    /// Set while key lookups fail in the store: said once, loudly, when it
+    /// starts and once when it ends, not at every login.
+    store_failing: std::sync::atomic::AtomicBool,
 }
 
 type Result<T> = std::result::Result<T, KeysError>;
@@ -94,6 +97,7 @@ impl KeyService {
             usage: UsageBuffer::default(),
             key_logins: RecentKeyLogins::default(),
             refusals: Mutex::new(crate::refusal_log::RefusalLog::new()),
+            store_failing: Default::default(),
         }
     }
 
@@ -315,6 +319,36 @@ impl KeyService {
         };
         self.audit_revoke(c, "*", "site", &outcome);
         outcome
+    }
+
+    /// Writes a consistent copy of the key store into `out`, a file the
+    /// caller opened (administrators); returns its size in bytes. The copy
+    /// holds every key's hash and record, never a token.
+    pub fn backup(&self, c: &Caller, out: &mut std::fs::File) -> Result<u64> {
+        let outcome = if !self.is_admin(c) {
+            Err(KeysError::Denied(
+                "only administrators may back up the key store".into(),
+            ))
+        } else {
+            check_backup_target(out).and_then(|_| self.store.backup_into(out).map_err(store_error))
+        };
+        let mut line = Line::new("backup")
+            .num("caller_uid", c.uid)
+            .num("caller_pid", c.pid);
+        line = match &outcome {
+            Ok(bytes) => line
+                .num("bytes", i64::try_from(*bytes).unwrap_or(i64::MAX))
+                .field("outcome", "ok"),
+            Err(e) => line.field("outcome", e.short_name()).warn(),
+        };
+        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
+        outcome
+    }
+
+    /// Folds the store's write-ahead log into its main file: at a clean
+    /// stop, so that a copy of the main file alone is the whole store.
+    pub fn checkpoint_store(&self) -> std::result::Result<(), StoreError> {
+        self.store.checkpoint()
     }
 
     pub fn rotate(&self, c: &Caller, id: &str) -> Result<(Token, KeyInfo)> {
@@ -554,6 +588,24 @@ impl KeyService {
                     delay_ms: 0,
                 })
             }
+            // A store that cannot be read is not a wrong key: answered as
+            // "cannot check" (the module returns PAM_AUTHINFO_UNAVAIL, so
+            // passwords still work below it), not counted against the
+            // source, and never cached as a refusal.
+            Err((STORE_ERROR, key_id)) => {
+                let line = line
+                    .field("key", key_id.as_deref().unwrap_or("-"))
+                    .field("outcome", "unavailable")
+                    .field("reason", STORE_ERROR)
+                    .warn();
+                self.audit.log(&line);
+                Ok(VerifyAnswer {
+                    result: Err(KeysError::Failed(
+                        "the key store cannot be read; keys cannot be checked now".into(),
+                    )),
+                    delay_ms: 0,
+                })
+            }
             Err((reason, key_id)) => {
                 let decision = self
                     .throttle
@@ -573,6 +625,32 @@ impl KeyService {
                     delay_ms: decision.delay_ms,
                 })
             }
+        }
+    }
+
+    /// One loud line when key lookups start failing in the store.
+    fn note_store_failure(&self, e: &StoreError) {
+        use std::sync::atomic::Ordering;
+        if !self.store_failing.swap(true, Ordering::SeqCst) {
+            self.audit.log(
+                &Line::new("store-failing")
+                    .field("error", &e.to_string())
+                    .field(
+                        "effect",
+                        "key logins answer unavailable until the store can be read",
+                    )
+                    .warn(),
+            );
+        }
+    }
+
+    /// And one when they work again.
+    fn note_store_ok(&self) {
+        use std::sync::atomic::Ordering;
+        if self.store_failing.load(Ordering::Relaxed)
+            && self.store_failing.swap(false, Ordering::SeqCst)
+        {
+            self.audit.log(&Line::new("store-recovered"));
         }
     }
 
@@ -604,10 +682,13 @@ impl KeyService {
         let key = match self.store.by_hash(&token.hash()) {
             Ok(Some(k)) => k,
             Ok(None) => return Ok(Err(("unknown-key", None))),
-            // The blocking path answers a store error as it always did.
             Err(_) if mode == Mode::Inline => return Err(NeedsBlocking),
-            Err(_) => return Ok(Err(("store-error", None))),
+            Err(e) => {
+                self.note_store_failure(&e);
+                return Ok(Err((STORE_ERROR, None)));
+            }
         };
+        self.note_store_ok();
         if let Err(r) = self.accept_key(mode, &key, user, service, now)? {
             return Ok(Err((r, Some(key.id.clone()))));
         }
@@ -633,9 +714,12 @@ impl KeyService {
         let policy = match mode {
             // Not while a save holds the policy through its fsync.
             Mode::Inline => self.store.policy_if_at_hand().ok_or(NeedsBlocking)?,
-            Mode::MayBlock => match self.policy() {
+            Mode::MayBlock => match self.store.policy() {
                 Ok(policy) => policy,
-                Err(_) => return Ok(Err("store-error")),
+                Err(e) => {
+                    self.note_store_failure(&e);
+                    return Ok(Err(STORE_ERROR));
+                }
             },
         };
         if let Err(r) = policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
@@ -1093,6 +1177,29 @@ impl KeyService {
         }
     }
 }
+
+/// A backup goes into an empty regular file: never a pipe or a device
+/// (the daemon would block on it, or write where it should not), never
+/// over an existing file's contents.
+fn check_backup_target(out: &std::fs::File) -> Result<()> {
+    let meta = out
+        .metadata()
+        .map_err(|e| KeysError::InvalidArgument(format!("cannot inspect the file given: {e}")))?;
+    if !meta.is_file() {
+        return Err(KeysError::InvalidArgument(
+            "a backup goes into a regular file".into(),
+        ));
+    }
+    if meta.len() != 0 {
+        return Err(KeysError::InvalidArgument(
+            "the file given is not empty; a backup goes into a new file".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal reason of a Verify the store could not answer.
+const STORE_ERROR: &str = "store-error";
 
 fn store_error(e: StoreError) -> KeysError {
     match e {

@@ -213,4 +213,17 @@ pub trait Store: Send + Sync {
     fn free_space(&self) -> Option<u64> {
         None
     }
+    /// Folds everything written into the main file, so that a copy of it
+    /// alone holds every key (at a clean stop).
+    fn checkpoint(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Writes a consistent copy of the whole store into `out` (an empty
+    /// file) while others go on reading and writing; returns its size in
+    /// bytes.
+    fn backup_into(&self, _out: &mut std::fs::File) -> StoreResult<u64> {
+        Err(StoreError::Failed(
+            "this key store cannot be backed up".into(),
+        ))
+    }
 }

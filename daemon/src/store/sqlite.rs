@@ -71,15 +71,25 @@ impl SqliteStore {
             file: dir.into(),
             reason,
         })?;
-        // Create it ourselves so that it is 0600 from the first byte; SQLite
-        // gives the -wal and -shm files the main file's mode.
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| fail(format!("cannot open: {e}")))?;
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_new_store(path).map_err(|e| fail(format!("cannot create: {e}")))?
+            }
+            Err(e) => return Err(fail(e.to_string())),
+            // A new store is made only where there is none: an empty file
+            // is a store that lost its contents (truncated by mistake, a
+            // broken copy), and starting afresh would silently forget
+            // every key and revocation in it.
+            Ok(meta) if meta.is_file() && meta.len() == 0 => {
+                return Err(fail(
+                    "the file is empty (0 bytes); a key store lost its contents here. \
+                     Restore it from a backup (apikey backup), or move it away to start \
+                     a new, empty store"
+                        .into(),
+                ))
+            }
+            Ok(_) => {}
+        }
         let meta = fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
         if meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(path, fs::Permissions::from_mode(0o600))
@@ -468,6 +478,135 @@ impl Store for SqliteStore {
         let st = nix::sys::statvfs::statvfs(self.dir.as_deref()?).ok()?;
         Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
     }
+
+    fn checkpoint(&self) -> StoreResult<()> {
+        let conn = self.write();
+        // TRUNCATE: the -wal file is left empty, so a copy of the main file
+        // alone is the whole store. Busy (a reader in the way) is reported
+        // in the result row, not as an error.
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if busy != 0 {
+            return Err(StoreError::Failed(
+                "the checkpoint was blocked by a reader".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn backup_into(&self, out: &mut fs::File) -> StoreResult<u64> {
+        let dir = self
+            .dir
+            .as_deref()
+            .ok_or_else(|| StoreError::Failed("an in-memory store has no file".into()))?;
+        let name = apikey_proto::token::new_session_handle()
+            .map_err(|e| StoreError::Failed(format!("no randomness: {e}")))?;
+        // Made beside the store (the daemon's own directory), then copied
+        // out: SQLite writes a database only to a file it can name.
+        let tmp = dir.join(format!(".backup-{name}"));
+        let made = self.backup_to(&tmp).and_then(|_| {
+            let io = |e: std::io::Error| match e.raw_os_error() {
+                Some(libc::ENOSPC) => StoreError::DiskFull,
+                _ => StoreError::Failed(format!("cannot write the backup: {e}")),
+            };
+            let mut copy = fs::File::open(&tmp).map_err(io)?;
+            let n = std::io::copy(&mut copy, out).map_err(io)?;
+            out.sync_all().map_err(io)?;
+            Ok(n)
+        });
+        let _ = fs::remove_file(&tmp);
+        for suffix in ["-journal", "-wal", "-shm"] {
+            let mut side = tmp.clone().into_os_string();
+            side.push(suffix);
+            let _ = fs::remove_file(side);
+        }
+        made
+    }
+}
+
+impl SqliteStore {
+    fn backup_to(&self, dest: &Path) -> StoreResult<u64> {
+        // The read connection: a backup is one read transaction, so writes
+        // go on meanwhile and the copy is the store as of its start.
+        let source = self.read();
+        let mut copy = Connection::open_with_flags(
+            dest,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(map_err)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut copy).map_err(map_err)?;
+            // All pages in one step: a step-by-step copy restarts whenever
+            // another connection writes between steps.
+            match backup.step(-1).map_err(map_err)? {
+                rusqlite::backup::StepResult::Done => {}
+                other => {
+                    return Err(StoreError::Failed(format!(
+                        "the backup did not finish ({other:?})"
+                    )))
+                }
+            }
+        }
+        drop(source);
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if check != "ok" {
+            return Err(StoreError::Failed(format!(
+                "the copy is not sound ({check})"
+            )));
+        }
+        copy.close().map_err(|(_, e)| map_err(e))?;
+        let f = fs::File::open(dest).map_err(|e| StoreError::Failed(e.to_string()))?;
+        f.sync_all()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(f.metadata().map(|m| m.len()).unwrap_or(0))
+    }
+}
+
+/// Makes an empty store at `path` in one step: schema written and synced
+/// in a file of its own (0600 from the first byte; SQLite gives the -wal
+/// and -shm files the main file's mode), then renamed into place. A crash
+/// part way leaves no file at `path`, never an empty one.
+fn create_new_store(path: &Path) -> Result<(), String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| e.to_string())?;
+    let made = (|| -> Result<(), String> {
+        let mut conn = Connection::open(&tmp).map_err(|e| describe(&e))?;
+        // A rollback journal, not WAL, while it is new: everything ends up
+        // in the one file that is renamed.
+        conn.execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| describe(&e))?;
+        migrate(&mut conn)?;
+        conn.close().map_err(|(_, e)| describe(&e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| e.to_string())?;
+        fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+        let mut journal = tmp.into_os_string();
+        journal.push("-journal");
+        let _ = fs::remove_file(journal);
+    }
+    made
 }
 
 fn prepare_dir(dir: &Path) -> Result<(), String> {

@@ -1,0 +1,218 @@
+//! Looking after the key store: a clean stop leaves the whole store in its
+//! main file, an emptied store file is never taken for a new store, a
+//! backup taken while the daemon serves restores every key and
+//! revocation, and a store that fails at runtime makes key logins answer
+//! "cannot check" rather than "wrong key".
+
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use apikey_proto::KeysError;
+use apikey_tests::prelude::*;
+use apikey_tests::{tmp, Daemon, DaemonConfig, PrivateBus};
+
+const RHOST: &str = "192.0.2.7";
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+fn keys_in(db: &std::path::Path) -> Vec<(String, bool)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the copy");
+    let mut stmt = conn
+        .prepare("SELECT id, revoked IS NOT NULL FROM keys ORDER BY id")
+        .expect("query keys");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("read keys")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Before: after a SIGTERM the keys were still in keys.db-wal (3.4 MB
+/// there, 4 KB in keys.db), and a copy of keys.db alone held none.
+#[test]
+fn a_clean_stop_leaves_the_whole_store_in_its_main_file() {
+    require!(Need::World, Need::LoginUid);
+    let mut world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let made: Vec<String> = (0..3).map(|_| world.new_key(&alice, &[]).1).collect();
+    let db = world.daemon().db_path().to_path_buf();
+    world.daemon_mut().stop();
+    let wal = db.with_extension("db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "{} still holds {wal_len} bytes", wal.display());
+    let copy_dir = tmp::temp_dir("copy");
+    let copy = copy_dir.path().join("keys.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let mut ids: Vec<String> = keys_in(&copy).into_iter().map(|(id, _)| id).collect();
+    let mut want = made;
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+/// Before: a key store truncated to 0 bytes was taken as a new, empty
+/// store with the default policy, silently forgetting every revocation.
+#[test]
+fn an_emptied_store_file_stops_the_daemon_at_start() {
+    require!(Need::World);
+    let dir = tmp::temp_dir("test");
+    let db = dir.path().join("keys.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = DaemonConfig {
+        database: Some(db.clone()),
+        ..DaemonConfig::default()
+    };
+    let bus = PrivateBus::start();
+    let err = match Daemon::try_start(&bus, &config) {
+        Ok(_) => panic!("apikeyd started on an empty store file"),
+        Err(e) => e,
+    };
+    assert!(
+        err.status.is_some_and(|s| !s.success()),
+        "apikeyd did not exit: {err}"
+    );
+    assert!(
+        err.stderr.contains(&db.display().to_string()) && err.stderr.contains("empty"),
+        "stderr does not name the file and the reason: {err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "the file was changed"
+    );
+    // Where there is no file, a new store is made, and only the store.
+    let fresh = dir.path().join("new.db");
+    let config = DaemonConfig {
+        database: Some(fresh.clone()),
+        ..DaemonConfig::default()
+    };
+    let daemon = Daemon::start(&bus, &config);
+    assert!(std::fs::metadata(&fresh).unwrap().len() > 0);
+    assert!(!dir.path().join("new.db.new").exists());
+    drop(daemon);
+}
+
+/// `apikey backup` while the daemon serves; the copy, started as another
+/// daemon's store, has every key and every revocation.
+#[test]
+fn a_backup_taken_while_serving_restores_every_key_and_revocation() {
+    require!(Need::World, Need::LoginUid);
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let (kept, _) = world.new_key(&alice, &[]);
+    let (revoked, revoked_id) = world.new_key(&alice, &[]);
+    world.as_user(&alice).apikey(&["revoke", &revoked_id]).ok();
+
+    let dir = tmp::temp_dir("backup");
+    // Not for users: refused, and nothing is left under the name.
+    let theirs = alice.home().join("alice.db");
+    let out = world
+        .as_user(&alice)
+        .apikey(&["backup", &theirs.to_string_lossy()]);
+    assert_ne!(out.code(), 0, "{}", out.stdout);
+    assert!(out.stderr.contains("administrators"), "{}", out.stderr);
+    assert!(!theirs.exists(), "a refused backup left a file");
+
+    let file = dir.path().join("keys-backup.db");
+    let out = world.as_root().apikey(&["backup", &file.to_string_lossy()]);
+    out.ok();
+    assert!(out.stderr.contains("copied"), "{}", out.stderr);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup is mode {mode:o}");
+    // Never over an existing file.
+    let again = world.as_root().apikey(&["backup", &file.to_string_lossy()]);
+    assert_ne!(again.code(), 0);
+    world.log().expect(
+        "the backup's audit line",
+        |l| l.contains("event=backup ") && l.contains("outcome=\"ok\""),
+        LOG_WAIT,
+    );
+
+    // Restored as the store of a fresh daemon.
+    let restored_dir = tmp::temp_dir("restored");
+    let restored = restored_dir.path().join("keys.db");
+    std::fs::copy(&file, &restored).unwrap();
+    let other = World::with_config(|c| c.database = Some(restored.clone()));
+    let proxy = other.proxy_as_root();
+    let (owner, _) = other
+        .block_on(proxy.verify(&kept, alice.name(), "sshd", RHOST))
+        .expect("the kept key works from the restored store");
+    assert_eq!(owner, alice.name());
+    assert!(matches!(
+        other.block_on(proxy.verify(&revoked, alice.name(), "sshd", RHOST)),
+        Err(KeysError::Refused(_))
+    ));
+    assert!(
+        other.settings().allow_user_keys,
+        "the policy was not restored"
+    );
+}
+
+/// Before: with the store's pages overwritten at runtime, Verify answered
+/// Refused (a wrong key, PAM_AUTH_ERR) and the daemon went on as if
+/// healthy. Now: "cannot check" (Failed, which the module returns as
+/// PAM_AUTHINFO_UNAVAIL so passwords still work below it), said loudly
+/// once.
+#[test]
+fn a_store_that_fails_at_runtime_answers_unavailable() {
+    require!(Need::World, Need::LoginUid);
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let (token, _) = world.new_key(&alice, &[]);
+    let proxy = world.proxy_as_root();
+    world
+        .block_on(proxy.verify(&token, alice.name(), "sshd", RHOST))
+        .expect("the key works");
+
+    // Everything into the main file, then its pages overwritten behind
+    // the daemon's back (page 1, the header, is left: the file still
+    // opens).
+    let db = world.daemon().db_path().to_path_buf();
+    let outside = rusqlite::Connection::open(&db).expect("open the store");
+    outside
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let page: i64 = outside
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    let page = page as u64;
+    drop(outside);
+    let len = std::fs::metadata(&db).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.seek(SeekFrom::Start(page)).unwrap();
+    f.write_all(&vec![0xA5; (len - page) as usize]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    for _ in 0..3 {
+        match world.block_on(proxy.verify(&token, alice.name(), "sshd", RHOST)) {
+            Err(KeysError::Failed(m)) => assert!(m.contains("key store"), "{m}"),
+            other => panic!("a failing store answered {other:?}"),
+        }
+    }
+    world.log().expect(
+        "the store-failing line",
+        |l| l.contains("event=store-failing "),
+        LOG_WAIT,
+    );
+    world.log().expect(
+        "a verify line that says unavailable",
+        |l| {
+            l.contains("event=verify ")
+                && l.contains("outcome=\"unavailable\"")
+                && l.contains("reason=\"store-error\"")
+        },
+        LOG_WAIT,
+    );
+    let loud = world
+        .log()
+        .lines()
+        .iter()
+        .filter(|l| l.contains("event=store-failing "))
+        .count();
+    assert_eq!(loud, 1, "said once, not at every login");
+}
