@@ -712,6 +712,77 @@ fn a_full_disk_fails_writes_cleanly_and_recovers() {
     assert_eq!(rows_in(pid, &store), rows + 1);
 }
 
+/// Revocation is always possible: one key, a user's and the whole site's
+/// are revoked on a disk another process filled to the last byte, in the
+/// room the daemon kept for them. Before, each was answered "the disk is
+/// full; nothing was changed" while the leaked key went on working.
+#[test]
+fn revocations_succeed_on_a_disk_filled_by_another_process() {
+    require!(
+        Need::World,
+        Need::Program("unshare"),
+        Need::Program("mount")
+    );
+    let (_parent, store, world) = world_on_small_disk(0);
+    let pid = world.daemon().pid();
+    let (svc, other) = (TestUser::create("svc"), TestUser::create("other"));
+    let mut admin = HeldCaller::start(&admin(&world));
+    let mut generate_for = |user: &TestUser| {
+        admin
+            .call(&["generate", "k", "", "", user.name()])
+            .expect_ok()
+    };
+    let (one, users) = (generate_for(&svc), [generate_for(&svc), generate_for(&svc)]);
+    let site = generate_for(&other);
+
+    let filler = fill(pid, &store, 0);
+    let inside = filler.parent().unwrap().to_path_buf();
+    assert_eq!(free_bytes(&inside), 0);
+    let proxy = world.proxy_as_root();
+    let refused = |token: &str, user: &TestUser| {
+        matches!(
+            world.block_on(proxy.verify(token, user.name(), "sshd", RHOST)),
+            Err(KeysError::Refused(_))
+        )
+    };
+    assert_eq!(
+        world
+            .block_on(proxy.revoke(&[one[0].as_str()]))
+            .expect("revoke one key on a full disk"),
+        [one[0].clone()]
+    );
+    assert!(refused(&one[1], &svc));
+    let mut revoked = world
+        .block_on(proxy.revoke_all(svc.name()))
+        .expect("revoke a user's keys on a full disk");
+    revoked.sort();
+    let mut want = vec![users[0][0].clone(), users[1][0].clone()];
+    want.sort();
+    assert_eq!(revoked, want);
+    assert!(users.iter().all(|k| refused(&k[1], &svc)));
+    assert_eq!(
+        world
+            .block_on(proxy.revoke_site())
+            .expect("revoke the site on a full disk"),
+        [site[0].clone()]
+    );
+    assert!(refused(&site[1], &other));
+    assert_eq!(integrity_of(pid, &store), "ok");
+
+    // Room again: the reserve is taken back at the next revocation.
+    std::fs::remove_file(&filler).unwrap();
+    let again = generate_for(&svc);
+    world.block_on(proxy.revoke(&[again[0].as_str()])).unwrap();
+    let reserve = format!(
+        "/proc/{pid}/root{}",
+        store.join("keys.db-reserve").display()
+    );
+    assert!(
+        std::fs::metadata(&reserve).map(|m| m.len()).unwrap_or(0) > 0,
+        "the reserve was not taken again"
+    );
+}
+
 /// A key anywhere in a logged field is masked, not just a user name that
 /// starts with one (S11): before, `user="x apikey|..."` was logged whole.
 #[test]

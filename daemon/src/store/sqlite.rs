@@ -29,6 +29,74 @@ pub struct SqliteStore {
     /// nothing. Held while the table is read or written, so a read racing
     /// a save cannot put the old policy back.
     policy: Mutex<Option<Policy>>,
+    /// Room on the store's disk that only revocations may use.
+    reserve: Option<Reserve>,
+}
+
+/// A file of preallocated blocks beside the store (`keys.db-reserve`).
+/// When a revocation finds the disk full, the file is emptied and the
+/// revocation tried again in the room it leaves; the room is taken back
+/// once the disk has it again. A revocation that returned success must
+/// be possible whoever filled the disk (issue: a leaked key kept working
+/// while the disk was full).
+struct Reserve {
+    path: PathBuf,
+    bytes: u64,
+    /// False once released, until it is made again.
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Reserve {
+    /// 8 MiB, or an eighth of a small file system: room for the write-ahead
+    /// log of revoking thousands of keys.
+    fn for_dir(dir: &Path) -> Reserve {
+        let size = nix::sys::statvfs::statvfs(dir)
+            .map(|st| st.blocks().saturating_mul(st.fragment_size()))
+            .unwrap_or(0);
+        let mut path = dir.to_path_buf();
+        path.push("keys.db-reserve");
+        Reserve {
+            path,
+            bytes: (8u64 << 20).min(size / 8),
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Makes (or completes) the file; false when the disk has no room.
+    fn take(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let file = match fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(_) => return false,
+        };
+        // Real blocks, not a sparse file: the point is that they are taken.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, self.bytes as libc::off_t) };
+        let ok = rc == 0 && file.sync_all().is_ok();
+        if !ok {
+            let _ = file.set_len(0);
+        }
+        self.held.store(ok, std::sync::atomic::Ordering::SeqCst);
+        ok
+    }
+
+    /// Gives the blocks back to the file system for the revocation at hand.
+    fn release(&self) {
+        if let Ok(file) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+        {
+            let _ = file.set_len(0);
+            let _ = file.sync_all();
+        }
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Why the store could not be opened; the daemon prints it and exits.
@@ -115,12 +183,22 @@ impl SqliteStore {
         };
         let reader = read_only()?;
         let lookup = read_only()?;
+        let reserve = Reserve::for_dir(dir);
+        if !reserve.take() {
+            eprintln!(
+                "apikeyd: WARNING: no room for the revocation reserve {} ({} bytes); \
+                 revocations may fail while the disk is full",
+                reserve.path.display(),
+                reserve.bytes
+            );
+        }
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             reader: Some(Mutex::new(reader)),
             lookup: Some(Mutex::new(lookup)),
             dir: Some(dir.into()),
             policy: Mutex::new(None),
+            reserve: Some(reserve),
         })
     }
 
@@ -134,6 +212,7 @@ impl SqliteStore {
             lookup: None,
             dir: None,
             policy: Mutex::new(None),
+            reserve: None,
         }
     }
 
@@ -212,7 +291,45 @@ impl SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
+    /// Runs a revocation's write; on a full disk, once more in the room
+    /// the reserve gives back. The reserve is taken again after a write
+    /// once the disk has room for it twice over.
+    fn with_reserve<T>(&self, write: impl Fn() -> StoreResult<T>) -> StoreResult<T> {
+        let Some(reserve) = &self.reserve else {
+            return write();
+        };
+        let result = match write() {
+            Err(StoreError::DiskFull) if reserve.held.load(std::sync::atomic::Ordering::SeqCst) => {
+                eprintln!(
+                    "apikeyd: the disk is full; using the revocation reserve {}",
+                    reserve.path.display()
+                );
+                reserve.release();
+                write()
+            }
+            other => other,
+        };
+        if result.is_ok()
+            && !reserve.held.load(std::sync::atomic::Ordering::SeqCst)
+            && self
+                .free_space()
+                .is_some_and(|free| free > 2 * reserve.bytes)
+        {
+            reserve.take();
+        }
+        result
+    }
+
     fn revoke_where(
+        &self,
+        where_clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+        by: RevokeBy<'_>,
+    ) -> StoreResult<Vec<String>> {
+        self.with_reserve(|| self.revoke_where_once(where_clause, args, by))
+    }
+
+    fn revoke_where_once(
         &self,
         where_clause: &str,
         args: &[&dyn rusqlite::ToSql],
