@@ -228,7 +228,13 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        // One budget per write, the wait for the writer's lock included:
+        // writes queued behind one that waits on another process's lock
+        // do not each wait their own WRITE_WAIT after it.
+        let asked = std::time::Instant::now();
         let mut conn = self.write();
+        conn.busy_timeout(WRITE_WAIT.saturating_sub(asked.elapsed()))
+            .map_err(map_err)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -918,10 +924,27 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
+/// How long a write may wait for another process that holds the store's
+/// write lock (an administrator's sqlite3, a backup tool), its wait for
+/// this daemon's own writer included.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
             StoreError::DiskFull
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Failed(format!(
+                "another process holds the key store's write lock (waited {} s); \
+                 nothing was changed",
+                WRITE_WAIT.as_secs()
+            ))
         }
         _ => StoreError::Failed(describe(&e)),
     }
