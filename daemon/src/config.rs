@@ -23,6 +23,7 @@ struct RawConfig {
     session_key_max_lifetime: String,
     syslog_socket: PathBuf,
     min_free_disk_mb: u64,
+    retention: String,
     throttle: RawThrottle,
     verifier_groups: BTreeMap<String, Vec<String>>,
 }
@@ -46,6 +47,7 @@ impl Default for RawConfig {
             session_key_max_lifetime: "12h".into(),
             syslog_socket: "/dev/log".into(),
             min_free_disk_mb: 64,
+            retention: "90d".into(),
             throttle: RawThrottle::default(),
             verifier_groups: BTreeMap::from([("apikey-auth".into(), vec!["nginx*".into()])]),
         }
@@ -83,6 +85,8 @@ pub struct Config {
     pub syslog_socket: PathBuf,
     /// Writes that add keys stop with QuotaExceeded below this much free space.
     pub min_free_disk_bytes: u64,
+    /// Revoked and expired keys are deleted this long after they ended.
+    pub retention_secs: u64,
     pub throttle: ThrottleConfig,
     pub verifier_groups: BTreeMap<String, Vec<String>>,
 }
@@ -168,6 +172,10 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
     }
     let max_delay = parse_duration(&raw.throttle.max_delay).map_err(|e| ("max_delay", e))?;
     let forget = parse_duration(&raw.throttle.forget_after).map_err(|e| ("forget_after", e))?;
+    let retention = parse_duration(&raw.retention).map_err(|e| ("retention", e))?;
+    if retention < 86_400 {
+        return Err(("retention", "must be at least 1d".into()));
+    }
     if !raw.database.is_absolute() {
         return Err(("database", "must be an absolute path".into()));
     }
@@ -180,6 +188,7 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         session_key_max_lifetime_secs: lifetime,
         syslog_socket: raw.syslog_socket,
         min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
+        retention_secs: retention,
         throttle: ThrottleConfig {
             free_failures: raw.throttle.free_failures,
             max_delay_ms: max_delay.saturating_mul(1000),
@@ -251,6 +260,18 @@ apikey-auth = ["nginx*"]
             .collect::<Vec<_>>()
             .join("\n");
         assert_eq!(parse(&uncommented).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn retention_is_at_least_a_day() {
+        assert_eq!(Config::default().retention_secs, 90 * 86_400);
+        assert_eq!(
+            parse("retention = \"30d\"").unwrap().retention_secs,
+            30 * 86_400
+        );
+        for bad in ["12h", "0d", "forever", ""] {
+            assert!(parse(&format!("retention = \"{bad}\"")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub trait Host: Send + Sync {
     fn boot_id(&self) -> String;
     /// True while some process still belongs to this audit session.
     fn audit_session_alive(&self, sessionid: u32) -> bool;
+    /// Every audit session some process belongs to, from one look at
+    /// /proc; `None` when that cannot be told.
+    fn live_audit_sessions(&self) -> Option<std::collections::HashSet<u32>>;
 }
 
 /// The real operating system.
@@ -247,6 +250,10 @@ impl Host for SystemHost {
     fn audit_session_alive(&self, sessionid: u32) -> bool {
         audit_session_alive(sessionid)
     }
+
+    fn live_audit_sessions(&self) -> Option<std::collections::HashSet<u32>> {
+        live_audit_sessions()
+    }
 }
 
 /// Tests simulate a reboot by giving the daemon another boot id. Only
@@ -281,6 +288,28 @@ pub fn audit_session_alive(sessionid: u32) -> bool {
         .any(|e| {
             std::fs::read_to_string(e.path().join("sessionid")).is_ok_and(|s| s.trim() == wanted)
         })
+}
+
+pub fn live_audit_sessions() -> Option<std::collections::HashSet<u32>> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    let mut live = std::collections::HashSet::new();
+    for e in dir.flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        // A process that exits meanwhile has nothing to read: not live.
+        if let Ok(text) = std::fs::read_to_string(e.path().join("sessionid")) {
+            if let Some(Some(id)) = parse_audit_id(&text) {
+                live.insert(id);
+            }
+        }
+    }
+    Some(live)
 }
 
 /// The boot id as the kernel prints it: a UUID, lower-case hex and dashes.

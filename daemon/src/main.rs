@@ -103,6 +103,7 @@ fn main() -> ExitCode {
     // Keys of an earlier boot, or of sessions that ended while the daemon
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
+    svc.prune_store();
     let code = runtime.block_on(serve(svc.clone()));
     // Calls still running on the blocking pool get a moment to finish;
     // one stuck in NSS must not keep the last-used times and the audit
@@ -178,6 +179,7 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
                     svc.log_throttle_summaries();
                     svc.log_refusal_summaries();
                     svc.sweep_session_keys();
+                    svc.prune_store();
                     // What a burst of small allocations left in the heap.
                     // SAFETY: plain call into glibc.
                     unsafe { libc::malloc_trim(0) };

@@ -110,6 +110,18 @@ impl Host for FakeHost {
     fn audit_session_alive(&self, sessionid: u32) -> bool {
         !self.dead_sessions.lock().unwrap().contains(&sessionid)
     }
+    fn live_audit_sessions(&self) -> Option<std::collections::HashSet<u32>> {
+        let dead = self.dead_sessions.lock().unwrap();
+        Some(
+            self.procs
+                .lock()
+                .unwrap()
+                .values()
+                .filter_map(|p| p.sessionid)
+                .filter(|s| !dead.contains(s))
+                .collect(),
+        )
+    }
 }
 
 pub(crate) struct World {

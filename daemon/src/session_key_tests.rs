@@ -235,3 +235,66 @@ fn a_key_the_daemon_remembers_outweighs_the_modules_word() {
         Err(KeysError::Denied(_))
     ));
 }
+
+#[test]
+fn ended_keys_go_after_the_retention_and_live_ones_stay() {
+    let w = world();
+    w.allow_users();
+    let day = 86_400;
+    let alice = w.alice();
+    let (_, gone) = w.svc.generate(&alice, "", "", &[], "").unwrap();
+    let (_, expiring) = w.svc.generate(&alice, "", "7d", &[], "").unwrap();
+    let (_, recent) = w.svc.generate(&alice, "", "", &[], "").unwrap();
+    let (_, active) = w.svc.generate(&alice, "", "", &[], "").unwrap();
+    w.svc
+        .revoke(&alice, std::slice::from_ref(&gone.id))
+        .unwrap();
+    w.advance(80 * day);
+    w.svc
+        .revoke(&alice, std::slice::from_ref(&recent.id))
+        .unwrap();
+    w.advance(18 * day);
+    w.svc.prune_store();
+    let kept = |id: &str| w.store.by_id(id).unwrap().is_some();
+    assert!(!kept(&gone.id), "revoked 98 days ago");
+    assert!(!kept(&expiring.id), "expired 91 days ago");
+    assert!(kept(&recent.id), "revoked 18 days ago");
+    assert!(kept(&active.id));
+}
+
+#[test]
+fn session_records_go_when_no_process_can_act_for_them() {
+    let w = world();
+    w.allow_users();
+    let open = |session: u32| {
+        let sshd = w.caller_unregistered(0, Some(ALICE), Some(session), &[0]);
+        w.svc
+            .open_session(&sshd, "alice", "sshd", "10.0.0.1", "", "", "password")
+            .unwrap()
+    };
+    let (live, dead, keyed) = (open(50), open(51), open(53));
+    // A session key bound to session 53 keeps its record while it lives.
+    let shell = w.caller_unregistered(ALICE, Some(ALICE), Some(53), &[]);
+    let (_, key) = w.svc.create_session_key(&shell, "").unwrap();
+    w.host.dead_sessions.lock().unwrap().extend([51, 53]);
+    w.advance(10);
+    // Registered just now, after the look at /proc: kept.
+    let fresh = open(54);
+    w.host.dead_sessions.lock().unwrap().push(54);
+    w.svc.prune_store();
+    let kept = |h: &str| w.store.session(h).unwrap().is_some();
+    assert!(kept(&live), "a session with a process in it");
+    assert!(!kept(&dead), "no process left");
+    assert!(kept(&keyed), "an active session key is bound to it");
+    assert!(kept(&fresh), "opened after the look at /proc");
+    // Its key ended (the sweep sees the session gone): the record goes too.
+    w.svc.sweep_session_keys();
+    assert!(w.store.by_id(&key.id).unwrap().unwrap().revoked.is_some());
+    w.advance(10);
+    w.svc.prune_store();
+    assert!(!kept(&keyed) && !kept(&fresh));
+    // Every session of an earlier boot is over.
+    *w.host.rebooted.lock().unwrap() = Some("another-boot".into());
+    w.svc.prune_store();
+    assert!(!kept(&live));
+}

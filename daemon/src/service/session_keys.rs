@@ -176,6 +176,34 @@ impl KeyService {
         }
     }
 
+    /// Deletes keys that ended more than `retention` ago and session
+    /// records no process can act for any more (see [`Prune`]); called
+    /// every minute, so the store's size follows the keys and sessions
+    /// that matter, not the logins ever made.
+    pub fn prune_store(&self) {
+        // Read before the look at /proc: a login registered in this second
+        // or later may be missing from it, and is kept.
+        let now = self.host.now();
+        let Some(live_sessions) = self.host.live_audit_sessions() else {
+            return;
+        };
+        let what = crate::store::Prune {
+            ended_before: now.saturating_sub(self.cfg.retention_secs as i64),
+            boot_id: self.host.boot_id(),
+            live_sessions,
+            opened_before: now,
+        };
+        match self.store.prune(&what) {
+            Ok((0, 0)) => {}
+            Ok((keys, sessions)) => self.audit.log(
+                &Line::new("prune")
+                    .num("keys", i64::try_from(keys).unwrap_or(i64::MAX))
+                    .num("sessions", i64::try_from(sessions).unwrap_or(i64::MAX)),
+            ),
+            Err(e) => eprintln!("apikeyd: could not prune the key store: {e}"),
+        }
+    }
+
     /// logind said session `id` is gone. Its ids are the kernel's audit
     /// session ids where the kernel audits logins; others ("c1") bind no
     /// session key. A signal not from logind's owner only gets logged.

@@ -173,6 +173,22 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`Store::prune`] may delete.
+#[derive(Debug, Clone)]
+pub struct Prune {
+    /// Keys revoked, or expired, before this time.
+    pub ended_before: i64,
+    /// This boot's id: sessions of other boots are over.
+    pub boot_id: String,
+    /// The audit sessions some process belongs to now. A session of this
+    /// boot outside them has no process left to act for it (S5, S6 look
+    /// only at the caller's own audit session), so its row can go, unless
+    /// it was opened at or after `opened_before` (the look at /proc may
+    /// have missed it) or an active session key is bound to it.
+    pub live_sessions: std::collections::HashSet<u32>,
+    pub opened_before: i64,
+}
+
 /// Every write is durable before it returns: a caller told "done" keeps
 /// its revocation through a crash or a power cut.
 pub trait Store: Send + Sync {
@@ -212,6 +228,13 @@ pub trait Store: Send + Sync {
     /// Bytes free for the store, where the backend can tell.
     fn free_space(&self) -> Option<u64> {
         None
+    }
+    /// Deletes what nothing needs any more, in small transactions, and
+    /// gives the room back to the file system: keys revoked or expired
+    /// before `ended_before`, and registered sessions no process can
+    /// belong to (see [`Prune`]). Returns how many of each went.
+    fn prune(&self, _what: &Prune) -> StoreResult<(u64, u64)> {
+        Ok((0, 0))
     }
     /// Folds everything written into the main file, so that a copy of it
     /// alone holds every key (at a clean stop).

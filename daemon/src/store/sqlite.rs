@@ -7,8 +7,8 @@
 
 use super::migrations::MIGRATIONS;
 use super::{
-    KeyKind, KeyRecord, KeyUse, Policy, Revocation, RevokeBy, SessionRecord, Store, StoreError,
-    StoreResult,
+    KeyKind, KeyRecord, KeyUse, Policy, Prune, Revocation, RevokeBy, SessionRecord, Store,
+    StoreError, StoreResult,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use std::fs;
@@ -174,6 +174,7 @@ impl SqliteStore {
             return Err(fail(format!("the database is corrupt ({quick})")));
         }
         migrate(&mut writer).map_err(fail)?;
+        enable_incremental_vacuum(&writer, dir);
         let read_only = || -> Result<Connection, OpenError> {
             let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(describe(&e)))?;
             configure(&conn).map_err(fail)?;
@@ -602,6 +603,49 @@ impl Store for SqliteStore {
         Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
     }
 
+    fn prune(&self, what: &Prune) -> StoreResult<(u64, u64)> {
+        // A JSON array of numbers, for json_each.
+        let live = format!(
+            "[{}]",
+            what.live_sessions
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let keys = self.delete_in_batches(
+            "DELETE FROM keys WHERE id IN (SELECT id FROM keys \
+             WHERE (revoked IS NOT NULL AND revoked < ?1) \
+                OR (revoked IS NULL AND expires IS NOT NULL AND expires < ?1) \
+             LIMIT ?2)",
+            &[&what.ended_before],
+        )?;
+        let sessions = self.delete_in_batches(
+            "DELETE FROM sessions WHERE handle IN (SELECT s.handle FROM sessions s \
+             WHERE s.opened < ?3 \
+               AND (s.boot_id != ?4 \
+                    OR (s.audit_session IS NULL AND s.closed IS NOT NULL) \
+                    OR s.audit_session NOT IN (SELECT value FROM json_each(?5))) \
+               AND NOT EXISTS (SELECT 1 FROM keys k \
+                               WHERE k.session_handle = s.handle AND k.revoked IS NULL) \
+             LIMIT ?2)",
+            &[
+                &what.ended_before,
+                &what.opened_before,
+                &what.boot_id,
+                &live,
+            ],
+        )?;
+        if keys + sessions > 0 {
+            // Free pages go back to the file system (stores made with
+            // incremental auto-vacuum; see create_new_store).
+            let conn = self.write();
+            conn.execute_batch("PRAGMA incremental_vacuum")
+                .map_err(map_err)?;
+        }
+        Ok((keys, sessions))
+    }
+
     fn checkpoint(&self) -> StoreResult<()> {
         let conn = self.write();
         // TRUNCATE: the -wal file is left empty, so a copy of the main file
@@ -649,6 +693,29 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs `sql` (a DELETE of at most ?2 rows; `args` are ?1, ?3, ...)
+    /// until it deletes fewer than a batch, each batch its own short
+    /// transaction so that logins and revocations are not held up.
+    fn delete_in_batches(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<u64> {
+        const BATCH: i64 = 500;
+        let mut total = 0u64;
+        loop {
+            let n = self.in_write_tx(|tx| {
+                let mut all: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(args.len() + 1);
+                all.push(args[0]);
+                all.push(&BATCH);
+                all.extend_from_slice(&args[1..]);
+                tx.prepare_cached(sql)
+                    .and_then(|mut st| st.execute(all.as_slice()))
+                    .map_err(map_err)
+            })?;
+            total += n as u64;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     fn backup_to(&self, dest: &Path) -> StoreResult<u64> {
         // The read connection: a backup is one read transaction, so writes
         // go on meanwhile and the copy is the store as of its start.
@@ -688,6 +755,39 @@ impl SqliteStore {
     }
 }
 
+/// Stores made before pruning existed have no auto-vacuum: switched once,
+/// by a VACUUM, when the disk has room for a second copy; otherwise said
+/// and left for a later start (pruning then frees pages for reuse inside
+/// the file without shrinking it).
+fn enable_incremental_vacuum(conn: &Connection, dir: &Path) {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap_or(2);
+    if mode == 2 {
+        return;
+    }
+    let size: i64 = conn
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(i64::MAX);
+    let free = nix::sys::statvfs::statvfs(dir)
+        .map(|st| st.blocks_available().saturating_mul(st.fragment_size()))
+        .unwrap_or(0);
+    if free < (size as u64).saturating_mul(2) {
+        eprintln!(
+            "apikeyd: not enough room to switch the key store to incremental vacuum \
+             ({size} bytes, {free} free); deleted rows' room stays inside the file"
+        );
+        return;
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM") {
+        eprintln!("apikeyd: could not switch the key store to incremental vacuum: {e}");
+    }
+}
+
 /// Makes an empty store at `path` in one step: schema written and synced
 /// in a file of its own (0600 from the first byte; SQLite gives the -wal
 /// and -shm files the main file's mode), then renamed into place. A crash
@@ -707,8 +807,9 @@ fn create_new_store(path: &Path) -> Result<(), String> {
     let made = (|| -> Result<(), String> {
         let mut conn = Connection::open(&tmp).map_err(|e| describe(&e))?;
         // A rollback journal, not WAL, while it is new: everything ends up
-        // in the one file that is renamed.
-        conn.execute_batch("PRAGMA synchronous = FULL")
+        // in the one file that is renamed. Incremental auto-vacuum, set
+        // before the first table, lets pruning give room back.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA auto_vacuum = INCREMENTAL")
             .map_err(|e| describe(&e))?;
         migrate(&mut conn)?;
         conn.close().map_err(|(_, e)| describe(&e))?;
