@@ -49,7 +49,8 @@ const USAGE_GENERATE: &str =
     "apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
                        [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]";
 const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
-const USAGE_LIST: &str = "apikey list [--all | --user USER] [--sessions] [--json]";
+const USAGE_LIST: &str =
+    "apikey list [--all | --user USER] [--sessions] [--expired] [--revoked] [--json]";
 const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site [--yes]]";
 const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
 const USAGE_BACKUP: &str = "apikey backup FILE";
@@ -208,8 +209,12 @@ expires and when it was last used (service and remote host).
 
 Without options, the caller's own keys (unless the site hides them from \
 their owners). Administrators may list every key (--all) or one user's \
-(--user). A SERVICES value of * means every service the site allows. Times \
-are relative; --json gives exact UTC timestamps (RFC 3339).")]
+(--user). Keys past their expiry and revoked keys are left out unless \
+--expired or --revoked asks for them (they are deleted after the site's \
+retention). A SERVICES value of * means every service the site allows. Times \
+are relative; --json gives exact UTC timestamps (RFC 3339). The listing \
+comes from the daemon a page at a time and is printed as it comes, in the \
+order the keys were made.")]
 pub struct ListArgs {
     /// Every key on the host (administrators)
     #[arg(long, conflicts_with = "user")]
@@ -222,6 +227,14 @@ pub struct ListArgs {
     /// Include session keys (administrators)
     #[arg(long)]
     pub sessions: bool,
+
+    /// Include keys past their expiry
+    #[arg(long)]
+    pub expired: bool,
+
+    /// Include revoked keys
+    #[arg(long)]
+    pub revoked: bool,
 
     /// Print a JSON array
     #[arg(long)]

@@ -96,6 +96,27 @@ impl Fake {
         ]
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn list_page(
+        &self,
+        user: String,
+        all: bool,
+        sessions: bool,
+        show: Vec<String>,
+        after: String,
+        limit: u32,
+    ) -> (Vec<KeyInfo>, String) {
+        self.record(format!(
+            "ListPage user={user} all={all} sessions={sessions} show={show:?} after={after:?} limit={limit}"
+        ));
+        // Two pages of one key each, as a daemon paging a big site would.
+        let keys = self.list(user, all, sessions).await;
+        match after.as_str() {
+            "" => (keys.into_iter().take(1).collect(), "1".into()),
+            _ => (keys.into_iter().skip(1).collect(), String::new()),
+        }
+    }
+
     async fn revoke(&self, ids: Vec<String>) -> Vec<String> {
         self.record(format!("Revoke {ids:?}"));
         ids.into_iter().filter(|i| i != "MISSINGKEY01").collect()
@@ -460,9 +481,15 @@ fn list_escapes_what_it_shows() {
     assert!(shown.contains("evil\\x1b]0;owned\\x07\\x1b[2J"));
     assert!(shown.contains("(sshd from 10.1.2.3)"));
     assert!(shown.starts_with("ID "));
-    assert!(bus
-        .calls()
-        .contains(&"List user= all=true sessions=false".to_string()));
+    // Two pages, one table: one header, both keys, aligned as one.
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert_eq!(shown.matches("ID ").count(), 1, "{shown}");
+    let calls = bus.calls();
+    for after in ["", "1"] {
+        let call =
+            format!("ListPage user= all=true sessions=false show=[] after={after:?} limit=1000");
+        assert!(calls.contains(&call), "{call} not in {calls:?}");
+    }
 
     let out = bus.run(&["list", "--json", "--user", "alice", "--sessions"], b"");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -470,9 +497,14 @@ fn list_escapes_what_it_shows() {
     assert_eq!(v[0]["last_used"], "2023-11-14T22:13:20Z");
     assert!(v[1]["last_used"].is_null());
     assert_eq!(v[1]["name"], "evil\u{1b}]0;owned\u{7}\u{1b}[2J");
+    assert!(bus.calls().contains(
+        &"ListPage user=alice all=false sessions=true show=[] after=\"\" limit=1000".to_string()
+    ));
+    bus.run(&["list", "--expired", "--revoked"], b"");
     assert!(bus
         .calls()
-        .contains(&"List user=alice all=false sessions=true".to_string()));
+        .iter()
+        .any(|c| c.starts_with("ListPage") && c.contains("show=[\"expired\", \"revoked\"]")));
 
     let out = bus.run(&["list", "--user", "nobody"], b"");
     assert_eq!(code(&out), 0);

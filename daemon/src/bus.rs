@@ -225,6 +225,24 @@ impl Keys1 {
             .await
     }
 
+    #[zbus(out_args("keys", "next"))]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_page(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: Short,
+        all: bool,
+        sessions: bool,
+        show: Ids,
+        after: Short,
+        limit: u32,
+    ) -> Result<(Vec<KeyInfo>, String), KeysError> {
+        self.run(&header, move |s, c| {
+            s.list_page(c, &user, all, sessions, &show, &after, limit)
+        })
+        .await
+    }
+
     async fn revoke(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -298,3 +298,64 @@ fn session_records_go_when_no_process_can_act_for_them() {
     w.svc.prune_store();
     assert!(!kept(&live));
 }
+
+#[test]
+fn listings_hide_ended_keys_unless_asked_and_page_through_the_rest() {
+    let w = world();
+    w.allow_users();
+    let alice = w.alice();
+    let (_, revoked) = w.svc.generate(&alice, "", "", &[], "").unwrap();
+    let (_, expired) = w.svc.generate(&alice, "", "7d", &[], "").unwrap();
+    let active: Vec<String> = (0..3)
+        .map(|_| w.svc.generate(&alice, "", "", &[], "").unwrap().1.id)
+        .collect();
+    w.svc
+        .revoke(&alice, std::slice::from_ref(&revoked.id))
+        .unwrap();
+    w.advance(8 * 86_400);
+    let ids = |keys: Vec<apikey_proto::KeyInfo>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(w.svc.list(&alice, "", false, false).unwrap()), active);
+    let show = |what: &[&str]| -> Vec<String> {
+        let show: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        ids(w
+            .svc
+            .list_page(&alice, "", false, false, &show, "", 100)
+            .unwrap()
+            .0)
+    };
+    assert_eq!(
+        show(&["expired"]),
+        [&[expired.id.clone()][..], &active].concat()
+    );
+    assert_eq!(
+        show(&["revoked"]),
+        [&[revoked.id.clone()][..], &active].concat()
+    );
+    assert_eq!(show(&["revoked", "expired"]).len(), 5);
+    // One key a page: the positions chain through every key, once each.
+    let mut after = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let (page, next) = w
+            .svc
+            .list_page(&alice, "", false, false, &[], &after, 1)
+            .unwrap();
+        assert!(page.len() <= 1);
+        seen.extend(ids(page));
+        if next.is_empty() {
+            break;
+        }
+        after = next;
+    }
+    assert_eq!(seen, active);
+    for (show, after) in [
+        (vec!["deleted".to_string()], ""),
+        (vec![], "x"),
+        (vec![], "-5"),
+    ] {
+        assert!(matches!(
+            w.svc.list_page(&alice, "", false, false, &show, after, 10),
+            Err(KeysError::InvalidArgument(_))
+        ));
+    }
+}

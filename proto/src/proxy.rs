@@ -29,6 +29,21 @@ pub trait Keys1 {
     /// `sessions` and only for administrators.
     fn list(&self, user: &str, all: bool, sessions: bool) -> Result<Vec<KeyInfo>, KeysError>;
 
+    /// One page of a listing (as `list`, which shows neither expired nor
+    /// revoked keys unless `show` names "expired" or "revoked"), from
+    /// position `after` ("" to start); returns the keys and the position
+    /// to ask after next, "" after the last page. `limit` caps the keys
+    /// in a page (the daemon also caps its size in bytes).
+    fn list_page(
+        &self,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[&str],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<KeyInfo>, String), KeysError>;
+
     /// Revokes the given key ids; returns the ids revoked.
     fn revoke(&self, ids: &[&str]) -> Result<Vec<String>, KeysError>;
 

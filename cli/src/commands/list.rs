@@ -1,40 +1,90 @@
 //! `apikey list`
 
-use super::{note, print, print_json, KeyJson};
+use super::{note, print, KeyJson};
 use crate::args::ListArgs;
 use crate::client;
 use crate::exit::CliError;
-use crate::text::{safe, width, FIELD};
+use crate::text::{json_safe, safe, width, FIELD};
 use crate::timefmt::{now, relative};
 use apikey_proto::KeyInfo;
 
+/// Keys asked for per page; the daemon may send fewer (it also caps a
+/// page's size in bytes).
+const PAGE: u32 = 1000;
+
+/// Streams the listing page by page, so neither the daemon nor this
+/// process ever holds a large site's keys at once.
 pub async fn run(args: ListArgs) -> Result<(), CliError> {
     let proxy = client::connect().await?;
-    let keys = proxy
-        .list(args.user.as_deref().unwrap_or(""), args.all, args.sessions)
-        .await?;
+    let mut show = Vec::new();
+    if args.expired {
+        show.push("expired");
+    }
+    if args.revoked {
+        show.push("revoked");
+    }
+    let user = args.user.as_deref().unwrap_or("");
+    let now = now();
+    let mut after = String::new();
+    let mut widths: Option<Vec<usize>> = None;
+    let mut listed = 0usize;
     if args.json {
-        let rows: Vec<KeyJson> = keys.iter().map(KeyJson::new).collect();
-        return print_json(&rows);
+        print("[")?;
     }
-    if keys.is_empty() {
+    loop {
+        let (keys, next) = proxy
+            .list_page(user, args.all, args.sessions, &show, &after, PAGE)
+            .await?;
+        if args.json {
+            let mut text = String::new();
+            for k in &keys {
+                let json = serde_json::to_string(&KeyJson::new(k))
+                    .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
+                if listed > 0 {
+                    text.push(',');
+                }
+                text.push_str(&json_safe(&json));
+                listed += 1;
+            }
+            print(&text)?;
+        } else if !keys.is_empty() {
+            let with_header = widths.is_none();
+            let rows = rows(&keys, now, args.sessions, with_header);
+            print(&render(&rows, &mut widths))?;
+            listed += keys.len();
+        }
+        if next.is_empty() {
+            break;
+        }
+        after = next;
+    }
+    if args.json {
+        return print("]\n");
+    }
+    if listed == 0 {
         note("no keys");
-        return Ok(());
     }
-    print(&table(&keys, now(), args.sessions))
+    Ok(())
 }
 
 /// The aligned table. Every cell is escaped and capped first (S11), and
 /// the widths are those of the escaped text, so a hostile name cannot
 /// break the columns.
-pub fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
+#[cfg(test)]
+fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
+    render(&rows(keys, now, with_kind, true), &mut None)
+}
+
+fn rows(keys: &[KeyInfo], now: i64, with_kind: bool, with_header: bool) -> Vec<Vec<String>> {
     let mut header = vec!["ID", "USER", "NAME"];
     if with_kind {
         header.push("KIND");
     }
     header.extend(["SERVICES", "CREATED", "EXPIRES", "LAST USED"]);
-
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(keys.len() + 1);
+    if with_header {
+        rows.push(header.iter().map(|h| h.to_string()).collect());
+    }
     for k in keys {
         let mut row = vec![
             safe(&k.id, FIELD),
@@ -54,13 +104,21 @@ pub fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
         row.push(last_used_cell(k, now));
         rows.push(row);
     }
+    rows
+}
 
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| width(&r[c])).max().unwrap_or(0))
-        .collect();
+/// The rows, aligned to the widths of the first page (which `widths`
+/// keeps), widened where a later page needs it.
+fn render(rows: &[Vec<String>], widths: &mut Option<Vec<usize>>) -> String {
+    let Some(columns) = rows.first().map(Vec::len) else {
+        return String::new();
+    };
+    let widths = widths.get_or_insert_with(|| vec![0; columns]);
+    for (c, w) in widths.iter_mut().enumerate() {
+        *w = (*w).max(rows.iter().map(|r| width(&r[c])).max().unwrap_or(0));
+    }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             line.push_str(cell);

@@ -200,7 +200,80 @@ impl KeyService {
         Ok((token, record))
     }
 
+    /// Every key a listing shows, in one reply: active keys that have not
+    /// expired. Bounded, since one bus message cannot carry a large site's
+    /// keys: past [`LIST_MAX`] the caller is told to page (ListPage).
     pub fn list(&self, c: &Caller, user: &str, all: bool, sessions: bool) -> Result<Vec<KeyInfo>> {
+        let mut q = self.list_query(c, user, all, sessions, &[])?;
+        q.limit = LIST_MAX;
+        let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
+        if more {
+            return Err(KeysError::Failed(format!(
+                "more than {LIST_MAX} keys to list; ask for them a page at a time (ListPage, \
+                 as apikey list does)"
+            )));
+        }
+        let policy = self.policy()?;
+        Ok(keys.iter().map(|(_, k)| self.info(k, &policy)).collect())
+    }
+
+    /// One page of a listing (see [`Self::list`]), from position `after`
+    /// ("" for the start), with `show` adding "expired" or "revoked" keys;
+    /// returns the keys and the position to ask after next ("" when done).
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_page(
+        &self,
+        c: &Caller,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[String],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<KeyInfo>, String)> {
+        let mut q = self.list_query(c, user, all, sessions, show)?;
+        q.after = match after {
+            "" => 0,
+            text => text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                KeysError::InvalidArgument(format!(
+                    "'{}' is not a position a listing gave",
+                    printable(text, 40)
+                ))
+            })?,
+        };
+        q.limit = limit.clamp(1, PAGE_MAX);
+        let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
+        let policy = self.policy()?;
+        let mut page = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
+        let mut last = None;
+        for (position, key) in &keys {
+            let info = self.info(key, &policy);
+            bytes += encoded_size(&info);
+            // Never an empty page: one key always fits.
+            if bytes > PAGE_BYTES && !page.is_empty() {
+                break;
+            }
+            page.push(info);
+            last = Some(*position);
+        }
+        let cut_short = page.len() < keys.len();
+        let next = match last {
+            Some(position) if more || cut_short => position.to_string(),
+            _ => String::new(),
+        };
+        Ok((page, next))
+    }
+
+    /// Who may list what, for both kinds of listing.
+    fn list_query(
+        &self,
+        c: &Caller,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[String],
+    ) -> Result<crate::store::ListQuery> {
         let admin = self.is_admin(c);
         let policy = self.policy()?;
         let target = match (user.is_empty(), all) {
@@ -227,12 +300,28 @@ impl KeyService {
             ListTarget::User(uid) => Some(uid),
             ListTarget::All => None,
         };
-        let keys = self.store.list_active(owner).map_err(store_error)?;
-        Ok(keys
-            .iter()
-            .filter(|k| sessions || k.kind == KeyKind::LongLived)
-            .map(|k| self.info(k, &policy))
-            .collect())
+        let mut q = crate::store::ListQuery {
+            owner,
+            sessions,
+            expired: false,
+            revoked: false,
+            now: self.host.now(),
+            after: 0,
+            limit: PAGE_MAX,
+        };
+        for what in show {
+            match what.as_str() {
+                "expired" => q.expired = true,
+                "revoked" => q.revoked = true,
+                other => {
+                    return Err(KeysError::InvalidArgument(format!(
+                        "'{}' is not something a listing can show (expired, revoked)",
+                        printable(other, 40)
+                    )))
+                }
+            }
+        }
+        Ok(q)
     }
 
     pub fn revoke(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {
@@ -1196,6 +1285,28 @@ fn check_backup_target(out: &std::fs::File) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Keys in one reply of List; more must be paged.
+pub const LIST_MAX: u32 = 5000;
+/// Keys in one page of ListPage: a page of the longest records stays well
+/// under a mebibyte on the bus.
+pub const PAGE_MAX: u32 = 1000;
+
+/// What a page of ListPage may take on the bus, about.
+pub const PAGE_BYTES: usize = 512 * 1024;
+
+/// About what a key's record takes in a bus message: its strings with
+/// their length words and padding, and the fixed fields.
+fn encoded_size(k: &KeyInfo) -> usize {
+    let text = |s: &str| s.len() + 8;
+    text(&k.id)
+        + text(&k.user)
+        + text(&k.name)
+        + k.services.iter().map(|s| text(s)).sum::<usize>()
+        + text(&k.last_service)
+        + text(&k.last_rhost)
+        + 96
 }
 
 /// The refusal reason of a Verify the store could not answer.

@@ -173,6 +173,21 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What one page of a listing holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    pub owner: Option<u32>,
+    pub sessions: bool,
+    /// Keys past their expiry (not revoked) too.
+    pub expired: bool,
+    /// Revoked keys too.
+    pub revoked: bool,
+    /// Expired means expiring at or before this time.
+    pub now: i64,
+    pub after: i64,
+    pub limit: u32,
+}
+
 /// What [`Store::prune`] may delete.
 #[derive(Debug, Clone)]
 pub struct Prune {
@@ -199,6 +214,10 @@ pub trait Store: Send + Sync {
     fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
     /// Unrevoked keys, of one owner or all.
     fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>>;
+    /// Up to `q.limit` keys of a listing, in the order they were stored,
+    /// after the position `q.after` (0: from the start), each with its
+    /// position; and whether more follow.
+    fn list_page(&self, q: &ListQuery) -> StoreResult<(Vec<(i64, KeyRecord)>, bool)>;
     /// Revokes those of `ids` still active; returns the ids revoked.
     fn revoke(&self, ids: &[String], by: RevokeBy<'_>) -> StoreResult<Vec<String>>;
     /// Revokes every active key of `owner`, or of everyone.

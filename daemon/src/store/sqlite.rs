@@ -7,8 +7,8 @@
 
 use super::migrations::MIGRATIONS;
 use super::{
-    KeyKind, KeyRecord, KeyUse, Policy, Prune, Revocation, RevokeBy, SessionRecord, Store,
-    StoreError, StoreResult,
+    KeyKind, KeyRecord, KeyUse, ListQuery, Policy, Prune, Revocation, RevokeBy, SessionRecord,
+    Store, StoreError, StoreResult,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use std::fs;
@@ -401,6 +401,40 @@ impl Store for SqliteStore {
             ),
             None => self.query_keys("revoked IS NULL ORDER BY owner_name, created, id", &[]),
         }
+    }
+
+    fn list_page(&self, q: &ListQuery) -> StoreResult<(Vec<(i64, KeyRecord)>, bool)> {
+        let conn = self.read();
+        let sql = format!(
+            "SELECT rowid, {KEY_COLUMNS} FROM keys \
+             WHERE rowid > ?1 AND (?2 IS NULL OR owner_uid = ?2) \
+               AND (?3 OR kind = 'long') \
+               AND CASE WHEN revoked IS NOT NULL THEN ?4 \
+                        WHEN expires IS NOT NULL AND expires <= ?6 THEN ?5 \
+                        ELSE 1 END \
+             ORDER BY rowid LIMIT ?7"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+        // One more than a page: whether another page follows.
+        let rows = stmt
+            .query_map(
+                params![
+                    q.after,
+                    q.owner,
+                    q.sessions,
+                    q.revoked,
+                    q.expired,
+                    q.now,
+                    i64::from(q.limit) + 1
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, key_from_row_at(r, 1)?)),
+            )
+            .map_err(map_err)?;
+        let mut page: Vec<(i64, KeyRecord)> =
+            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)?;
+        let more = page.len() > q.limit as usize;
+        page.truncate(q.limit as usize);
+        Ok((page, more))
     }
 
     fn revoke(&self, ids: &[String], by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
@@ -945,9 +979,14 @@ fn execute_insert(s: &mut rusqlite::CachedStatement<'_>, key: &KeyRecord) -> rus
 }
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
-    let hash: Vec<u8> = row.get(1)?;
-    let kind: String = row.get(2)?;
-    let services: String = row.get(8)?;
+    key_from_row_at(row, 0)
+}
+
+/// A key from KEY_COLUMNS starting at column `base`.
+fn key_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<KeyRecord> {
+    let hash: Vec<u8> = row.get(base + 1)?;
+    let kind: String = row.get(base + 2)?;
+    let services: String = row.get(base + 8)?;
     let bad = |what: &str| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -955,50 +994,50 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
             format!("stored {what} is invalid").into(),
         )
     };
-    let last_used = match row.get::<_, Option<i64>>(11)? {
+    let last_used = match row.get::<_, Option<i64>>(base + 11)? {
         Some(at) => Some(KeyUse {
-            key_id: row.get(0)?,
+            key_id: row.get(base)?,
             at,
-            service: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
-            rhost: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
+            service: row.get::<_, Option<String>>(base + 12)?.unwrap_or_default(),
+            rhost: row.get::<_, Option<String>>(base + 13)?.unwrap_or_default(),
         }),
         None => None,
     };
-    let revoked = match row.get::<_, Option<i64>>(14)? {
+    let revoked = match row.get::<_, Option<i64>>(base + 14)? {
         Some(at) => Some(Revocation {
             at,
-            by_uid: row.get::<_, Option<u32>>(15)?.unwrap_or(0),
-            reason: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            by_uid: row.get::<_, Option<u32>>(base + 15)?.unwrap_or(0),
+            reason: row.get::<_, Option<String>>(base + 16)?.unwrap_or_default(),
         }),
         None => None,
     };
     Ok(KeyRecord {
-        id: row.get(0)?,
+        id: row.get(base)?,
         hash: hash.try_into().map_err(|_| bad("hash"))?,
         kind: KeyKind::from_str(&kind).ok_or_else(|| bad("kind"))?,
-        owner_uid: row.get(3)?,
-        owner_name: row.get(4)?,
-        created_by_uid: row.get(5)?,
-        created_by_loginuid: row.get(6)?,
-        name: row.get(7)?,
+        owner_uid: row.get(base + 3)?,
+        owner_name: row.get(base + 4)?,
+        created_by_uid: row.get(base + 5)?,
+        created_by_loginuid: row.get(base + 6)?,
+        name: row.get(base + 7)?,
         services: services
             .split(',')
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-        created: row.get(9)?,
-        expires: row.get(10)?,
+        created: row.get(base + 9)?,
+        expires: row.get(base + 10)?,
         last_used,
         revoked,
         binding: match (
-            row.get::<_, Option<String>>(17)?,
-            row.get::<_, Option<u32>>(18)?,
+            row.get::<_, Option<String>>(base + 17)?,
+            row.get::<_, Option<u32>>(base + 18)?,
         ) {
             (Some(boot_id), Some(audit_session)) => Some(super::SessionBinding {
                 boot_id,
                 audit_session,
-                loginuid: row.get::<_, Option<u32>>(19)?.unwrap_or(u32::MAX),
-                handle: row.get(20)?,
+                loginuid: row.get::<_, Option<u32>>(base + 19)?.unwrap_or(u32::MAX),
+                handle: row.get(base + 20)?,
             }),
             _ => None,
         },
