@@ -171,6 +171,7 @@ impl Fake {
             impersonating: false,
             session_keys: 0,
             settings: settings(),
+            store: String::new(),
         }
     }
 

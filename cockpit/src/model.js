@@ -45,7 +45,7 @@ export function decodeSettings(t) {
     };
 }
 
-/// `Status`'s out arguments: susbbbbu(bsbt).
+/// `Status`'s out arguments: susbbbbu(bsbt)s.
 export function decodeStatus(t) {
     return {
         version: t[0],
@@ -57,6 +57,8 @@ export function decodeStatus(t) {
         impersonating: t[6],
         sessionKeys: t[7],
         settings: decodeSettings(t[8]),
+        // Empty while the key store answers (older daemons send nothing).
+        storeProblem: t[9] || "",
     };
 }
 

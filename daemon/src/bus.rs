@@ -47,7 +47,18 @@ type Reply<T> = Result<T, KeysError>;
 /// bytes on the bus are the same either way. (The methods spell the
 /// tuples out: the interface macro reads the syntax, not these aliases.)
 type SettingsArgs = (bool, String, bool, u64);
-type StatusArgs = (String, u32, String, bool, bool, bool, bool, u32, Settings);
+type StatusArgs = (
+    String,
+    u32,
+    String,
+    bool,
+    bool,
+    bool,
+    bool,
+    u32,
+    Settings,
+    String,
+);
 
 fn settings_args(s: Settings) -> SettingsArgs {
     (
@@ -69,6 +80,7 @@ fn status_args(s: StatusInfo) -> StatusArgs {
         s.impersonating,
         s.session_keys,
         s.settings,
+        s.store,
     )
 }
 
@@ -338,13 +350,30 @@ impl Keys1 {
         "logged_in",
         "impersonating",
         "session_keys",
-        "settings"
+        "settings",
+        "store"
     ))]
+    // The tuple spelled out, not StatusArgs: zbus makes one out argument
+    // of each element of a tuple it can see.
     #[allow(clippy::type_complexity)]
     async fn status(
         &self,
         #[zbus(header)] header: Header<'_>,
-    ) -> Result<(String, u32, String, bool, bool, bool, bool, u32, Settings), KeysError> {
+    ) -> Result<
+        (
+            String,
+            u32,
+            String,
+            bool,
+            bool,
+            bool,
+            bool,
+            u32,
+            Settings,
+            String,
+        ),
+        KeysError,
+    > {
         self.run(&header, move |s, c| s.status(c).map(status_args))
             .await
     }

@@ -100,6 +100,9 @@ pub struct StatusInfo {
     /// Active session keys the caller owns.
     pub session_keys: u32,
     pub settings: Settings,
+    /// Empty while the key store answers; otherwise what is wrong with it
+    /// (key logins then answer "unavailable").
+    pub store: String,
 }
 
 #[cfg(test)]

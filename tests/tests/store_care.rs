@@ -215,6 +215,27 @@ fn a_store_that_fails_at_runtime_answers_unavailable() {
         .filter(|l| l.contains("event=store-failing "))
         .count();
     assert_eq!(loud, 1, "said once, not at every login");
+    // And `apikey status` says what is wrong.
+    let status = world.as_root().apikey(&["status"]);
+    status.ok();
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("Key store:") && l.contains("FAILING")),
+        "{}",
+        status.stdout
+    );
+    let json = world.as_root().apikey(&["status", "--json"]).ok().json();
+    assert_ne!(json["store"], "ok", "{json}");
+    assert_eq!(
+        world
+            .as_user(&alice)
+            .apikey(&["status", "--json"])
+            .ok()
+            .json()["store"],
+        json["store"]
+    );
 }
 
 /// An idle daemon stops at once: nothing it does at a clean stop waits on

@@ -31,6 +31,8 @@ struct StatusJson<'a> {
     impersonating: bool,
     session_keys: u32,
     settings: SettingsJson,
+    /// "ok", or what is wrong with the key store.
+    store: &'a str,
 }
 
 impl<'a> StatusJson<'a> {
@@ -46,6 +48,7 @@ impl<'a> StatusJson<'a> {
             impersonating: s.impersonating,
             session_keys: s.session_keys,
             settings: SettingsJson::new(&s.settings),
+            store: if s.store.is_empty() { "ok" } else { &s.store },
         }
     }
 }
@@ -65,6 +68,17 @@ pub fn render(s: &StatusInfo) -> String {
             yes_no(s.impersonating).to_string(),
         ),
         ("Your session keys", s.session_keys.to_string()),
+        (
+            "Key store",
+            if s.store.is_empty() {
+                "ok".to_string()
+            } else {
+                format!(
+                    "FAILING: {} (key logins answer unavailable)",
+                    safe(&s.store, 200)
+                )
+            },
+        ),
     ];
     pairs.extend(policy_pairs(&s.settings));
     lines(&pairs)
@@ -91,6 +105,7 @@ mod tests {
                 users_see_own: true,
                 session_timeout: 1800,
             },
+            store: String::new(),
         }
     }
 
@@ -106,6 +121,7 @@ Verifier:                   yes
 In a login session:         yes
 Impersonating (su/sudo):    no
 Your session keys:          0
+Key store:                  ok
 Let users create API keys:  no
 Expire API keys:            never
 Users see their own keys:   yes

@@ -81,6 +81,8 @@ pub struct KeyService {
     /// Set while key lookups fail in the store: said once, loudly, when it
     /// starts and once when it ends, not at every login.
     store_failing: std::sync::atomic::AtomicBool,
+    /// What the last failure said, for `status`.
+    store_problem: Mutex<String>,
 }
 
 type Result<T> = std::result::Result<T, KeysError>;
@@ -98,6 +100,7 @@ impl KeyService {
             key_logins: RecentKeyLogins::default(),
             refusals: Mutex::new(crate::refusal_log::RefusalLog::new()),
             store_failing: Default::default(),
+            store_problem: Mutex::new(String::new()),
         }
     }
 
@@ -581,6 +584,14 @@ impl KeyService {
             impersonating: login == LoginState::Impersonating,
             session_keys: self.session_keys_of(c.uid),
             settings: self.get_settings()?,
+            store: if self.store_failing.load(std::sync::atomic::Ordering::SeqCst) {
+                self.store_problem
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            } else {
+                String::new()
+            },
         })
     }
 
@@ -720,6 +731,8 @@ impl KeyService {
     /// One loud line when key lookups start failing in the store.
     fn note_store_failure(&self, e: &StoreError) {
         use std::sync::atomic::Ordering;
+        *self.store_problem.lock().unwrap_or_else(|p| p.into_inner()) =
+            format!("key lookups fail: {e}");
         if !self.store_failing.swap(true, Ordering::SeqCst) {
             self.audit.log(
                 &Line::new("store-failing")
