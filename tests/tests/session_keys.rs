@@ -778,24 +778,9 @@ fn a_login_opened_with_a_key_cannot_make_keys() {
     let world = World::new();
     let site = Site::start(&world);
     let sshd = &site.sshd;
-    let token = world
-        .as_user(&alice)
-        .logged_in()
-        .apikey(&["generate"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let keys = world.keys_of(alice.name());
-    assert_eq!(keys.len(), 1);
-    let id = keys[0].id.clone();
+    let (token, id) = world.new_key(&alice, &[]);
 
-    let probe = format!(
-        "{g} </dev/null; echo \"generate=$?\"; {s} </dev/null; echo \"session=$?\"; \
-         {r} </dev/null; echo \"rotate=$?\"",
-        g = apikey_command(&world, "generate"),
-        s = apikey_command(&world, "session"),
-        r = apikey_command(&world, &format!("rotate {id}")),
-    );
+    let probe = key_making_probe(&world, &id);
     for method in ["password", "keyboard-interactive"] {
         let mut args = vec!["-e".to_string()];
         args.extend(sshd.ssh_args(method, alice.name(), &[&probe]));
@@ -1083,16 +1068,7 @@ fn a_key_login_whose_registration_failed_cannot_make_keys() {
     let world = World::new();
     let site = Site::start_unregistered(&world);
     let sshd = &site.sshd;
-    let token = world
-        .as_user(&alice)
-        .logged_in()
-        .apikey(&["generate"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let keys = world.keys_of(alice.name());
-    assert_eq!(keys.len(), 1);
-    let id = keys[0].id.clone();
+    let (token, id) = world.new_key(&alice, &[]);
 
     let out = ssh(
         sshd,

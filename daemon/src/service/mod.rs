@@ -693,12 +693,12 @@ impl KeyService {
             // passwords still work below it), not counted against the
             // source, and never cached as a refusal.
             Err((STORE_ERROR, key_id)) => {
-                let line = line
-                    .field("key", key_id.as_deref().unwrap_or("-"))
-                    .field("outcome", "unavailable")
-                    .field("reason", STORE_ERROR)
-                    .warn();
-                self.audit.log(&line);
+                self.audit.log(&verify_refusal(
+                    line,
+                    key_id.as_deref(),
+                    "unavailable",
+                    STORE_ERROR,
+                ));
                 Ok(VerifyAnswer {
                     result: Err(KeysError::Failed(
                         "the key store cannot be read; keys cannot be checked now".into(),
@@ -713,12 +713,8 @@ impl KeyService {
                     .unwrap_or_else(|p| p.into_inner())
                     .failure(Source::new(c.uid, rhost), now);
                 if decision.log_line {
-                    let line = line
-                        .field("key", key_id.as_deref().unwrap_or("-"))
-                        .field("outcome", "refused")
-                        .field("reason", reason)
-                        .warn();
-                    self.audit.log(&line);
+                    self.audit
+                        .log(&verify_refusal(line, key_id.as_deref(), "refused", reason));
                 }
                 Ok(VerifyAnswer {
                     result: Err(KeysError::Refused("the key was not accepted".into())),
@@ -1320,6 +1316,14 @@ fn encoded_size(k: &KeyInfo) -> usize {
         + text(&k.last_service)
         + text(&k.last_rhost)
         + 96
+}
+
+/// A Verify's audit line for a key it did not accept.
+fn verify_refusal(line: Line, key_id: Option<&str>, outcome: &str, reason: &str) -> Line {
+    line.field("key", key_id.unwrap_or("-"))
+        .field("outcome", outcome)
+        .field("reason", reason)
+        .warn()
 }
 
 /// The refusal reason of a Verify the store could not answer.
