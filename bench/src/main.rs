@@ -22,6 +22,7 @@ mod pam;
 mod report;
 mod seed;
 mod sink;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ struct Plan {
     write_window: Window,
     /// pam_permit, pam_apikey, pam_unix: (warm-up, counted) logins.
     pam_logins: [(u64, u64); 3],
+    /// How long the soak runs (`soak.rs`); 0 leaves it out.
+    soak_seconds: u64,
 }
 
 impl Plan {
@@ -81,6 +84,7 @@ impl Plan {
                 measure: Duration::from_secs(3),
             },
             pam_logins: [(100, 3000), (100, 2000), (2, 40)],
+            soak_seconds: 600,
         }
     }
 
@@ -99,6 +103,7 @@ impl Plan {
                 measure: Duration::from_millis(200),
             },
             pam_logins: [(2, 20), (2, 20), (1, 2)],
+            soak_seconds: 6,
         }
     }
 }
@@ -113,20 +118,30 @@ struct Rounds {
 struct Opts {
     quick: bool,
     out: PathBuf,
+    /// Overrides the plan's soak length.
+    soak: Option<u64>,
 }
 
-const USAGE: &str = "usage: apikey-bench [--quick] [--out DIR]   (as root)";
+const USAGE: &str = "usage: apikey-bench [--quick] [--out DIR] [--soak SECONDS]   (as root)";
 
 fn parse_args() -> Result<Opts, String> {
     let mut opts = Opts {
         quick: false,
         out: bins::workspace_root().join("target").join("bench"),
+        soak: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => opts.quick = true,
             "--out" => opts.out = args.next().ok_or("--out needs a directory")?.into(),
+            "--soak" => {
+                let secs = args.next().ok_or("--soak needs a number of seconds")?;
+                opts.soak = Some(
+                    secs.parse()
+                        .map_err(|_| format!("--soak {secs}: not seconds"))?,
+                );
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -392,10 +407,18 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     ))?;
     let (rss_end, hwm_end) = machine::rss_kib(big.daemon.pid());
     let audit_lines = sink.lines();
+    // The stores' buses and daemons stop here, before the soak starts its own.
+    let sizes: Vec<SizeResult> = sites.into_iter().map(|s| s.result).collect();
+    let soak = match opts.soak.unwrap_or(plan.soak_seconds) {
+        0 => None,
+        secs => {
+            progress(&format!("soak: {secs} s"));
+            Some(run_soak(&rt, secs, &config, &users[1 % users.len()])?)
+        }
+    };
 
     // Everything the bench started goes before the report is written, so
     // a failure to write it leaves nothing behind either.
-    let sizes: Vec<SizeResult> = sites.into_iter().map(|s| s.result).collect();
     drop(rt);
     drop(users);
     drop(sink);
@@ -418,7 +441,15 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
         loadavg_end: machine::loadavg(),
     };
 
-    let table = report.table();
+    let mut table = report.table();
+    if let Some(soak) = &soak {
+        table.push('\n');
+        table.push_str(&soak.text());
+        let path = opts.out.join("apikey-soak.json");
+        std::fs::create_dir_all(&opts.out)
+            .and_then(|_| std::fs::write(&path, format!("{:#}\n", soak.to_json())))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     println!("{table}");
     let (json_path, text_path) = report
         .write(&opts.out, &table)
@@ -435,6 +466,32 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A bus and daemon of the soak's own, a key for `user` made as an
+/// administrator makes one, and a well-formed key that is in no store.
+fn run_soak(
+    rt: &tokio::runtime::Runtime,
+    secs: u64,
+    config: &DaemonConfig,
+    user: &TestUser,
+) -> Result<soak::Soak, String> {
+    let mut bus = PrivateBus::start();
+    let mut daemon = Daemon::start(&bus, config);
+    let token = rt.block_on(async {
+        let admin = keys_proxy(&connect(bus.address()).await?).await?;
+        admin
+            .open_session("root", "login", "", "pts/bench", "", "password")
+            .await
+            .map_err(|e| format!("OpenSession: {e}"))?;
+        let (token, _) = admin
+            .generate("soak", "", &[], user.name())
+            .await
+            .map_err(|e| format!("Generate: {e}"))?;
+        Ok::<_, String>(token)
+    })?;
+    let bad = Token::generate().map_err(|e| format!("randomness: {e}"))?;
+    soak::run(secs, &mut bus, &mut daemon, user, &token, bad.as_str())
 }
 
 async fn connect(address: &str) -> Result<zbus::Connection, String> {

@@ -74,4 +74,15 @@ fn the_quick_bench_runs_every_part_and_reports_every_section() {
     );
     // The table went to stdout too.
     assert!(out.stdout.contains("Targets (issue 7)"), "{}", out.stdout);
+    // The soak ran: key logins with sessions through restarts of the
+    // daemon and the bus, beside a bad-key flood.
+    assert!(out.stdout.contains("soak: "), "{}", out.stdout);
+    let path = out_dir.path().join("apikey-soak.json");
+    let soak: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
+    assert!(soak["logins_ok"].as_u64().unwrap_or(0) > 0, "{soak}");
+    assert!(soak["bad_keys_refused"].as_u64().unwrap_or(0) > 0, "{soak}");
+    assert!(soak["daemon_rss_kib"]["end"].as_u64().unwrap_or(0) > 0, "{soak}");
 }

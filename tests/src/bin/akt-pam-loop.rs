@@ -15,6 +15,11 @@
 //! and open fds, threads, RSS and the bytes malloc has handed out and not
 //! had back, sampled after the first WARMUP logins (`start`) and after the
 //! last (`end`).
+//!
+//! With `AKT_PAM_SESSION=1` in the environment, a login that
+//! authenticated also runs `pam_acct_mgmt`, `pam_open_session` and
+//! `pam_close_session`, as sshd does around a shell; its code is the
+//! first of them that failed.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
@@ -64,6 +69,9 @@ unsafe extern "C" {
         pamh: *mut *mut c_void,
     ) -> c_int;
     fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_open_session(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_close_session(pamh: *mut c_void, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
     fn pam_set_item(pamh: *mut c_void, item_type: c_int, item: *const c_void) -> c_int;
 }
@@ -145,8 +153,9 @@ fn usage(what: &str) -> ! {
     std::process::exit(2);
 }
 
-/// One whole login; returns the code of pam_authenticate.
-fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr) -> c_int {
+/// One whole login; returns the code of pam_authenticate, or with
+/// `sessions` of the first step that failed.
+fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr, sessions: bool) -> c_int {
     let conv = PamConv {
         conv: converse,
         appdata_ptr: password.as_ptr() as *mut c_void,
@@ -167,7 +176,16 @@ fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr) -> c_int 
         }
         let delay: DelayFn = record_delay;
         pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void);
-        let rc = pam_authenticate(pamh, 0);
+        let mut rc = pam_authenticate(pamh, 0);
+        if sessions && rc == PAM_SUCCESS {
+            rc = pam_acct_mgmt(pamh, 0);
+            if rc == PAM_SUCCESS {
+                rc = pam_open_session(pamh, 0);
+                if rc == PAM_SUCCESS {
+                    rc = pam_close_session(pamh, 0);
+                }
+            }
+        }
         pam_end(pamh, rc);
         rc
     }
@@ -209,6 +227,7 @@ fn main() {
     let c = |s: &str| CString::new(s).unwrap_or_else(|_| usage("an argument has a NUL"));
     let (confdir, service, user) = (c(confdir), c(service), c(user));
     let phases = read_phases();
+    let sessions = std::env::var("AKT_PAM_SESSION").is_ok_and(|v| v == "1");
 
     // Everything the bookkeeping needs is allocated before the first
     // sample and freed after the last, so the heap samples see only what
@@ -227,7 +246,7 @@ fn main() {
         for _ in 0..phase.count {
             DELAY_ASKED.store(0, Ordering::Relaxed);
             let t = Instant::now();
-            let rc = login(&confdir, &service, &user, &phase.password);
+            let rc = login(&confdir, &service, &user, &phase.password, sessions);
             times_us[i].push(t.elapsed().as_micros() as u64);
             if rc != PAM_SUCCESS {
                 delay_max[i] = delay_max[i].max(DELAY_ASKED.load(Ordering::Relaxed));
