@@ -84,5 +84,8 @@ fn the_quick_bench_runs_every_part_and_reports_every_section() {
     .unwrap();
     assert!(soak["logins_ok"].as_u64().unwrap_or(0) > 0, "{soak}");
     assert!(soak["bad_keys_refused"].as_u64().unwrap_or(0) > 0, "{soak}");
-    assert!(soak["daemon_rss_kib"]["end"].as_u64().unwrap_or(0) > 0, "{soak}");
+    assert!(
+        soak["daemon_rss_kib"]["end"].as_u64().unwrap_or(0) > 0,
+        "{soak}"
+    );
 }
