@@ -38,10 +38,17 @@ export class KeysApi {
         return { token, key: decodeKey(key) };
     }
 
-    /// The caller's own keys, or (`all`, administrators only) everyone's.
+    /// The caller's own keys, or (`all`, administrators only) everyone's:
+    /// active ones, a page at a time (ListPage), as `apikey list` asks.
     async list(all) {
-        const [keys] = await this.call("List", ["", all, false]);
-        return keys.map(decodeKey);
+        const keys = [];
+        let after = "";
+        do {
+            const [page, next] = await this.call("ListPage", ["", all, false, [], after, 1000]);
+            keys.push(...page.map(decodeKey));
+            after = next;
+        } while (after !== "");
+        return keys;
     }
 
     async revoke(ids) {
