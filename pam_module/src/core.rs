@@ -31,6 +31,9 @@ pub type Connect<'a> = dyn FnMut(&Args) -> Result<Box<dyn Daemon>, DaemonError> 
 pub fn authenticate(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
     let service = pam.service().unwrap_or_default();
     if !is_never_key_service(&service) && report_leaked_user_name(pam, args, &service, connect) {
+        // Whatever an earlier module left as the password (a key, likely,
+        // typed in the right field too) goes no further either (S10).
+        pam.clear_authtok();
         pam.fail_delay(FAIL_DELAY_MICROS);
         return Code::AuthErr;
     }

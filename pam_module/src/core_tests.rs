@@ -402,3 +402,15 @@ fn a_session_reports_how_its_login_was_authenticated() {
         .insert(core::AUTH_DATA.into(), "publickey".into());
     assert_eq!(opened(&mut cron), "open alice cron 192.0.2.1  auth=");
 }
+
+/// Found by fuzzing (pam_inputs): with a key as the user name, the
+/// module refused before it cleared PAM_AUTHTOK, so a key-shaped password
+/// an earlier module had set stayed for the modules below (S10).
+#[test]
+fn a_key_in_the_user_name_leaves_no_password_behind() {
+    let mut s = setup("vsftpd", key().as_str(), key().as_str().as_bytes());
+    s.daemon.verify = Err(DaemonError::Refused);
+    assert_eq!(s.run(core::authenticate), Code::AuthErr);
+    assert_eq!(s.pam.authtok, None, "a key stayed in PAM_AUTHTOK");
+    assert!(s.pam.delay.is_some());
+}
