@@ -156,6 +156,15 @@ impl SqliteStore {
                         .into(),
                 ))
             }
+            Ok(meta) if meta.is_dir() => {
+                return Err(fail("is a directory, not a key store file".into()))
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(fail(
+                    "is not a regular file (a symlink or a device); the key store must be one"
+                        .into(),
+                ))
+            }
             Ok(_) => {}
         }
         let meta = fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
