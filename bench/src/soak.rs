@@ -29,6 +29,10 @@ pub struct Soak {
     pub flood_other: u64,
     pub rss_kib: (u64, u64, u64),
     pub store_bytes: (u64, u64, u64),
+    /// keys.db alone (without its -wal, whose size is the checkpoint
+    /// interval's) at the end, and the session records in it.
+    pub db_bytes_end: u64,
+    pub session_rows_end: i64,
 }
 
 impl Soak {
@@ -42,6 +46,8 @@ impl Soak {
             "bad_keys_otherwise": self.flood_other,
             "daemon_rss_kib": {"start": self.rss_kib.0, "max": self.rss_kib.1, "end": self.rss_kib.2},
             "store_bytes": {"start": self.store_bytes.0, "max": self.store_bytes.1, "end": self.store_bytes.2},
+            "keys_db_bytes_end": self.db_bytes_end,
+            "session_rows_end": self.session_rows_end,
         })
     }
 
@@ -56,7 +62,7 @@ impl Soak {
              \x20  logins ok {}  failed {}  ({} a second)\n\
              \x20  bad keys refused {}  answered otherwise {}\n\
              \x20  daemon RSS KiB: start {}  max {}  end {}\n\
-             \x20  store bytes:    start {}  max {}  end {}\n",
+             \x20  store bytes:    start {}  max {}  end {} (keys.db alone {}; {} session records)\n",
             self.seconds,
             self.logins_ok,
             self.logins_failed,
@@ -69,6 +75,8 @@ impl Soak {
             self.store_bytes.0,
             self.store_bytes.1,
             self.store_bytes.2,
+            self.db_bytes_end,
+            self.session_rows_end,
         )
     }
 }
@@ -213,5 +221,10 @@ pub fn run(
         flood_other: other.load(Ordering::SeqCst),
         rss_kib: (rss_start, rss_max, rss_kib(daemon.pid())),
         store_bytes: (size_start, size_max, store_bytes(&db)),
+        db_bytes_end: std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0),
+        session_rows_end: daemon
+            .open_db_readonly()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap_or(-1),
     })
 }
