@@ -55,10 +55,15 @@ for t in $targets; do
 		exit 1
 	}
 	stats=$out/default/fuzzer_stats
-	execs=$(sed -n 's/^execs_done *: *//p' "$stats")
-	paths=$(sed -n 's/^corpus_count *: *//p' "$stats")
+	execs=$(sed -n 's/^execs_done *: *//p' "$stats" 2>/dev/null || true)
+	paths=$(sed -n 's/^corpus_count *: *//p' "$stats" 2>/dev/null || true)
 	crashes=$(find "$out/default/crashes" -type f -name 'id:*' | wc -l)
 	hangs=$(find "$out/default/hangs" -type f -name 'id:*' | wc -l)
+	# A fuzzer that ran nothing is a failure, not a clean result.
+	if [ -z "$execs" ] || [ "$execs" -eq 0 ]; then
+		echo "fuzz: $t ran no executions; see $out.log" >&2
+		exit 1
+	fi
 	line="$t: ${seconds}s, $execs execs, $paths inputs in the corpus, $crashes crashes, $hangs hangs"
 	echo "fuzz: $line"
 	echo "$line" >>"$report"

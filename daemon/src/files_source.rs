@@ -177,7 +177,7 @@ impl Drop for Stream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -187,7 +187,8 @@ mod tests {
         f
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+    /// A passwd file with a comment, a blank line and a uid given twice.
+    pub(crate) const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
         # a comment\n\
         \n\
         alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n\

@@ -273,43 +273,34 @@ fn test_boot_id() -> Option<String> {
 
 /// True while some process still belongs to audit session `sessionid`.
 pub fn audit_session_alive(sessionid: u32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    match audit_sessions_in_proc() {
+        Some(mut ids) => ids.any(|id| id == sessionid),
         // Cannot tell: do not end sessions on a guess.
-        return true;
-    };
-    let wanted = sessionid.to_string();
-    dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .any(|e| {
-            std::fs::read_to_string(e.path().join("sessionid")).is_ok_and(|s| s.trim() == wanted)
-        })
+        None => true,
+    }
 }
 
 pub fn live_audit_sessions() -> Option<std::collections::HashSet<u32>> {
+    audit_sessions_in_proc().map(Iterator::collect)
+}
+
+/// The audit session of every process in /proc, one per process (a
+/// process that exits meanwhile has nothing to read and is skipped);
+/// `None` when /proc cannot be read.
+fn audit_sessions_in_proc() -> Option<impl Iterator<Item = u32>> {
     let dir = std::fs::read_dir("/proc").ok()?;
-    let mut live = std::collections::HashSet::new();
-    for e in dir.flatten() {
+    Some(dir.flatten().filter_map(|e| {
         if !e
             .file_name()
             .to_string_lossy()
             .bytes()
             .all(|b| b.is_ascii_digit())
         {
-            continue;
+            return None;
         }
-        // A process that exits meanwhile has nothing to read: not live.
-        if let Ok(text) = std::fs::read_to_string(e.path().join("sessionid")) {
-            if let Some(Some(id)) = parse_audit_id(&text) {
-                live.insert(id);
-            }
-        }
-    }
-    Some(live)
+        let text = std::fs::read_to_string(e.path().join("sessionid")).ok()?;
+        parse_audit_id(&text).flatten()
+    }))
 }
 
 /// The boot id as the kernel prints it: a UUID, lower-case hex and dashes.

@@ -403,16 +403,11 @@ impl LocalFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files_source::tests::PASSWD;
     use std::io::Write;
     use std::time::Duration;
 
     const NSS_FILES: &str = "passwd: files systemd\ngroup: files\nshadow:   files\n";
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
-        # a comment\n\
-        \n\
-        alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n\
-        bob:x:1001:1001::/home/bob:/bin/sh\n\
-        alias:x:1000:1000::/:/bin/false\n";
     const SHADOW: &str = "root:*:19000:0:99999:7:::\n\
         alice:$y$j9T$abc$def:19000:0:99999:7:::\n\
         bob:!:19000:0:99999:7::20000:\n";

@@ -789,24 +789,7 @@ fn a_login_opened_with_a_key_cannot_make_keys() {
             .env("SSHPASS", &token)
             .timeout(Duration::from_secs(90))
             .run("sshpass", &args);
-        let want: Vec<String> = ["generate", "session", "rotate"]
-            .iter()
-            .map(|c| format!("{c}={EXIT_DENIED}"))
-            .collect();
-        assert_eq!(
-            (out.code(), out.stdout.lines().collect::<Vec<_>>()),
-            (0, want.iter().map(String::as_str).collect::<Vec<_>>()),
-            "{method}: {}\nstderr:\n{}\nsshd log:\n{}",
-            out.description,
-            out.stderr,
-            sshd.log_text()
-        );
-        let refusals = out
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("apikey: ") && l.contains("opened with an API key"))
-            .count();
-        assert_eq!(refusals, 3, "{method}: stderr:\n{}", out.stderr);
+        assert_probe_refused(&out, sshd, EXIT_DENIED, "opened with an API key", method);
     }
     world.log().expect(
         "a session-key request refused as Denied",
@@ -1045,6 +1028,30 @@ fn a_session_that_vanished_while_the_daemon_was_down_ends_its_keys() {
     );
 }
 
+/// The ssh login ran [`key_making_probe`], and every one of its three
+/// commands exited `code`, saying `why` on standard error.
+#[track_caller]
+fn assert_probe_refused(out: &Output, sshd: &Sshd, code: i32, why: &str, method: &str) {
+    let want: Vec<String> = ["generate", "session", "rotate"]
+        .iter()
+        .map(|c| format!("{c}={code}"))
+        .collect();
+    assert_eq!(
+        (out.code(), out.stdout.lines().collect::<Vec<_>>()),
+        (0, want.iter().map(String::as_str).collect::<Vec<_>>()),
+        "{method}: {}\nstderr:\n{}\nsshd log:\n{}",
+        out.description,
+        out.stderr,
+        sshd.log_text()
+    );
+    let refusals = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("apikey: ") && l.contains(why))
+        .count();
+    assert_eq!(refusals, 3, "{method}: stderr:\n{}", out.stderr);
+}
+
 /// The commands that make keys, each followed by its exit status.
 fn key_making_probe(world: &World, id: &str) -> String {
     format!(
@@ -1077,20 +1084,7 @@ fn a_key_login_whose_registration_failed_cannot_make_keys() {
         &token,
         &[&key_making_probe(&world, &id)],
     );
-    assert_eq!(
-        (out.code(), out.stdout.lines().collect::<Vec<_>>()),
-        (0, vec!["generate=1", "session=1", "rotate=1"]),
-        "{}\nstderr:\n{}\nsshd log:\n{}",
-        out.description,
-        out.stderr,
-        sshd.log_text()
-    );
-    let refusals = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("apikey: ") && l.contains("no record of a password login"))
-        .count();
-    assert_eq!(refusals, 3, "stderr:\n{}", out.stderr);
+    assert_probe_refused(&out, sshd, 1, "no record of a password login", "password");
     let registered: Vec<String> = world
         .log()
         .lines()

@@ -207,7 +207,7 @@ impl KeyService {
     /// expired. Bounded, since one bus message cannot carry a large site's
     /// keys: past [`LIST_MAX`] the caller is told to page (ListPage).
     pub fn list(&self, c: &Caller, user: &str, all: bool, sessions: bool) -> Result<Vec<KeyInfo>> {
-        let mut q = self.list_query(c, user, all, sessions, &[])?;
+        let (mut q, policy) = self.list_query(c, user, all, sessions, &[])?;
         q.limit = LIST_MAX;
         let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
         if more {
@@ -216,7 +216,6 @@ impl KeyService {
                  as apikey list does)"
             )));
         }
-        let policy = self.policy()?;
         Ok(keys.iter().map(|(_, k)| self.info(k, &policy)).collect())
     }
 
@@ -234,7 +233,7 @@ impl KeyService {
         after: &str,
         limit: u32,
     ) -> Result<(Vec<KeyInfo>, String)> {
-        let mut q = self.list_query(c, user, all, sessions, show)?;
+        let (mut q, policy) = self.list_query(c, user, all, sessions, show)?;
         q.after = match after {
             "" => 0,
             text => text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -246,7 +245,6 @@ impl KeyService {
         };
         q.limit = limit.clamp(1, PAGE_MAX);
         let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
-        let policy = self.policy()?;
         let mut page = Vec::with_capacity(keys.len());
         let mut bytes = 0;
         let mut last = None;
@@ -268,7 +266,8 @@ impl KeyService {
         Ok((page, next))
     }
 
-    /// Who may list what, for both kinds of listing.
+    /// Who may list what, for both kinds of listing; with the policy it
+    /// was decided by, which the listed keys are shown under.
     fn list_query(
         &self,
         c: &Caller,
@@ -276,7 +275,7 @@ impl KeyService {
         all: bool,
         sessions: bool,
         show: &[String],
-    ) -> Result<crate::store::ListQuery> {
+    ) -> Result<(crate::store::ListQuery, Policy)> {
         let admin = self.is_admin(c);
         let policy = self.policy()?;
         let target = match (user.is_empty(), all) {
@@ -324,7 +323,7 @@ impl KeyService {
                 }
             }
         }
-        Ok(q)
+        Ok((q, policy))
     }
 
     pub fn revoke(&self, c: &Caller, ids: &[String]) -> Result<Vec<String>> {

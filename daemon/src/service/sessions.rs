@@ -78,13 +78,7 @@ impl KeyService {
             auth,
         } = *request;
         may_manage_sessions(c)?;
-        check_session_fields(user, service, rhost, tty, key_id)?;
-        if !login_auth::is_valid(auth) {
-            return Err(KeysError::InvalidArgument(format!(
-                "'{}' is not a list of authentication methods",
-                printable(auth, 40)
-            )));
-        }
+        check_session_fields(request)?;
         if let Ok(leaked) = Token::parse(user.as_bytes()) {
             // As in Verify (S11): a key in the user name field is spent.
             self.revoke_leaked(&leaked);
@@ -265,13 +259,15 @@ fn may_manage_sessions(c: &Caller) -> Result<()> {
     }
 }
 
-fn check_session_fields(
-    user: &str,
-    service: &str,
-    rhost: &str,
-    tty: &str,
-    key_id: &str,
-) -> Result<()> {
+fn check_session_fields(request: &SessionRequest<'_>) -> Result<()> {
+    let SessionRequest {
+        user,
+        service,
+        rhost,
+        tty,
+        key_id,
+        auth,
+    } = *request;
     if user.is_empty() {
         return Err(KeysError::InvalidArgument(
             "a session needs the user it is for".into(),
@@ -290,6 +286,12 @@ fn check_session_fields(
         return Err(KeysError::InvalidArgument(format!(
             "'{}' is not a key id",
             printable(key_id, 20)
+        )));
+    }
+    if !login_auth::is_valid(auth) {
+        return Err(KeysError::InvalidArgument(format!(
+            "'{}' is not a list of authentication methods",
+            printable(auth, 40)
         )));
     }
     Ok(())

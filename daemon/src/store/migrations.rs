@@ -69,4 +69,10 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sessions ADD COLUMN auth TEXT;
     "#,
+    // 5: listings of one owner's keys, revoked and expired ones included,
+    // page by page (rowid is part of every index, so the page order comes
+    // with it).
+    r#"
+    CREATE INDEX keys_owner_all ON keys(owner_uid);
+    "#,
 ];

@@ -414,9 +414,15 @@ impl Store for SqliteStore {
 
     fn list_page(&self, q: &ListQuery) -> StoreResult<(Vec<(i64, KeyRecord)>, bool)> {
         let conn = self.read();
+        // One owner's keys through the owner index (migration 5), not a
+        // walk of every key on the site; everyone's in stored order.
+        let owner = match q.owner {
+            Some(_) => "owner_uid = ?2",
+            None => "?2 IS NULL",
+        };
         let sql = format!(
             "SELECT rowid, {KEY_COLUMNS} FROM keys \
-             WHERE rowid > ?1 AND (?2 IS NULL OR owner_uid = ?2) \
+             WHERE rowid > ?1 AND {owner} \
                AND (?3 OR kind = 'long') \
                AND CASE WHEN revoked IS NOT NULL THEN ?4 \
                         WHEN expires IS NOT NULL AND expires <= ?6 THEN ?5 \

@@ -64,7 +64,6 @@ async fn run(args: &[String]) -> i32 {
 }
 
 async fn dispatch(conn: &Connection, words: &[&str]) -> i32 {
-    let conn = conn.clone();
     match words {
         ["generate", name, expires, services, user] => {
             let services = split_list(services);
