@@ -13,8 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-/// Largest reply accepted; ours are a few hundred bytes.
-const MAX_MESSAGE: usize = 64 * 1024;
+use apikey_proto::wire::{self, MSG_ERROR, MSG_METHOD_RETURN};
+pub use apikey_proto::wire::{Call, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusError {
@@ -36,13 +36,6 @@ impl std::fmt::Display for BusError {
     }
 }
 
-/// A value in a message body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Str(String),
-    U32(u32),
-}
-
 pub struct Client {
     stream: UnixStream,
     deadline: Instant,
@@ -56,15 +49,6 @@ pub struct Client {
     output: Zeroizing<Vec<u8>>,
     /// The serial of our Hello until its reply has been read.
     hello: Option<u32>,
-}
-
-pub struct Call<'a> {
-    pub destination: &'a str,
-    pub path: &'a str,
-    pub interface: &'a str,
-    pub member: &'a str,
-    /// String arguments only; that is all the module sends.
-    pub args: &'a [&'a str],
 }
 
 /// Bytes asked of the socket at once: more than any reply of ours.
@@ -87,6 +71,22 @@ impl Client {
 
     /// [`connect`](Self::connect) over a stream already connected.
     fn over(stream: UnixStream, deadline: Instant) -> Result<Client, BusError> {
+        let mut client = Client::peer(stream, deadline)?;
+        let hello = client.queue(&Call {
+            destination: Some("org.freedesktop.DBus"),
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "Hello",
+            args: &[],
+        });
+        client.hello = Some(hello);
+        Ok(client)
+    }
+
+    /// A peer-to-peer connection over `stream` (apikeyd's own socket):
+    /// authenticated like a bus connection, but with no bus to say Hello
+    /// to. `BEGIN` goes out with the first call.
+    pub fn peer(stream: UnixStream, deadline: Instant) -> Result<Client, BusError> {
         let mut client = Client {
             stream,
             deadline,
@@ -97,15 +97,13 @@ impl Client {
         };
         client.authenticate()?;
         client.output.extend_from_slice(b"BEGIN\r\n");
-        let hello = client.queue(&Call {
-            destination: "org.freedesktop.DBus",
-            path: "/org/freedesktop/DBus",
-            interface: "org.freedesktop.DBus",
-            member: "Hello",
-            args: &[],
-        });
-        client.hello = Some(hello);
         Ok(client)
+    }
+
+    /// Gives the calls from now on until `deadline`: a connection kept
+    /// for a PAM handle serves several hooks, each with its own timeout.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
     }
 
     fn authenticate(&mut self) -> Result<(), BusError> {
@@ -131,7 +129,7 @@ impl Client {
     /// Adds a call to what the next write sends; returns its serial.
     fn queue(&mut self, call: &Call<'_>) -> u32 {
         self.serial += 1;
-        let message = Zeroizing::new(encode_call(call, self.serial));
+        let message = Zeroizing::new(wire::encode_call(call, self.serial));
         if self.output.is_empty() {
             // The usual case (every call after the first): no copy.
             self.output = message;
@@ -248,81 +246,29 @@ impl Client {
         }
     }
 
-    fn read_message(&mut self) -> Result<Reply, BusError> {
+    fn read_message(&mut self) -> Result<wire::Message, BusError> {
         self.fill_to(16)?;
-        let frame = Frame::of(&self.input[..16])?;
+        let frame = wire::Frame::of(&self.input[..16]).map_err(protocol)?;
         let whole = self.take(frame.total)?;
-        decode_reply(&whole, &frame)
-    }
-}
-
-/// What the fixed first 16 bytes of a message say.
-#[derive(Clone, Copy)]
-struct Frame {
-    big: bool,
-    kind: u8,
-    fields_len: usize,
-    /// The header, padded to 8, before the body.
-    header_len: usize,
-    total: usize,
-}
-
-impl Frame {
-    fn of(fixed: &[u8]) -> Result<Frame, BusError> {
-        let big = match fixed[0] {
-            b'l' => false,
-            b'B' => true,
-            _ => return Err(BusError::Protocol("bad endianness mark".into())),
-        };
-        let u32_at = |i: usize| {
-            let b = [fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]];
-            if big {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
-        };
-        let body_len = u32_at(4) as usize;
-        let fields_len = u32_at(12) as usize;
-        // Checked one by one first, so the sums below cannot wrap where
-        // usize is 32 bits.
-        if body_len > MAX_MESSAGE || fields_len > MAX_MESSAGE {
-            return Err(BusError::Protocol("reply too large".into()));
-        }
-        let header_len = pad8(16 + fields_len);
-        if header_len + body_len > MAX_MESSAGE {
-            return Err(BusError::Protocol("reply too large".into()));
-        }
-        Ok(Frame {
-            big,
-            kind: fixed[1],
-            fields_len,
-            header_len,
-            total: header_len + body_len,
-        })
+        wire::decode_framed(&whole, &frame).map_err(protocol)
     }
 }
 
 /// Decodes one whole message as the client reads it off the socket: its
-/// type, error name and body values. For the fuzzer, which feeds it
-/// arbitrary bytes: any input gets an answer or an error, never a panic
-/// or an allocation past the message's own size.
+/// type, error name and body values. For the fuzzer.
 pub fn decode_message(msg: &[u8]) -> Result<(u8, Option<String>, Vec<Value>), BusError> {
-    if msg.len() < 16 {
-        return Err(short());
-    }
-    let frame = Frame::of(&msg[..16])?;
-    if msg.len() < frame.total {
-        return Err(short());
-    }
-    let reply = decode_reply(&msg[..frame.total], &frame)?;
-    Ok((reply.kind, reply.error_name, reply.body))
+    let m = wire::decode(msg).map_err(protocol)?;
+    Ok((m.kind, m.error_name, m.body))
+}
+
+fn protocol(e: wire::WireError) -> BusError {
+    BusError::Protocol(e.0)
 }
 
 /// A blocking connect that gives up at `deadline`: a bus that listens but
 /// accepts nothing (a full queue) would otherwise hold the login forever.
 /// Linux bounds the wait for the peer by the socket's send timeout.
-fn connect_by(path: &str, deadline: Instant) -> std::io::Result<UnixStream> {
+pub fn connect_by(path: &str, deadline: Instant) -> std::io::Result<UnixStream> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
@@ -372,25 +318,6 @@ fn connect_by(path: &str, deadline: Instant) -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(fd))
 }
 
-const MSG_METHOD_CALL: u8 = 1;
-const MSG_METHOD_RETURN: u8 = 2;
-const MSG_ERROR: u8 = 3;
-
-const FIELD_PATH: u8 = 1;
-const FIELD_INTERFACE: u8 = 2;
-const FIELD_MEMBER: u8 = 3;
-const FIELD_ERROR_NAME: u8 = 4;
-const FIELD_REPLY_SERIAL: u8 = 5;
-const FIELD_DESTINATION: u8 = 6;
-const FIELD_SIGNATURE: u8 = 8;
-
-struct Reply {
-    kind: u8,
-    reply_serial: Option<u32>,
-    error_name: Option<String>,
-    body: Vec<Value>,
-}
-
 fn unix_path(address: &str) -> Option<&str> {
     // The first address of a list; only the plain unix:path= form.
     let first = address.split(';').next()?;
@@ -399,212 +326,6 @@ fn unix_path(address: &str) -> Option<&str> {
         .split(',')
         .find_map(|kv| kv.strip_prefix("path="))
         .filter(|p| !p.is_empty() && !p.contains('%'))
-}
-
-fn pad8(n: usize) -> usize {
-    n.div_ceil(8) * 8
-}
-
-/// Little-endian writer with D-Bus alignment.
-struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn align(&mut self, n: usize) {
-        while !self.buf.len().is_multiple_of(n) {
-            self.buf.push(0);
-        }
-    }
-    fn u32(&mut self, v: u32) {
-        self.align(4);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn string(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn signature(&mut self, s: &str) {
-        self.buf.push(s.len() as u8);
-        self.buf.extend_from_slice(s.as_bytes());
-        self.buf.push(0);
-    }
-    fn field_str(&mut self, code: u8, sig: &str, value: &str) {
-        self.align(8);
-        self.buf.push(code);
-        self.signature(sig);
-        if sig == "g" {
-            self.signature(value);
-        } else {
-            self.string(value);
-        }
-    }
-}
-
-/// The body's exact size: each string is a 4-aligned length, the bytes
-/// and a NUL.
-fn body_len(args: &[&str]) -> usize {
-    args.iter()
-        .fold(0, |pos, a| pos.div_ceil(4) * 4 + 4 + a.len() + 1)
-}
-
-pub(crate) fn encode_call(call: &Call<'_>, serial: u32) -> Vec<u8> {
-    // Exactly the size it needs: a buffer that grew would leave a freed,
-    // unwiped copy of the token behind (the NUL after it used to do so).
-    let mut body = Writer {
-        buf: Vec::with_capacity(body_len(call.args)),
-    };
-    for a in call.args {
-        body.string(a);
-    }
-    debug_assert_eq!(body.buf.len(), body.buf.capacity());
-    let mut h = Writer {
-        buf: vec![b'l', MSG_METHOD_CALL, 0, 1],
-    };
-    h.u32(body.buf.len() as u32);
-    h.u32(serial);
-    h.u32(0); // fields length, patched below
-    let fields_start = h.buf.len();
-    h.field_str(FIELD_PATH, "o", call.path);
-    h.field_str(FIELD_DESTINATION, "s", call.destination);
-    h.field_str(FIELD_INTERFACE, "s", call.interface);
-    h.field_str(FIELD_MEMBER, "s", call.member);
-    if !call.args.is_empty() {
-        h.field_str(FIELD_SIGNATURE, "g", &"s".repeat(call.args.len()));
-    }
-    let fields_len = (h.buf.len() - fields_start) as u32;
-    h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
-    h.align(8);
-    // The body may hold a token: wipe the temporary copy, and make room
-    // before it is copied in, so the header's buffer does not move with
-    // the token inside.
-    let mut body = Zeroizing::new(body.buf);
-    h.buf.reserve_exact(body.len());
-    h.buf.extend_from_slice(&body);
-    body.clear();
-    h.buf
-}
-
-/// Reader over a whole message with alignment relative to its start.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    big: bool,
-}
-
-impl Reader<'_> {
-    fn align(&mut self, n: usize) -> Result<(), BusError> {
-        self.pos = self.pos.div_ceil(n) * n;
-        if self.pos > self.buf.len() {
-            return Err(short());
-        }
-        Ok(())
-    }
-    fn byte(&mut self) -> Result<u8, BusError> {
-        let b = *self.buf.get(self.pos).ok_or_else(short)?;
-        self.pos += 1;
-        Ok(b)
-    }
-    fn u32(&mut self) -> Result<u32, BusError> {
-        self.align(4)?;
-        let b: [u8; 4] = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(short)?
-            .try_into()
-            .map_err(|_| short())?;
-        self.pos += 4;
-        Ok(if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-    fn bytes_nul(&mut self, len: usize) -> Result<String, BusError> {
-        let raw = self.buf.get(self.pos..self.pos + len).ok_or_else(short)?;
-        if self.buf.get(self.pos + len) != Some(&0) {
-            return Err(BusError::Protocol("string not terminated".into()));
-        }
-        self.pos += len + 1;
-        String::from_utf8(raw.to_vec()).map_err(|_| BusError::Protocol("invalid UTF-8".into()))
-    }
-    fn string(&mut self) -> Result<String, BusError> {
-        let len = self.u32()? as usize;
-        self.bytes_nul(len)
-    }
-    fn signature(&mut self) -> Result<String, BusError> {
-        let len = self.byte()? as usize;
-        self.bytes_nul(len)
-    }
-    /// Reads a value of a basic type, or skips it where we do not need it.
-    fn value(&mut self, sig: &str) -> Result<Option<Value>, BusError> {
-        Ok(match sig {
-            "s" | "o" => Some(Value::Str(self.string()?)),
-            "g" => Some(Value::Str(self.signature()?)),
-            "u" => Some(Value::U32(self.u32()?)),
-            other => return Err(BusError::Protocol(format!("unsupported type {other}"))),
-        })
-    }
-}
-
-fn short() -> BusError {
-    BusError::Protocol("message truncated".into())
-}
-
-fn decode_reply(msg: &[u8], frame: &Frame) -> Result<Reply, BusError> {
-    let Frame {
-        big,
-        kind,
-        fields_len,
-        header_len,
-        ..
-    } = *frame;
-    if header_len > msg.len() || 16 + fields_len > msg.len() {
-        return Err(short());
-    }
-    let mut r = Reader {
-        buf: msg,
-        pos: 16,
-        big,
-    };
-    let fields_end = 16 + fields_len;
-    let mut reply = Reply {
-        kind,
-        reply_serial: None,
-        error_name: None,
-        body: Vec::new(),
-    };
-    let mut signature = String::new();
-    while r.pos < fields_end {
-        r.align(8)?;
-        if r.pos >= fields_end {
-            break;
-        }
-        let code = r.byte()?;
-        let sig = r.signature()?;
-        let value = r.value(&sig)?;
-        match (code, value) {
-            (FIELD_REPLY_SERIAL, Some(Value::U32(s))) => reply.reply_serial = Some(s),
-            (FIELD_ERROR_NAME, Some(Value::Str(s))) => reply.error_name = Some(s),
-            (FIELD_SIGNATURE, Some(Value::Str(s))) => signature = s,
-            _ => {}
-        }
-    }
-    let mut body = Reader {
-        buf: &msg[header_len..],
-        pos: 0,
-        big,
-    };
-    // Signals and calls may carry any types; only replies are decoded.
-    if kind == MSG_METHOD_RETURN || kind == MSG_ERROR {
-        for c in signature.chars() {
-            if let Some(v) = body.value(&c.to_string())? {
-                reply.body.push(v);
-            }
-        }
-    }
-    Ok(reply)
 }
 
 /// A global allocator for this crate's unit tests that looks at every
@@ -663,68 +384,16 @@ mod tests {
         assert_eq!(unix_path("unix:path=/tmp/%61"), None);
     }
 
-    #[test]
-    fn a_call_round_trips_through_the_decoder() {
-        let call = Call {
-            destination: ":1.5",
-            path: "/org/apikey/Keys1",
-            interface: "org.apikey.Keys1",
-            member: "Verify",
-            args: &["apikey|x", "alice", "sshd", ""],
-        };
-        let msg = encode_call(&call, 7);
-        assert_eq!(&msg[..4], &[b'l', 1, 0, 1]);
-        let body_len = u32::from_le_bytes(msg[4..8].try_into().unwrap()) as usize;
-        let fields_len = u32::from_le_bytes(msg[12..16].try_into().unwrap()) as usize;
-        let header_len = pad8(16 + fields_len);
-        assert_eq!(msg.len(), header_len + body_len);
-        // Decode it as if it were a reply, to check the layout.
-        let frame = Frame {
-            big: false,
-            kind: MSG_METHOD_RETURN,
-            fields_len,
-            header_len,
-            total: msg.len(),
-        };
-        let reply = decode_reply(&msg, &frame).unwrap();
-        assert_eq!(
-            reply.body,
-            vec![
-                Value::Str("apikey|x".into()),
-                Value::Str("alice".into()),
-                Value::Str("sshd".into()),
-                Value::Str(String::new()),
-            ]
-        );
-    }
-
     /// A reply as a bus sends it, little-endian, string arguments only.
     fn encode_reply(kind: u8, reply_serial: u32, error: Option<&str>, args: &[&str]) -> Vec<u8> {
-        let mut body = Writer { buf: Vec::new() };
-        for a in args {
-            body.string(a);
+        match error {
+            Some(name) => wire::encode_error(reply_serial, 1000 + reply_serial, name, args[0]),
+            None => {
+                let mut m = wire::encode_return(reply_serial, 1000 + reply_serial, args);
+                m[1] = kind;
+                m
+            }
         }
-        let mut h = Writer {
-            buf: vec![b'l', kind, 1, 1],
-        };
-        h.u32(body.buf.len() as u32);
-        h.u32(1000 + reply_serial);
-        h.u32(0);
-        let fields_start = h.buf.len();
-        h.align(8);
-        h.buf.extend_from_slice(&[FIELD_REPLY_SERIAL, 1, b'u', 0]);
-        h.u32(reply_serial);
-        if let Some(name) = error {
-            h.field_str(FIELD_ERROR_NAME, "s", name);
-        }
-        if !args.is_empty() {
-            h.field_str(FIELD_SIGNATURE, "g", &"s".repeat(args.len()));
-        }
-        let fields_len = (h.buf.len() - fields_start) as u32;
-        h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
-        h.align(8);
-        h.buf.extend_from_slice(&body.buf);
-        h.buf
     }
 
     /// Reads one whole message off the fake bus's end; returns its serial.
@@ -732,7 +401,7 @@ mod tests {
         let mut fixed = [0u8; 16];
         bus.read_exact(&mut fixed).unwrap();
         let at = |i: usize| u32::from_le_bytes(fixed[i..i + 4].try_into().unwrap()) as usize;
-        let mut rest = vec![0u8; pad8(16 + at(12)) - 16 + at(4)];
+        let mut rest = vec![0u8; (16 + at(12)).div_ceil(8) * 8 - 16 + at(4)];
         bus.read_exact(&mut rest).unwrap();
         at(8) as u32
     }
@@ -782,7 +451,7 @@ mod tests {
         connected.send(()).unwrap();
         wait_probed.recv().unwrap();
         let result = client.call(&Call {
-            destination: "org.freedesktop.DBus",
+            destination: Some("org.freedesktop.DBus"),
             path: "/org/freedesktop/DBus",
             interface: "org.freedesktop.DBus",
             member: "GetNameOwner",
@@ -804,13 +473,13 @@ mod tests {
             token.push_str(secret);
             token.push_str(before);
             let call = Call {
-                destination: ":1.5",
+                destination: Some(":1.5"),
                 path: "/org/apikey/Keys1",
                 interface: "org.apikey.Keys1",
                 member: "Verify",
                 args: &[before, &token, "alice", "sshd", ""],
             };
-            let message = Zeroizing::new(encode_call(&call, 7));
+            let message = Zeroizing::new(wire::encode_call(&call, 7));
             assert!(message
                 .windows(secret.len())
                 .any(|w| w == secret.as_bytes()));
@@ -818,17 +487,6 @@ mod tests {
             drop(Zeroizing::new(token.into_bytes()));
         }
         assert!(!freed_memory::seen(), "a freed buffer still held the token");
-    }
-
-    #[test]
-    fn the_body_size_is_known_before_it_is_written() {
-        for args in [&[][..], &["a"][..], &["abc", "", "defgh"][..]] {
-            let mut w = Writer { buf: Vec::new() };
-            for a in args {
-                w.string(a);
-            }
-            assert_eq!(body_len(args), w.buf.len(), "{args:?}");
-        }
     }
 
     #[test]
@@ -861,22 +519,5 @@ mod tests {
             matches!(&result, Err(BusError::Unavailable(m)) if m.contains("Hello")),
             "{result:?}"
         );
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        for len in 0..64 {
-            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            let frame = |big, kind, header_len, fields_len| Frame {
-                big,
-                kind,
-                fields_len,
-                header_len,
-                total: len,
-            };
-            let _ = decode_reply(&junk, &frame(false, MSG_METHOD_RETURN, 16.min(len), 0));
-            let _ = decode_reply(&junk, &frame(true, MSG_ERROR, 0, len));
-            let _ = decode_message(&junk);
-        }
     }
 }

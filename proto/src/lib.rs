@@ -12,6 +12,7 @@ pub mod text;
 pub mod timefmt;
 pub mod token;
 pub mod types;
+pub mod wire;
 
 pub use errors::KeysError;
 pub use proxy::Keys1Proxy;
