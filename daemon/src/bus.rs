@@ -8,7 +8,8 @@
 
 use crate::bus_args::{Ids, Short};
 use crate::caller_binding::{self, Births, Noted, ProcessId};
-use crate::service::{Caller, KeyService, VerifyAnswer};
+use crate::login_calls;
+use crate::service::{Caller, KeyService};
 use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -190,10 +191,7 @@ impl Keys1 {
         f: impl FnOnce(&KeyService, &Caller) -> Reply<T> + Send + 'static,
     ) -> Reply<T> {
         let caller = self.bound_caller(header).await?;
-        let svc = self.svc.clone();
-        tokio::task::spawn_blocking(move || f(&svc, &caller))
-            .await
-            .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+        login_calls::blocking(&self.svc, caller, f).await
     }
 }
 
@@ -387,17 +385,7 @@ impl Keys1 {
         rhost: Short,
     ) -> Result<(), KeysError> {
         let caller = self.caller(&header).await?;
-        let inline = answer_inline(|| {
-            self.svc
-                .try_check_key_inline(&caller, &id, &user, &service, &rhost)
-        });
-        if let Some(answer) = inline {
-            return answer.unwrap_or_else(Err);
-        }
-        self.run(&header, move |s, c| {
-            s.check_key(c, &id, &user, &service, &rhost)
-        })
-        .await
+        login_calls::check_key(&self.svc, caller, id.0, user.0, service.0, rhost.0).await
     }
 
     async fn verify(
@@ -410,30 +398,7 @@ impl Keys1 {
     ) -> Result<(String, String), KeysError> {
         let token = zeroize::Zeroizing::new(token.0);
         let caller = self.caller(&header).await?;
-        let inline = answer_inline(|| {
-            self.svc
-                .try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost)
-        });
-        let answer = match inline {
-            Some(Ok(answer)) => answer,
-            Some(Err(e)) => VerifyAnswer {
-                result: Err(e),
-                delay_ms: 0,
-            },
-            None => {
-                let svc = self.svc.clone();
-                tokio::task::spawn_blocking(move || {
-                    svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
-                })
-                .await
-                .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
-            }
-        };
-        if answer.delay_ms > 0 {
-            // Delays only refusals, and without holding a thread (S7).
-            tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
-        }
-        answer.result
+        login_calls::verify(&self.svc, caller, token, user.0, service.0, rhost.0).await
     }
 
     // The bus method's arguments, one each; the service takes them whole.
@@ -536,31 +501,5 @@ async fn note_birth(dbus: &DBusProxy<'static>, births: &Births, name: &str) {
             None => Noted::Gone,
         };
         births.note(name, noted);
-    }
-}
-
-/// Runs a check on the bus's worker. A panic in it is answered as an
-/// internal error, as a panic on the blocking pool is, rather than leaving
-/// the caller (a login) waiting for its timeout.
-fn answer_inline<T>(check: impl FnOnce() -> Option<T>) -> Option<Result<T, KeysError>> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
-        Ok(answer) => answer.map(Ok),
-        Err(_) => Some(Err(KeysError::Failed("internal error".into()))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_on_the_worker_is_answered_as_an_internal_error() {
-        assert!(answer_inline(|| None::<u32>).is_none());
-        assert!(matches!(answer_inline(|| Some(7)), Some(Ok(7))));
-        let panicked = answer_inline::<u32>(|| panic!("a bug in a check"));
-        assert!(
-            matches!(&panicked, Some(Err(KeysError::Failed(m))) if m == "internal error"),
-            "{panicked:?}"
-        );
     }
 }

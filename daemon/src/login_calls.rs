@@ -1,0 +1,102 @@
+//! The calls of the login path (Verify, CheckKey and the blocking calls
+//! behind every other method), shared by the bus interface and the PAM
+//! socket: whichever way a caller came, once it is identified the same
+//! code decides, delays and audits.
+
+use crate::service::{Caller, KeyService, VerifyAnswer};
+use apikey_proto::KeysError;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Reply<T> = Result<T, KeysError>;
+
+/// Runs `f` with the caller on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    svc: &Arc<KeyService>,
+    caller: Caller,
+    f: impl FnOnce(&KeyService, &Caller) -> Reply<T> + Send + 'static,
+) -> Reply<T> {
+    let svc = svc.clone();
+    tokio::task::spawn_blocking(move || f(&svc, &caller))
+        .await
+        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+}
+
+/// Verify: answered on the async worker when nothing in the check can
+/// block (see `KeyService::try_verify_inline`), on the blocking pool
+/// otherwise; a refusal's delay is slept without holding a thread (S7).
+pub async fn verify(
+    svc: &Arc<KeyService>,
+    caller: Caller,
+    token: zeroize::Zeroizing<String>,
+    user: String,
+    service: String,
+    rhost: String,
+) -> Reply<(String, String)> {
+    let inline =
+        answer_inline(|| svc.try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost));
+    let answer = match inline {
+        Some(Ok(answer)) => answer,
+        Some(Err(e)) => VerifyAnswer {
+            result: Err(e),
+            delay_ms: 0,
+        },
+        None => {
+            let svc = svc.clone();
+            tokio::task::spawn_blocking(move || {
+                svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
+            })
+            .await
+            .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+        }
+    };
+    if answer.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+    }
+    answer.result
+}
+
+/// CheckKey: like Verify, inline when it can be.
+pub async fn check_key(
+    svc: &Arc<KeyService>,
+    caller: Caller,
+    id: String,
+    user: String,
+    service: String,
+    rhost: String,
+) -> Reply<()> {
+    let inline = answer_inline(|| svc.try_check_key_inline(&caller, &id, &user, &service, &rhost));
+    if let Some(answer) = inline {
+        return answer.unwrap_or_else(Err);
+    }
+    blocking(svc, caller, move |s, c| {
+        s.check_key(c, &id, &user, &service, &rhost)
+    })
+    .await
+}
+
+/// Runs a check on an async worker. A panic in it is answered as an
+/// internal error, as a panic on the blocking pool is, rather than leaving
+/// the caller (a login) waiting for its timeout.
+fn answer_inline<T>(check: impl FnOnce() -> Option<T>) -> Option<Result<T, KeysError>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(answer) => answer.map(Ok),
+        Err(_) => Some(Err(KeysError::Failed("internal error".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_the_worker_is_answered_as_an_internal_error() {
+        assert!(answer_inline(|| None::<u32>).is_none());
+        assert!(matches!(answer_inline(|| Some(7)), Some(Ok(7))));
+        let panicked = answer_inline::<u32>(|| panic!("a bug in a check"));
+        assert!(
+            matches!(&panicked, Some(Err(KeysError::Failed(m))) if m == "internal error"),
+            "{panicked:?}"
+        );
+    }
+}
