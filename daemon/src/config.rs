@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG: &str = "/etc/apikey/apikeyd.toml";
 pub const DEFAULT_DATABASE: &str = "/var/lib/apikey/keys.db";
+pub use apikey_proto::names::PAM_SOCKET as DEFAULT_PAM_SOCKET;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +23,7 @@ struct RawConfig {
     max_keys_per_user: u32,
     session_key_max_lifetime: String,
     syslog_socket: PathBuf,
+    pam_socket: PathBuf,
     min_free_disk_mb: u64,
     retention: String,
     throttle: RawThrottle,
@@ -46,6 +48,7 @@ impl Default for RawConfig {
             max_keys_per_user: 100,
             session_key_max_lifetime: "12h".into(),
             syslog_socket: "/dev/log".into(),
+            pam_socket: DEFAULT_PAM_SOCKET.into(),
             min_free_disk_mb: 64,
             retention: "90d".into(),
             throttle: RawThrottle::default(),
@@ -83,6 +86,9 @@ pub struct Config {
     pub max_keys_per_user: u32,
     pub session_key_max_lifetime_secs: u64,
     pub syslog_socket: PathBuf,
+    /// Where pam_apikey's login calls are served; `None` (an empty string
+    /// in the file) serves them on the bus only.
+    pub pam_socket: Option<PathBuf>,
     /// Writes that add keys stop with QuotaExceeded below this much free space.
     pub min_free_disk_bytes: u64,
     /// Revoked and expired keys are deleted this long after they ended.
@@ -179,6 +185,12 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
     if !raw.database.is_absolute() {
         return Err(("database", "must be an absolute path".into()));
     }
+    if !raw.pam_socket.as_os_str().is_empty() && !raw.pam_socket.is_absolute() {
+        return Err((
+            "pam_socket",
+            "must be an absolute path, or \"\" to serve logins on the bus only".into(),
+        ));
+    }
     Ok(Config {
         database: raw.database,
         admin_groups: raw.admin_groups,
@@ -187,6 +199,7 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         max_keys_per_user: raw.max_keys_per_user,
         session_key_max_lifetime_secs: lifetime,
         syslog_socket: raw.syslog_socket,
+        pam_socket: Some(raw.pam_socket).filter(|p| !p.as_os_str().is_empty()),
         min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
         retention_secs: retention,
         throttle: ThrottleConfig {
@@ -238,6 +251,17 @@ apikey-auth = ["nginx*"]
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/apikey/apikeyd.toml"))
+    }
+
+    #[test]
+    fn the_pam_socket_is_a_path_or_nothing() {
+        assert_eq!(
+            Config::default().pam_socket.as_deref(),
+            Some(Path::new("/run/apikey/pam.sock"))
+        );
+        assert_eq!(parse("pam_socket = \"\"").unwrap().pam_socket, None);
+        let e = parse("pam_socket = \"pam.sock\"").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
     }
 
     #[test]

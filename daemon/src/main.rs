@@ -58,10 +58,6 @@ fn main() -> ExitCode {
     if args.pam_references {
         return list_pam_references();
     }
-    if let Err(e) = take_identity(&args) {
-        eprintln!("apikeyd: {e}");
-        return ExitCode::FAILURE;
-    }
     // Everything the daemon creates is private to it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let mut cfg = match Config::load(&args.config) {
@@ -71,6 +67,19 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // Before the identity is dropped: started as root by bus activation,
+    // the daemon makes the socket where its own user could not.
+    let pam_listener = cfg.pam_socket.as_deref().and_then(|path| {
+        apikeyd::pam_socket::bind(path)
+            .inspect_err(|e| {
+                eprintln!("apikeyd: not serving the PAM socket ({e}); key logins use the bus")
+            })
+            .ok()
+    });
+    if let Err(e) = take_identity(&args) {
+        eprintln!("apikeyd: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(db) = args.database {
         cfg.database = db;
     }
@@ -104,7 +113,7 @@ fn main() -> ExitCode {
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
     svc.prune_store();
-    let code = runtime.block_on(serve(svc.clone()));
+    let code = runtime.block_on(serve(svc.clone(), pam_listener));
     // Calls still running on the blocking pool get a moment to finish;
     // one stuck in NSS must not keep the last-used times and the audit
     // lines from being written before systemd's stop timeout kills us.
@@ -125,7 +134,10 @@ fn main() -> ExitCode {
     code
 }
 
-async fn serve(svc: Arc<KeyService>) -> ExitCode {
+async fn serve(
+    svc: Arc<KeyService>,
+    pam_listener: Option<std::os::unix::net::UnixListener>,
+) -> ExitCode {
     let mut conn = match connect(svc.clone()).await {
         Ok(c) => c,
         Err(e) => {
@@ -134,6 +146,11 @@ async fn serve(svc: Arc<KeyService>) -> ExitCode {
         }
     };
     eprintln!("apikeyd: serving {BUS_NAME} on {OBJECT_PATH}");
+    // Only once the bus name is ours: a second daemon that failed to get
+    // it must not have answered logins meanwhile.
+    if let Some(listener) = pam_listener {
+        tokio::spawn(apikeyd::pam_socket::serve(listener, svc.clone()));
+    }
     if let Err(e) = apikeyd::notify::notify("READY=1") {
         eprintln!("apikeyd: cannot tell the service manager it is ready: {e}");
     }

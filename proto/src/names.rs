@@ -9,3 +9,6 @@ pub const ERROR_PREFIX: &str = "org.apikey.Keys1.Error";
 /// The system bus socket compiled into clients that must not trust the
 /// environment (S1).
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+/// apikeyd's socket for pam_apikey's login calls (peer-to-peer D-Bus),
+/// beside the bus.
+pub const PAM_SOCKET: &str = "/run/apikey/pam.sock";
