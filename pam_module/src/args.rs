@@ -1,7 +1,7 @@
 //! Module arguments from the PAM service file. Nothing is read from the
 //! environment (S1): the bus is `bus=` or the compiled-in system socket.
 
-use apikey_proto::names::SYSTEM_BUS_ADDRESS;
+use apikey_proto::names::{PAM_SOCKET, SYSTEM_BUS_ADDRESS};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 const MAX_TIMEOUT_MS: u64 = 60_000;
@@ -12,6 +12,9 @@ pub struct Args {
     pub debug: bool,
     pub timeout_ms: u64,
     pub bus: String,
+    /// apikeyd's own socket, tried before the bus; `None` (`socket=none`)
+    /// goes to the bus only.
+    pub socket: Option<String>,
     pub daemon_user: String,
     /// `map_user` / `map_user=NAME`: the user name that stands for "the
     /// key's owner" (LabKey's `.netrc` form `login apikey`).
@@ -26,6 +29,7 @@ impl Default for Args {
             debug: false,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             bus: SYSTEM_BUS_ADDRESS.into(),
+            socket: Some(PAM_SOCKET.into()),
             daemon_user: "apikeyd".into(),
             map_user: None,
             errors: vec![],
@@ -59,6 +63,14 @@ impl Args {
                 ("bus", Some(v)) => out
                     .errors
                     .push(format!("bus={v}: only unix:path=/... is supported")),
+                ("socket", Some("none")) => out.socket = None,
+                ("socket", Some(v)) if v.starts_with('/') && v.len() < 108 && !v.contains('\0') => {
+                    out.socket = Some(v.into())
+                }
+                ("socket", Some(v)) => out.errors.push(format!(
+                    "socket={}: give an absolute path (shorter than 108 bytes) or none",
+                    apikey_proto::services::printable(v, 64)
+                )),
                 ("daemon_user", Some(v)) if valid_name(v) => out.daemon_user = v.into(),
                 ("map_user", None) => out.map_user = Some(DEFAULT_MAP_NAME.into()),
                 ("map_user", Some(v)) if valid_name(v) => out.map_user = Some(v.into()),
@@ -93,6 +105,24 @@ mod tests {
         assert_eq!(a, Args::default());
         assert_eq!(a.bus, "unix:path=/run/dbus/system_bus_socket");
         assert_eq!(a.timeout_ms, 3000);
+        assert_eq!(a.socket.as_deref(), Some("/run/apikey/pam.sock"));
+    }
+
+    #[test]
+    fn the_socket_is_a_path_or_none_and_the_last_word_counts() {
+        assert_eq!(
+            parse(&["socket=/tmp/x/pam.sock"]).socket.as_deref(),
+            Some("/tmp/x/pam.sock")
+        );
+        assert_eq!(parse(&["socket=none"]).socket, None);
+        assert_eq!(parse(&["socket=/a", "socket=none"]).socket, None);
+        for bad in [
+            "socket=pam.sock",
+            "socket=",
+            &format!("socket=/{}", "x".repeat(120)),
+        ] {
+            assert_eq!(parse(&[bad]).errors.len(), 1, "{bad}");
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! decides is in `core`, how it talks to apikeyd in `daemon` and `dbus`.
 //!
 //! No runtime and no thread: every call is a blocking exchange on one
-//! socket, bounded by `timeout=MS`, and the socket is closed before the
-//! hook returns.
+//! socket, bounded by `timeout=MS`. The socket is kept with the PAM handle
+//! (pam_set_data) for its later hooks, so an nginx request costs one
+//! connection, and closed when the handle ends (pam_end).
 
 pub mod args;
 pub mod core;
@@ -14,12 +15,13 @@ mod handle;
 pub mod pam;
 
 use crate::args::Args;
-use crate::daemon::{BusDaemon, Daemon, DaemonError};
+use crate::daemon::{Daemon, DaemonError, Link};
 use crate::pam::Code;
 use ::pam::constants::{PamFlag, PamResultCode};
 use ::pam::module::{PamHandle, PamHooks};
+use std::cell::RefCell;
 use std::ffi::CStr;
-use std::time::{Duration, Instant};
+use std::rc::Rc;
 
 struct PamApikey;
 ::pam::pam_hooks!(PamApikey);
@@ -28,14 +30,67 @@ fn parse(args: &[&CStr]) -> Args {
     Args::parse(args.iter().map(|a| a.to_bytes()))
 }
 
-fn connect(args: &Args) -> Result<Box<dyn Daemon>, DaemonError> {
-    let deadline = Instant::now() + Duration::from_millis(args.timeout_ms);
-    let daemon_uid = handle::uid_of(&args.daemon_user).ok_or_else(|| {
-        DaemonError::Unavailable(format!("no account {} for the daemon", args.daemon_user))
-    })?;
-    Ok(Box::new(BusDaemon::connect(
-        &args.bus, daemon_uid, deadline,
-    )?))
+/// The handle's data under which its connection is kept.
+const LINK_DATA: &str = "pam_apikey_link";
+
+/// What the handle keeps: libpam hands back a shared reference, so the
+/// link is taken out for a hook and put back after.
+type KeptLink = RefCell<Option<Link>>;
+
+fn take_link(pamh: &PamHandle) -> Option<Link> {
+    // SAFETY: only this module sets LINK_DATA, always as a KeptLink.
+    let kept = unsafe { pamh.get_data::<KeptLink>(LINK_DATA) }.ok()?;
+    kept.borrow_mut().take()
+}
+
+fn keep_link(pamh: &mut PamHandle, link: Link) {
+    // SAFETY: as in take_link.
+    if let Ok(kept) = unsafe { pamh.get_data::<KeptLink>(LINK_DATA) } {
+        *kept.borrow_mut() = Some(link);
+        return;
+    }
+    // Not kept if libpam cannot take it: the next hook connects again.
+    let _ = pamh.set_data(LINK_DATA, Box::new(KeptLink::new(Some(link))));
+}
+
+/// A handle on the hook's link that core's calls go through.
+struct SharedLink(Rc<RefCell<Link>>);
+
+impl Daemon for SharedLink {
+    fn verify(
+        &mut self,
+        token: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(String, String), DaemonError> {
+        self.0.borrow_mut().verify(token, user, service, rhost)
+    }
+    fn check_key(
+        &mut self,
+        id: &str,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<(), DaemonError> {
+        self.0.borrow_mut().check_key(id, user, service, rhost)
+    }
+    fn open_session(
+        &mut self,
+        user: &str,
+        service: &str,
+        rhost: &str,
+        tty: &str,
+        key_id: &str,
+        auth: &str,
+    ) -> Result<String, DaemonError> {
+        self.0
+            .borrow_mut()
+            .open_session(user, service, rhost, tty, key_id, auth)
+    }
+    fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
+        self.0.borrow_mut().close_session(handle)
+    }
 }
 
 fn code(c: Code) -> PamResultCode {
@@ -53,41 +108,47 @@ fn code(c: Code) -> PamResultCode {
 fn with_pam(
     pamh: &mut PamHandle,
     args: &[&CStr],
-    f: impl FnOnce(&mut handle::RealPam<'_>, &Args) -> Code,
+    f: impl FnOnce(&mut handle::RealPam<'_>, &Args, &mut core::Connect<'_>) -> Code,
 ) -> PamResultCode {
     let args = parse(args);
-    let mut pam = handle::RealPam {
-        handle: pamh,
-        debug: args.debug,
+    let mut link = take_link(pamh).unwrap_or_else(|| Link::new(&args));
+    link.start_hook(&args);
+    let link = Rc::new(RefCell::new(link));
+    let mut connect = |_: &Args| -> Result<Box<dyn Daemon>, DaemonError> {
+        Ok(Box::new(SharedLink(link.clone())))
     };
-    code(f(&mut pam, &args))
+    let result = {
+        let mut pam = handle::RealPam {
+            handle: pamh,
+            debug: args.debug,
+        };
+        f(&mut pam, &args, &mut connect)
+    };
+    if let Ok(link) = Rc::try_unwrap(link) {
+        keep_link(pamh, link.into_inner());
+    }
+    code(result)
 }
 
 impl PamHooks for PamApikey {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a| {
-            core::authenticate(pam, a, &mut connect)
-        })
+        with_pam(pamh, &args, |pam, a, c| core::authenticate(pam, a, c))
     }
 
     fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a| core::acct_mgmt(pam, a, &mut connect))
+        with_pam(pamh, &args, |pam, a, c| core::acct_mgmt(pam, a, c))
     }
 
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a| {
-            core::open_session(pam, a, &mut connect)
-        })
+        with_pam(pamh, &args, |pam, a, c| core::open_session(pam, a, c))
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a| {
-            core::close_session(pam, a, &mut connect)
-        })
+        with_pam(pamh, &args, |pam, a, c| core::close_session(pam, a, c))
     }
 
     fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, _| core::setcred(pam))
+        with_pam(pamh, &args, |pam, _, _| core::setcred(pam))
     }
 
     fn sm_chauthtok(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
