@@ -218,7 +218,8 @@ struct Site {
     /// Kept open for the callers' proxies.
     _conns: Vec<zbus::Connection>,
     daemon: Daemon,
-    bus: PrivateBus,
+    /// Kept running for the daemon.
+    _bus: PrivateBus,
     /// Filler keys in the store, `filler_id(0..filler)`.
     filler: u64,
 }
@@ -280,7 +281,7 @@ impl Site {
             admin,
             _conns: conns,
             daemon,
-            bus,
+            _bus: bus,
             filler,
         })
     }
@@ -359,7 +360,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     let big = sites.last().expect("at least one store size");
     let store_keys = big.result.keys;
     progress("whole PAM logins");
-    let module = apikey_tests::pam::module(big.bus.address(), "");
+    let module = apikey_tests::pam::module(&big.daemon, "");
     let alice = &users[0];
     let stacks = [
         pam::Stack {

@@ -141,7 +141,7 @@ pub fn run(
     token: &str,
     bad: &str,
 ) -> Result<Soak, String> {
-    let module = apikey_tests::pam::module(bus.address(), "");
+    let module = apikey_tests::pam::module(daemon, "");
     let services = Arc::new(PamServices::new());
     services.add(
         SERVICE,

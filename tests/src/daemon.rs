@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -115,7 +116,7 @@ pub fn tmpfs_wrapper(dir: &Path, size: &str) -> Vec<String> {
 
 impl DaemonConfig {
     /// The file's text; tables come last, as TOML requires.
-    pub fn to_toml(&self, database: &Path, syslog_socket: &Path) -> String {
+    pub fn to_toml(&self, database: &Path, syslog_socket: &Path, pam_socket: &Path) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "database = {}", quote(&database.to_string_lossy()));
         let _ = writeln!(s, "admin_groups = {}", list(&self.admin_groups));
@@ -137,6 +138,9 @@ impl DaemonConfig {
             quote(&syslog_socket.to_string_lossy())
         );
         let _ = writeln!(s, "min_free_disk_mb = {}", self.min_free_disk_mb);
+        if !self.extra_toml.contains("pam_socket") {
+            let _ = writeln!(s, "pam_socket = {}", quote(&pam_socket.to_string_lossy()));
+        }
         if !self.extra_toml.is_empty() {
             let _ = writeln!(s, "{}", self.extra_toml.trim_end());
         }
@@ -203,6 +207,9 @@ pub struct Daemon {
     stderr_path: PathBuf,
     own_log: Option<LogSink>,
     dir: TempDir,
+    /// The PAM socket's directory: apart from `dir`, which is private,
+    /// because workers of other users (nginx) connect to the socket.
+    socket_dir: TempDir,
 }
 
 impl Daemon {
@@ -229,6 +236,12 @@ impl Daemon {
             stderr_path: dir.path().join("apikeyd.stderr"),
             own_log: None,
             dir,
+            socket_dir: {
+                let d = tmp::temp_dir("pamsock");
+                std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod the PAM socket's directory");
+                d
+            },
         };
         daemon.write_config();
         daemon.spawn(&binary)?;
@@ -244,9 +257,15 @@ impl Daemon {
                 .path()
                 .to_path_buf(),
         };
+        let socket = self.pam_socket();
         let text = match &self.config.file_text {
+            // Never the system's /run/apikey: a whole file given as it is
+            // gets the test's socket unless it names one.
+            Some(text) if !text.contains("pam_socket") => {
+                format!("pam_socket = {}\n{text}", quote(&socket.to_string_lossy()))
+            }
             Some(text) => text.clone(),
-            None => self.config.to_toml(&self.db_path, &syslog),
+            None => self.config.to_toml(&self.db_path, &syslog, &socket),
         };
         std::fs::write(&self.config_path, text).expect("write apikeyd.toml");
     }
@@ -394,6 +413,16 @@ impl Daemon {
         &self.config_path
     }
 
+    /// Where the daemon serves pam_apikey's login calls.
+    pub fn pam_socket(&self) -> PathBuf {
+        self.socket_dir.path().join("pam.sock")
+    }
+
+    /// The bus the daemon serves.
+    pub fn bus_address(&self) -> &str {
+        &self.bus_address
+    }
+
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
@@ -436,7 +465,11 @@ mod tests {
 
     #[test]
     fn renders_every_key_with_tables_last() {
-        let text = DaemonConfig::default().to_toml(Path::new("/d/keys.db"), Path::new("/d/l"));
+        let text = DaemonConfig::default().to_toml(
+            Path::new("/d/keys.db"),
+            Path::new("/d/l"),
+            Path::new("/d/pam.sock"),
+        );
         let expected = "\
 database = \"/d/keys.db\"
 admin_groups = [\"apikey-admin\"]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
+use crate::daemon::Daemon;
 use crate::{bins, tmp};
 
 pub struct PamServices {
@@ -63,13 +64,24 @@ pub fn module_path() -> PathBuf {
     bins::binary("libpam_apikey.so")
 }
 
-/// `/path/to/libpam_apikey.so bus=... daemon_user=root` plus `extra`:
-/// the module arguments a test stack uses against a private bus and a
-/// daemon running as root.
-pub fn module(bus_address: &str, extra: &str) -> String {
+/// `/path/to/libpam_apikey.so bus=... socket=... daemon_user=root` plus
+/// `extra`: the module arguments a test stack uses against the test's
+/// daemon (root, on a private bus, with its own PAM socket).
+pub fn module(daemon: &Daemon, extra: &str) -> String {
+    module_line(&module_path(), daemon, extra)
+}
+
+/// The module line for the module at `path`. `APIKEY_TEST_LOGIN_PATH=bus`
+/// runs every stack over the bus instead of the daemon's socket.
+pub fn module_line(path: &Path, daemon: &Daemon, extra: &str) -> String {
+    let socket = match std::env::var("APIKEY_TEST_LOGIN_PATH").as_deref() {
+        Ok("bus") => "none".to_string(),
+        _ => daemon.pam_socket().display().to_string(),
+    };
     format!(
-        "{} bus={bus_address} daemon_user=root {extra}",
-        module_path().display()
+        "{} bus={} socket={socket} daemon_user=root {extra}",
+        path.display(),
+        daemon.bus_address()
     )
     .trim_end()
     .to_string()

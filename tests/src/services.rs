@@ -58,7 +58,7 @@ pub fn free_port() -> u16 {
 /// unprivileged process (nginx's workers): like [`crate::pam::module`],
 /// but with a copy of the module in `dir` when the built one cannot be
 /// read by other users (a checkout under a private directory).
-pub fn module_for_workers(dir: &Path, bus_address: &str, extra: &str) -> String {
+pub fn module_for_workers(dir: &Path, daemon: &crate::daemon::Daemon, extra: &str) -> String {
     let built = crate::pam::module_path();
     let path = if bins::usable_by_others(&built) {
         built
@@ -69,12 +69,7 @@ pub fn module_for_workers(dir: &Path, bus_address: &str, extra: &str) -> String 
             .expect("chmod the module copy");
         copy
     };
-    format!(
-        "{} bus={bus_address} daemon_user=root {extra}",
-        path.display()
-    )
-    .trim_end()
-    .to_string()
+    crate::pam::module_line(&path, daemon, extra)
 }
 
 /// What puts a service in its private mount and pid namespaces.

@@ -425,7 +425,11 @@ fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
         extra_toml: "allow_root = true".into(),
         ..DaemonConfig::default()
     };
-    let text = config.to_toml(Path::new("/d/keys.db"), Path::new("/d/log.sock"));
+    let text = config.to_toml(
+        Path::new("/d/keys.db"),
+        Path::new("/d/log.sock"),
+        Path::new("/d/pam.sock"),
+    );
     let line = text
         .lines()
         .position(|l| l.starts_with("allow_root"))

@@ -30,7 +30,7 @@ macro_rules! require_cockpit {
 
 /// A PAM stack in which only a key can log in, as `SERVICE`.
 fn key_only_stack(world: &World) -> PamServices {
-    let module = pam::module(world.bus().address(), "");
+    let module = pam::module(world.daemon(), "");
     let services = PamServices::new();
     services.add(
         SERVICE,

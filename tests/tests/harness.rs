@@ -382,6 +382,7 @@ fn daemon_config_is_valid_toml() {
     let text = config.to_toml(
         std::path::Path::new("/tmp/x/keys.db"),
         std::path::Path::new("/tmp/x/log.sock"),
+        std::path::Path::new("/tmp/x/pam.sock"),
     );
     let value: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(value["max_keys_per_user"].as_integer(), Some(100));
@@ -391,6 +392,7 @@ fn daemon_config_is_valid_toml() {
         Some("odd\"name")
     );
     assert_eq!(value["syslog_socket"].as_str(), Some("/tmp/x/log.sock"));
+    assert_eq!(value["pam_socket"].as_str(), Some("/tmp/x/pam.sock"));
 }
 
 /// Starts the real daemon and asks it who we are. Needs `apikeyd` built.

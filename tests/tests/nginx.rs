@@ -63,7 +63,7 @@ impl Site {
             group.add_member(&worker);
         }
         let pam = PamServices::new();
-        let module = module_for_workers(world.dir(), world.bus().address(), extra);
+        let module = module_for_workers(world.dir(), world.daemon(), extra);
         pam.add(SERVICE, &stack(&module));
         let nginx = Nginx::start(&pam, SERVICE, &worker);
         Site {

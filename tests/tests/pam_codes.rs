@@ -9,10 +9,8 @@
 
 mod pam_common;
 
-use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -20,258 +18,8 @@ use std::time::Instant;
 
 use apikey_proto::Token;
 use apikey_tests::prelude::*;
+use pam_common::pamtester::*;
 use pam_common::{helper_bin, key_or_password_stack, verify_lines, wait_for_verify, Site};
-
-/// pam_strerror texts of Linux-PAM 1.5 (C locale), as pamtester prints
-/// them.
-const AUTH_ERR: &str = "Authentication failure";
-const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
-const USER_UNKNOWN: &str = "User not known to the underlying authentication module";
-const PAM_AUTHINFO_UNAVAIL: i64 = 9;
-
-/// The module's failure delay (core::FAIL_DELAY_MICROS), and how far
-/// libpam may stretch it: "randomly distributed (by up to 50%) about this
-/// longest value" (pam_fail_delay(3)); pamtester sets no delay function,
-/// so libpam sleeps that long itself before a failure returns.
-const FAIL_DELAY: Duration = Duration::from_secs(2);
-const LIBPAM_MAX_STRETCH: f64 = 1.5;
-
-/// A key-shaped service name the default `key_services` allow.
-const SSHD: &str = "sshd-akt";
-
-/// `pamtester -v SERVICE USER OPS...` with a private /etc/pam.d (bwrap),
-/// the user name as raw bytes and the password as raw stdin bytes. Each
-/// run gets a /dev/log of its own, so what libpam, the module and pam_unix
-/// log inside pamtester comes back with the run.
-struct Pamtester<'a> {
-    services: &'a PamServices,
-    scratch: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-#[derive(Debug)]
-struct Run {
-    what: String,
-    code: i32,
-    stderr: String,
-    elapsed: Duration,
-    /// Syslog lines from inside pamtester.
-    log: Vec<String>,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(&self) -> &Run {
-        assert_eq!(
-            self.code, 0,
-            "{}: expected success\n{}",
-            self.what, self.stderr
-        );
-        self
-    }
-
-    /// A clean failure: pamtester itself ran to the end (no signal) and
-    /// names the PAM error it got.
-    #[track_caller]
-    fn fails_with(&self, error: &str) -> &Run {
-        assert_eq!(
-            self.code, 1,
-            "{}: expected pamtester to report a PAM error\n{}",
-            self.what, self.stderr
-        );
-        assert!(
-            self.stderr.contains(&format!("pamtester: {error}")),
-            "{}: expected '{error}'\n{}",
-            self.what,
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    fn refused(&self) -> &Run {
-        self.fails_with(AUTH_ERR)
-    }
-
-    /// The module refused a key itself, and the password never reached
-    /// pam_unix (S10).
-    #[track_caller]
-    fn key_stopped_at_the_module(&self) -> &Run {
-        assert!(
-            self.module_logged("key refused"),
-            "{}: the module did not refuse a key:\n{}",
-            self.what,
-            self.log.join("\n")
-        );
-        assert!(
-            !self.pam_unix_ran(),
-            "{}: a key-shaped password reached pam_unix:\n{}",
-            self.what,
-            self.log.join("\n")
-        );
-        self
-    }
-
-    /// The module let the password through to pam_unix, which refused it.
-    #[track_caller]
-    fn password_went_to_pam_unix(&self) -> &Run {
-        assert!(
-            self.pam_unix_ran() && !self.module_logged("key refused"),
-            "{}: expected pam_unix, not the module, to judge this password:\n{}",
-            self.what,
-            self.log.join("\n")
-        );
-        self
-    }
-
-    fn module_logged(&self, needle: &str) -> bool {
-        self.log
-            .iter()
-            .any(|l| l.contains("libpam_apikey(") && l.contains(needle))
-    }
-
-    /// pam_unix logs every refusal of its auth part ("authentication
-    /// failure", "check pass; user unknown").
-    fn pam_unix_ran(&self) -> bool {
-        self.log
-            .iter()
-            .any(|l| l.contains("pam_unix(") && l.contains(":auth)"))
-    }
-}
-
-impl<'a> Pamtester<'a> {
-    fn new(services: &'a PamServices, scratch: &Path) -> Pamtester<'a> {
-        Pamtester {
-            services,
-            scratch: scratch.to_path_buf(),
-            env: Vec::new(),
-        }
-    }
-
-    fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// `authenticate` with `password` and a newline on stdin.
-    fn login(&self, service: &str, user: &str, password: &str) -> Run {
-        self.run(
-            service,
-            user.as_bytes(),
-            &[password.as_bytes(), b"\n"].concat(),
-            &["authenticate"],
-        )
-    }
-
-    fn run(&self, service: &str, user: &[u8], stdin: &[u8], ops: &[&str]) -> Run {
-        let log_dir = tempfile::Builder::new()
-            .prefix("devlog-")
-            .tempdir_in(&self.scratch)
-            .expect("log dir");
-        let sink = LogSink::bind(log_dir.path());
-        let mut argv: Vec<OsString> = vec![
-            "--die-with-parent".into(),
-            "--bind".into(),
-            "/".into(),
-            "/".into(),
-            "--bind".into(),
-            self.services.dir().into(),
-            "/etc/pam.d".into(),
-            // A /dev of the sandbox's own: the mount point for the socket
-            // is made there, not in the machine's /dev.
-            "--dev".into(),
-            "/dev".into(),
-            "--bind".into(),
-            sink.path().into(),
-            "/dev/log".into(),
-            "--".into(),
-            apikey_tests::skip::program("pamtester").into(),
-            "-v".into(),
-            service.into(),
-            OsStr::from_bytes(user).into(),
-        ];
-        argv.extend(ops.iter().map(OsString::from));
-        let what = format!(
-            "pamtester {service} {:?} {} ({} bytes on stdin)",
-            String::from_utf8_lossy(user),
-            ops.join(" "),
-            stdin.len()
-        );
-
-        let mut cmd = Command::new(apikey_tests::skip::program("bwrap"));
-        cmd.args(&argv)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("LANG", "C")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        die_with_parent(&mut cmd);
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn bwrap");
-        let pid = child.id();
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        let bytes = stdin.to_vec();
-        // pamtester reads once and may exit with most of a long password
-        // unread: EPIPE here is expected.
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&bytes);
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let out = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(out) => out.expect("wait for pamtester"),
-            Err(_) => {
-                // SAFETY: kill(2) of our own child, not yet reaped.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                let _ = rx.recv();
-                panic!("{what}: still running after 30 s");
-            }
-        };
-        let elapsed = started.elapsed();
-        let code = out
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
-        Run {
-            what,
-            code,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed,
-            log: drain(&sink),
-        }
-    }
-}
-
-/// Everything sent to `sink` so far: a datagram of our own, once read,
-/// comes after every earlier one (a Unix datagram socket keeps order).
-fn drain(sink: &LogSink) -> Vec<String> {
-    const MARK: &str = "akt-end-of-run";
-    std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|s| s.send_to(MARK.as_bytes(), sink.path()))
-        .expect("mark the log");
-    sink.expect("end mark", |l| l == MARK, Duration::from_secs(10));
-    sink.lines().into_iter().filter(|l| l != MARK).collect()
-}
-
-/// In a child between fork and exec: die with the test instead of
-/// outliving it.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 fn services_with(name: &str, text: &str) -> PamServices {
     let services = PamServices::new();
@@ -460,19 +208,20 @@ fn a_frozen_daemon_or_bus_costs_a_login_its_timeout_not_a_hang() {
         Need::Program("bwrap")
     );
     let site = Site::new();
-    let module = site.module("timeout=500");
-    let services = services_with(SSHD, &key_or_password_stack(&module));
-    let pam = Pamtester::new(&services, site.world.dir());
     let alice = site.alice.name();
     let timeout = Duration::from_millis(500);
     let margin = Duration::from_millis(750);
 
-    // The daemon stopped: the bus answers, Verify never does. The bus
-    // stopped: the connection is queued, the handshake never answered.
-    for (what, pid) in [
-        ("daemon", site.world.daemon().pid()),
-        ("bus", site.world.bus().pid()),
+    // The daemon stopped: its socket takes the connection, nothing ever
+    // answers. The bus stopped, on the bus path: the connection is
+    // queued, the handshake never answered.
+    for (what, pid, extra) in [
+        ("daemon", site.world.daemon().pid(), "timeout=500"),
+        ("bus", site.world.bus().pid(), "timeout=500 socket=none"),
     ] {
+        let module = site.module(extra);
+        let services = services_with(SSHD, &key_or_password_stack(&module));
+        let pam = Pamtester::new(&services, site.world.dir());
         let frozen = Frozen::new(pid);
         let run = pam.login(SSHD, alice, &site.alice_key);
         run.fails_with(AUTHINFO_UNAVAIL);
@@ -513,6 +262,14 @@ fn a_frozen_daemon_or_bus_costs_a_login_its_timeout_not_a_hang() {
         drop(frozen);
         pam.login(SSHD, alice, &site.alice_key).ok();
     }
+
+    // On the socket path a stopped bus stops no key login.
+    let module = site.module("timeout=500");
+    let services = services_with(SSHD, &key_or_password_stack(&module));
+    let pam = Pamtester::new(&services, site.world.dir());
+    let frozen = Frozen::new(site.world.bus().pid());
+    pam.login(SSHD, alice, &site.alice_key).ok();
+    drop(frozen);
 }
 
 /// A listening Unix socket that never accepts, its backlog of one already

@@ -69,7 +69,11 @@ fn a_connection_whose_process_exited_cannot_borrow_the_login_of_the_process_on_i
         apikey_tests::bus::bus_config(&w.join("bus.sock"), &w.join("system.d"), true),
     )
     .unwrap();
-    let config = DaemonConfig::default().to_toml(&w.join("keys.db"), &w.join("no-syslog"));
+    let config = DaemonConfig::default().to_toml(
+        &w.join("keys.db"),
+        &w.join("no-syslog"),
+        &w.join("pam.sock"),
+    );
     std::fs::write(w.join("apikeyd.toml"), config).unwrap();
     let helper = bins::akt_bus().with_file_name("akt-pid-reuse");
     let out = Command::new(skip::program("unshare"))

@@ -100,7 +100,7 @@ impl Site {
 
     fn start_with(world: &World, start: fn(&PamServices, &str) -> Sshd) -> Site {
         world.allow_user_keys();
-        let module = pam::module(world.bus().address(), "");
+        let module = pam::module(world.daemon(), "");
         let services = PamServices::new();
         services.add(SERVICE, &sshd_stack(&module));
         services.add("su", &su_stack(&module));
@@ -118,7 +118,7 @@ impl Site {
     /// OpenSession fails or stalls past the module's timeout.
     fn start_unregistered(world: &World) -> Site {
         world.allow_user_keys();
-        let module = pam::module(world.bus().address(), "");
+        let module = pam::module(world.daemon(), "");
         let lost = format!(
             "{} bus={} daemon_user=nobody",
             pam::module_path().display(),

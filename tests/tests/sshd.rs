@@ -36,8 +36,8 @@ macro_rules! require_sshd {
 /// own /etc/pam.d/sshd (its includes come along): a key ends
 /// authentication (good) or the whole attempt (bad); any other password
 /// goes on to common-auth without a second prompt.
-fn stack(bus_address: &str, extra: &str) -> String {
-    apikey_tests::pam::documented_stack("sshd", &apikey_tests::pam::module(bus_address, extra))
+fn stack(daemon: &apikey_tests::daemon::Daemon, extra: &str) -> String {
+    apikey_tests::pam::documented_stack("sshd", &apikey_tests::pam::module(daemon, extra))
 }
 
 /// A world whose users may make keys, and an sshd using `stack`.
@@ -48,7 +48,7 @@ fn site(world: &World) -> (PamServices, Sshd) {
         .ok();
     let pam = PamServices::new();
     pam.add_machine_includes();
-    pam.add(SERVICE, &stack(world.bus().address(), ""));
+    pam.add(SERVICE, &stack(world.daemon(), ""));
     let sshd = Sshd::start(&pam, SERVICE);
     (pam, sshd)
 }
@@ -300,10 +300,10 @@ fn user_mapping_is_refused_inside_sshd() {
     let token = generate(&world, &alice);
     let pam = PamServices::new();
     pam.add_machine_includes();
-    pam.add(SERVICE, &stack(world.bus().address(), "map_user"));
+    pam.add(SERVICE, &stack(world.daemon(), "map_user"));
     pam.add(
         "sshd-mapped",
-        &stack(world.bus().address(), &format!("map_user={}", carol.name())),
+        &stack(world.daemon(), &format!("map_user={}", carol.name())),
     );
     let sshd = Sshd::start(&pam, SERVICE);
     let mapped = Sshd::start(&pam, "sshd-mapped");

@@ -30,8 +30,8 @@ macro_rules! require_vsftpd {
 
 /// The stack docs/pam.md shows for vsftpd, as an edit of this machine's
 /// own /etc/pam.d/vsftpd: its ftpusers and shells checks stay in force.
-fn stack(bus_address: &str, extra: &str) -> String {
-    apikey_tests::pam::documented_stack("vsftpd", &apikey_tests::pam::module(bus_address, extra))
+fn stack(daemon: &apikey_tests::daemon::Daemon, extra: &str) -> String {
+    apikey_tests::pam::documented_stack("vsftpd", &apikey_tests::pam::module(daemon, extra))
 }
 
 fn site(world: &World, extra: &str) -> (PamServices, Vsftpd) {
@@ -41,7 +41,7 @@ fn site(world: &World, extra: &str) -> (PamServices, Vsftpd) {
         .ok();
     let pam = PamServices::new();
     pam.add_machine_includes();
-    pam.add(SERVICE, &stack(world.bus().address(), extra));
+    pam.add(SERVICE, &stack(world.daemon(), extra));
     let ftp = Vsftpd::start(&pam, SERVICE);
     (pam, ftp)
 }
@@ -236,7 +236,7 @@ fn an_account_on_the_ftp_deny_list_is_refused_with_its_key() {
     std::fs::write(&deny, format!("root\n{}\n", alice.name())).unwrap();
     let pam = PamServices::new();
     pam.add_machine_includes();
-    let documented = stack(world.bus().address(), "map_user");
+    let documented = stack(world.daemon(), "map_user");
     assert_eq!(documented.matches("file=/etc/ftpusers").count(), 2);
     pam.add(
         SERVICE,

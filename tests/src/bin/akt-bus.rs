@@ -67,13 +67,13 @@ async fn dispatch(conn: &Connection, words: &[&str]) -> i32 {
     match words {
         ["generate", name, expires, services, user] => {
             let services = split_list(services);
-            let reply = call(&conn, "Generate", &(*name, *expires, services, *user)).await;
+            let reply = call(conn, "Generate", &(*name, *expires, services, *user)).await;
             print_key_reply(reply)
         }
-        ["rotate", id] => print_key_reply(call(&conn, "Rotate", &(*id,)).await),
+        ["rotate", id] => print_key_reply(call(conn, "Rotate", &(*id,)).await),
         ["revoke", ids @ ..] if !ids.is_empty() => {
             let ids: Vec<&str> = ids.to_vec();
-            match call(&conn, "Revoke", &(ids,)).await {
+            match call(conn, "Revoke", &(ids,)).await {
                 Ok(msg) => match msg.body().deserialize::<Vec<String>>() {
                     Ok(revoked) => record(&["ok", &revoked.join(",")]),
                     Err(e) => record(&["err", "bad-reply", &e.to_string()]),
@@ -82,7 +82,7 @@ async fn dispatch(conn: &Connection, words: &[&str]) -> i32 {
             }
             0
         }
-        ["stream", user] => stream(&conn, user).await,
+        ["stream", user] => stream(conn, user).await,
         _ => {
             eprintln!("{USAGE}");
             2

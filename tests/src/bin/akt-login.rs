@@ -46,7 +46,7 @@ fn register(address: &str, user: &str, auth: &str) {
         return;
     };
     let _ = client.call(&Call {
-        destination: BUS_NAME,
+        destination: Some(BUS_NAME),
         path: OBJECT_PATH,
         interface: INTERFACE,
         member: "OpenSession",

@@ -27,7 +27,7 @@ fn main() {
     // The first call carries BEGIN and Hello.
     client
         .call(&Call {
-            destination: "org.freedesktop.DBus",
+            destination: Some("org.freedesktop.DBus"),
             path: "/org/freedesktop/DBus",
             interface: "org.freedesktop.DBus",
             member: "GetNameOwner",
@@ -51,7 +51,7 @@ fn main() {
     let mut go = String::new();
     std::io::stdin().lock().read_line(&mut go).unwrap();
     let result = client.call(&Call {
-        destination: BUS_NAME,
+        destination: Some(BUS_NAME),
         path: OBJECT_PATH,
         interface: INTERFACE,
         member: "CreateSessionKey",

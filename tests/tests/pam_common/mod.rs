@@ -5,6 +5,8 @@
 // Each test binary that includes this uses only part of it.
 #![allow(dead_code)]
 
+pub mod pamtester;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ impl Site {
 
     /// The module's path and arguments for this world's bus and daemon.
     pub fn module(&self, extra: &str) -> String {
-        apikey_tests::pam::module(self.world.bus().address(), extra)
+        apikey_tests::pam::module(self.world.daemon(), extra)
     }
 }
 
