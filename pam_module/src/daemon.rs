@@ -517,3 +517,168 @@ mod tests {
         assert!(!is_refusal("org.evil.Error.Refused"));
     }
 }
+
+/// The per-handle link against a fake daemon on a real socket: how many
+/// connections a handle's hooks cost, after a fork, and after the daemon
+/// closed an idle one.
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+    use apikey_proto::wire;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Accepts connections, answers the handshake and every call as the
+    /// daemon would when all is well; closes a connection after `calls_per_connection`
+    /// calls. Counts connections.
+    fn fake_daemon(listener: UnixListener, calls_per_connection: usize) -> Arc<AtomicUsize> {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut input = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let mut calls = 0;
+                    let mut begun = false;
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        input.extend_from_slice(&buf[..n]);
+                        if !begun {
+                            while let Some(end) = input.windows(2).position(|w| w == b"\r\n") {
+                                let line: Vec<u8> = input.drain(..end + 2).collect();
+                                if line.starts_with(b"\0AUTH") {
+                                    let _ = s.write_all(b"OK 0123456789abcdef0123456789abcdef\r\n");
+                                } else if line.starts_with(b"BEGIN") {
+                                    begun = true;
+                                    break;
+                                }
+                            }
+                        }
+                        while begun && input.len() >= 16 {
+                            let frame = wire::Frame::of(&input).unwrap();
+                            if input.len() < frame.total {
+                                break;
+                            }
+                            let call = wire::decode(&input).unwrap();
+                            input.drain(..frame.total);
+                            let values: &[&str] = match call.member.as_deref() {
+                                Some("Verify") => &["owner", "id"],
+                                Some("OpenSession") => &["handle"],
+                                _ => &[],
+                            };
+                            let reply = wire::encode_return(call.serial, 1, values);
+                            let _ = s.write_all(&reply);
+                            calls += 1;
+                            if calls == calls_per_connection {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        connections
+    }
+
+    fn me() -> String {
+        // SAFETY: getpwuid returns static storage or null; read at once.
+        unsafe {
+            let pw = libc::getpwuid(libc::geteuid());
+            assert!(!pw.is_null());
+            std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    fn setup(calls_per_connection: usize) -> (tempfile::TempDir, Args, Arc<AtomicUsize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pam.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let args = Args {
+            socket: Some(path.to_str().unwrap().into()),
+            daemon_user: me(),
+            timeout_ms: 5000,
+            ..Args::default()
+        };
+        (dir, args, fake_daemon(listener, calls_per_connection))
+    }
+
+    #[test]
+    fn the_hooks_of_one_handle_share_one_connection() {
+        let (_dir, args, connections) = setup(usize::MAX);
+        let mut link = Link::new(&args);
+        link.start_hook(&args);
+        assert_eq!(
+            link.verify("t", "u", "s", "r"),
+            Ok(("owner".into(), "id".into()))
+        );
+        link.start_hook(&args);
+        assert_eq!(link.check_key("id", "u", "s", "r"), Ok(()));
+        link.start_hook(&args);
+        assert!(link.open_session("u", "s", "r", "", "id", "key").is_ok());
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        // Another daemon named by the next hook's line: a new connection.
+        let other = Args {
+            timeout_ms: 4000,
+            ..args.clone()
+        };
+        link.start_hook(&other);
+        assert_eq!(link.check_key("id", "u", "s", "r"), Ok(()));
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "a timeout is no other daemon"
+        );
+        let bus_only = Args {
+            socket: None,
+            ..args.clone()
+        };
+        link.start_hook(&bus_only);
+        assert!(
+            link.daemon.is_none(),
+            "another daemon: the old link is dropped"
+        );
+    }
+
+    #[test]
+    fn a_forked_child_opens_its_own_connection() {
+        let (_dir, args, connections) = setup(usize::MAX);
+        let mut link = Link::new(&args);
+        link.start_hook(&args);
+        link.verify("t", "u", "s", "r").unwrap();
+        // As the child sees it: the link was made by another process.
+        link.pid = link.pid.wrapping_add(1);
+        link.start_hook(&args);
+        assert!(link.daemon.is_none());
+        link.check_key("id", "u", "s", "r").unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_connection_the_daemon_closed_while_idle_is_opened_again_once() {
+        let (_dir, args, connections) = setup(1);
+        let mut link = Link::new(&args);
+        link.start_hook(&args);
+        link.verify("t", "u", "s", "r").unwrap();
+        // The fake closed it after that call; the next hook does not fail.
+        std::thread::sleep(Duration::from_millis(50));
+        link.start_hook(&args);
+        assert_eq!(link.check_key("id", "u", "s", "r"), Ok(()));
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        // Within one hook a connection that fails is not tried again.
+        std::thread::sleep(Duration::from_millis(50));
+        let fresh = link.check_key("id", "u", "s", "r");
+        assert!(
+            matches!(fresh, Err(DaemonError::Unavailable(_))),
+            "{fresh:?}"
+        );
+    }
+}

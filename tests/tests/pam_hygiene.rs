@@ -95,6 +95,17 @@ fn ten_thousand_logins_leave_no_fd_thread_or_memory_behind() {
         n(&valid["median_us"]) as f64 / n(&by_password["median_us"]).max(1) as f64,
     );
     assert_eq!(n(&by_password["as_expected"]), PASSWORD_LOGINS, "{report}");
+    // Loaded once and kept (-z nodelete): one copy mapped whatever the
+    // number of pam_start and pam_end.
+    assert_eq!(n(&start["module_mapped"]), 1, "{report}");
+    assert_eq!(n(&end["module_mapped"]), 1, "{report}");
+    // A handle whose connection was made before a fork: the child and the
+    // parent each go on with it (the child on a connection of its own).
+    assert_eq!(
+        (n(&report["fork"]["child"]), n(&report["fork"]["parent"])),
+        (PAM_SUCCESS, PAM_SUCCESS),
+        "{report}"
+    );
 
     assert_eq!(n(&valid["as_expected"]), VALID_LOGINS, "{report}");
     assert_eq!(n(&refused["as_expected"]), REFUSED_LOGINS, "{report}");

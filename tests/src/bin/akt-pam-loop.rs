@@ -16,6 +16,11 @@
 //! had back, sampled after the first WARMUP logins (`start`) and after the
 //! last (`end`).
 //!
+//! After the phases, one handle is authenticated with the first phase's
+//! password and then forked: the child and the parent each run
+//! `pam_acct_mgmt` on it (`fork`: both codes), as sshd's processes share a
+//! handle. Each sample also counts the copies of pam_apikey.so mapped.
+//!
 //! With `AKT_PAM_SESSION=1` in the environment, a login that
 //! authenticated also runs `pam_acct_mgmt`, `pam_open_session` and
 //! `pam_close_session`, as sshd does around a shell; its code is the
@@ -153,20 +158,15 @@ fn usage(what: &str) -> ! {
     std::process::exit(2);
 }
 
-/// One whole login; returns the code of pam_authenticate, or with
-/// `sessions` of the first step that failed.
-fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr, sessions: bool) -> c_int {
-    let conv = PamConv {
-        conv: converse,
-        appdata_ptr: password.as_ptr() as *mut c_void,
-    };
+/// A new handle; `conv` must outlive it.
+fn start(confdir: &CStr, service: &CStr, user: &CStr, conv: &PamConv) -> *mut c_void {
     let mut pamh: *mut c_void = std::ptr::null_mut();
-    // SAFETY: every pointer outlives the handle, which ends below.
+    // SAFETY: every pointer outlives the handle (the caller's part).
     unsafe {
         let rc = pam_start_confdir(
             service.as_ptr(),
             user.as_ptr(),
-            &conv,
+            conv,
             confdir.as_ptr(),
             &mut pamh,
         );
@@ -176,6 +176,55 @@ fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr, sessions:
         }
         let delay: DelayFn = record_delay;
         pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void);
+    }
+    pamh
+}
+
+/// A handle authenticated in this process, then acct_mgmt in a forked
+/// child and in this process: (child's code, parent's code).
+fn fork_mid_handle(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr) -> (c_int, c_int) {
+    let conv = PamConv {
+        conv: converse,
+        appdata_ptr: password.as_ptr() as *mut c_void,
+    };
+    let pamh = start(confdir, service, user, &conv);
+    // SAFETY: the handle lives until pam_end in each process; the child
+    // runs only libpam and the module, then _exit.
+    unsafe {
+        let rc = pam_authenticate(pamh, 0);
+        if rc != PAM_SUCCESS {
+            pam_end(pamh, rc);
+            return (-1, rc);
+        }
+        let pid = libc::fork();
+        if pid == 0 {
+            let rc = pam_acct_mgmt(pamh, 0);
+            pam_end(pamh, rc);
+            libc::_exit(rc);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        let child = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -2
+        };
+        let rc = pam_acct_mgmt(pamh, 0);
+        pam_end(pamh, rc);
+        (child, rc)
+    }
+}
+
+/// One whole login; returns the code of pam_authenticate, or with
+/// `sessions` of the first step that failed.
+fn login(confdir: &CStr, service: &CStr, user: &CStr, password: &CStr, sessions: bool) -> c_int {
+    let conv = PamConv {
+        conv: converse,
+        appdata_ptr: password.as_ptr() as *mut c_void,
+    };
+    let pamh = start(confdir, service, user, &conv);
+    // SAFETY: every pointer outlives the handle, which ends below.
+    unsafe {
         let mut rc = pam_authenticate(pamh, 0);
         if sessions && rc == PAM_SUCCESS {
             rc = pam_acct_mgmt(pamh, 0);
@@ -206,7 +255,16 @@ fn sample() -> serde_json::Value {
     };
     // SAFETY: mallinfo2 only reads the allocator's counters.
     let heap = unsafe { libc::mallinfo2() };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut module_files: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.contains("pam_apikey"))
+        .collect();
+    module_files.sort_unstable();
+    module_files.dedup();
     json!({
+        "module_mapped": module_files.len(),
         "fds": fds,
         "threads": field("Threads:"),
         "rss_kb": field("VmRSS:"),
@@ -260,6 +318,9 @@ fn main() {
     }
     let total_ms = started.elapsed().as_millis() as u64;
     let end = sample();
+    let fork = phases
+        .first()
+        .map(|p| fork_mid_handle(&confdir, &service, &user, &p.password));
 
     let results: Vec<serde_json::Value> = phases
         .iter()
@@ -289,6 +350,7 @@ fn main() {
         "start": start.unwrap_or_else(sample),
         "end": end,
         "total_ms": total_ms,
+        "fork": fork.map(|(child, parent)| json!({"child": child, "parent": parent})),
     });
     println!("{report}");
 }
