@@ -18,6 +18,7 @@
 
 mod load;
 mod machine;
+mod nginx;
 mod pam;
 mod report;
 mod seed;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use apikey_proto::names::{BUS_NAME, OBJECT_PATH};
 use apikey_proto::{Keys1Proxy, KeysError, Token};
-use apikey_tests::{bins, Daemon, DaemonConfig, PrivateBus, TestUser, Throttle};
+use apikey_tests::{bins, Daemon, DaemonConfig, PrivateBus, TestGroup, TestUser, Throttle};
 use zbus::fdo::PeerProxy;
 use zbus::proxy::CacheProperties;
 
@@ -62,6 +63,9 @@ struct Plan {
     write_window: Window,
     /// pam_permit, pam_apikey, pam_unix: (warm-up, counted) logins.
     pam_logins: [(u64, u64); 3],
+    /// nginx auth_pam: rounds, and each server's warm-up and window.
+    nginx_rounds: usize,
+    nginx_window: Window,
     /// How long the soak runs (`soak.rs`); 0 leaves it out.
     soak_seconds: u64,
 }
@@ -84,6 +88,11 @@ impl Plan {
                 measure: Duration::from_secs(3),
             },
             pam_logins: [(100, 3000), (100, 2000), (2, 40)],
+            nginx_rounds: 5,
+            nginx_window: Window {
+                warmup: Duration::from_millis(300),
+                measure: Duration::from_secs(2),
+            },
             soak_seconds: 600,
         }
     }
@@ -103,6 +112,11 @@ impl Plan {
                 measure: Duration::from_millis(200),
             },
             pam_logins: [(2, 20), (2, 20), (1, 2)],
+            nginx_rounds: 1,
+            nginx_window: Window {
+                warmup: Duration::from_millis(50),
+                measure: Duration::from_millis(300),
+            },
             soak_seconds: 6,
         }
     }
@@ -214,9 +228,12 @@ fn progress(msg: &str) {
 struct Site {
     result: SizeResult,
     callers: Arc<Callers>,
+    /// The same callers over the daemon's PAM socket.
+    socket_callers: Arc<Callers>,
     admin: Keys1Proxy<'static>,
     /// Kept open for the callers' proxies.
     _conns: Vec<zbus::Connection>,
+    _socket_conns: Vec<zbus::Connection>,
     daemon: Daemon,
     /// Kept running for the daemon.
     _bus: PrivateBus,
@@ -266,6 +283,15 @@ impl Site {
             let callers = Callers::new(&conns, &valid).await?;
             Ok::<_, String>((conns, callers))
         })?;
+        let socket = daemon.pam_socket();
+        let (socket_conns, socket_callers) = rt.block_on(async {
+            let mut conns = Vec::with_capacity(max_callers);
+            for _ in 0..max_callers {
+                conns.push(connect_socket(&socket).await?);
+            }
+            let callers = Callers::new(&conns, &valid).await?;
+            Ok::<_, String>((conns, callers))
+        })?;
         Ok(Site {
             result: SizeResult {
                 keys: size,
@@ -275,11 +301,15 @@ impl Site {
                 ping: vec![Sample::default(); CALLERS.len()],
                 valid: vec![Sample::default(); CALLERS.len()],
                 invalid: vec![Sample::default(); CALLERS.len()],
+                socket_ping: vec![Sample::default(); CALLERS.len()],
+                socket_valid: vec![Sample::default(); CALLERS.len()],
                 ..SizeResult::default()
             },
             callers,
+            socket_callers,
             admin,
             _conns: conns,
+            _socket_conns: socket_conns,
             daemon,
             _bus: bus,
             filler,
@@ -314,6 +344,14 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     let users: Vec<TestUser> = (0..USERS).map(|_| TestUser::create("bench")).collect();
     let password = format!("bench {} correct horse", std::process::id());
     users[0].set_password(&password);
+    // nginx's workers verify keys as a member of a verifier group.
+    let web_worker = TestUser::create("www");
+    let web_group = TestGroup::create();
+    web_group.add_member(&web_worker);
+    let config = DaemonConfig {
+        verifier_groups: vec![(web_group.name().to_string(), vec!["nginx*".to_string()])],
+        ..config
+    };
 
     let mut sites = Vec::new();
     for &size in &plan.sizes {
@@ -349,6 +387,9 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
                 r.ping[c].merge(rt.block_on(callers.ping(n, window)));
                 r.valid[c].merge(rt.block_on(callers.verify(n, window, true)));
                 r.invalid[c].merge(rt.block_on(callers.verify(n, window, false)));
+                let socket = Arc::clone(&site.socket_callers);
+                r.socket_ping[c].merge(rt.block_on(socket.ping(n, window)));
+                r.socket_valid[c].merge(rt.block_on(socket.verify(n, window, true)));
             }
         }
     }
@@ -361,6 +402,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     let store_keys = big.result.keys;
     progress("whole PAM logins");
     let module = apikey_tests::pam::module(&big.daemon, "");
+    let bus_module = apikey_tests::pam::module(&big.daemon, "socket=none");
     let alice = &users[0];
     let stacks = [
         pam::Stack {
@@ -373,13 +415,36 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
             count: plan.pam_logins[0].1,
         },
         pam::Stack {
-            label: "pam_apikey (valid key)",
+            label: "pam_apikey (key, socket)",
             service: "sshd-bench",
             text: apikey_tests::pam::key_or_password_stack(&module),
             user: alice.name(),
             password: &big.callers.valid[0].0,
             warmup: plan.pam_logins[1].0,
             count: plan.pam_logins[1].1,
+        },
+        pam::Stack {
+            label: "key, bus (socket=none)",
+            service: "sshd-bench",
+            text: apikey_tests::pam::key_or_password_stack(&bus_module),
+            user: alice.name(),
+            password: &big.callers.valid[0].0,
+            warmup: plan.pam_logins[1].0,
+            count: plan.pam_logins[1].1,
+        },
+        // The module loaded and asked, with a password that is not a key:
+        // what loading it costs a stack, with no call to the daemon.
+        pam::Stack {
+            label: "module only, no key",
+            service: "sshd-bench",
+            text: format!(
+                "auth [success=done ignore=ignore default=die] {module}\n\
+                 auth required pam_permit.so\n"
+            ),
+            user: alice.name(),
+            password: "not a key",
+            warmup: plan.pam_logins[0].0,
+            count: plan.pam_logins[0].1,
         },
         pam::Stack {
             label: "pam_unix (password)",
@@ -393,6 +458,34 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     ];
     let logins = pam::run_interleaved(&stacks, plan.rounds)?;
     let hash_scheme = pam::hash_scheme(alice.name());
+
+    progress("nginx auth_pam");
+    let web_module = apikey_tests::services::module_for_workers(scratch.path(), &big.daemon, "");
+    let (key, owner) = &big.callers.valid[0];
+    let servers = [
+        nginx::Server {
+            label: "auth_pam, pam_apikey with a key",
+            stack: Some(apikey_tests::pam::documented_stack("nginx", &web_module)),
+            credentials: format!("{owner}:{key}"),
+        },
+        nginx::Server {
+            label: "auth_pam, pam_permit",
+            stack: Some("auth required pam_permit.so\naccount required pam_permit.so\n".into()),
+            credentials: format!("{owner}:anything"),
+        },
+        nginx::Server {
+            label: "no auth",
+            stack: None,
+            credentials: format!("{owner}:anything"),
+        },
+    ];
+    let web = nginx::run(
+        &servers,
+        &web_worker,
+        plan.nginx_rounds,
+        plan.nginx_window.warmup,
+        plan.nginx_window.measure,
+    )?;
 
     progress("writes");
     let writes = rt.block_on(writes(
@@ -422,6 +515,8 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
     // a failure to write it leaves nothing behind either.
     drop(rt);
     drop(users);
+    drop(web_worker);
+    drop(web_group);
     drop(sink);
     let report = Report {
         quick: plan.quick,
@@ -434,6 +529,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
         real_keys: USERS as u64,
         logins,
         hash_scheme,
+        web,
         writes,
         rss_end_kib: rss_end,
         hwm_end_kib: hwm_end,
@@ -500,6 +596,18 @@ async fn connect(address: &str) -> Result<zbus::Connection, String> {
         .build()
         .await
         .map_err(|e| format!("connect to the bus: {e}"))
+}
+
+/// A peer-to-peer connection to the daemon's PAM socket, as pam_apikey
+/// makes one (zbus speaks the same protocol).
+async fn connect_socket(path: &std::path::Path) -> Result<zbus::Connection, String> {
+    let stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("connect to {}: {e}", path.display()))?;
+    zbus::connection::Builder::unix_stream(stream)
+        .p2p()
+        .build()
+        .await
+        .map_err(|e| format!("connect to {}: {e}", path.display()))
 }
 
 async fn keys_proxy(conn: &zbus::Connection) -> Result<Keys1Proxy<'static>, String> {

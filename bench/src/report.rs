@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::load::{round1, round3, Sample, Window};
 use crate::machine::Machine;
+use crate::nginx::Rate;
 use crate::pam::Logins;
 use crate::{CALLERS, FREE_FAILURES};
 
@@ -24,6 +25,9 @@ pub struct SizeResult {
     pub ping: Vec<Sample>,
     pub valid: Vec<Sample>,
     pub invalid: Vec<Sample>,
+    /// Ping and Verify (valid key) over the daemon's PAM socket.
+    pub socket_ping: Vec<Sample>,
+    pub socket_valid: Vec<Sample>,
 }
 
 pub struct DuringWrites {
@@ -58,6 +62,8 @@ pub struct Report {
     pub real_keys: u64,
     pub logins: Vec<Logins>,
     pub hash_scheme: String,
+    /// nginx auth_pam: with a key, with pam_permit, with no auth.
+    pub web: Vec<Rate>,
     pub writes: WriteResult,
     pub rss_end_kib: u64,
     pub hwm_end_kib: u64,
@@ -103,16 +109,30 @@ impl Report {
         let sizes: u64 = self
             .sizes
             .iter()
-            .flat_map(|s| s.ping.iter().chain(&s.valid).chain(&s.invalid))
+            .flat_map(Self::samples_of)
             .map(|s| s.errors)
             .sum();
+        let web: u64 = self.web.iter().map(|r| r.errors).sum();
         let w = &self.writes;
         let during: u64 = w
             .during
             .iter()
             .map(|d| d.idle.errors + d.busy.errors + u64::from(d.writer_error.is_some()))
             .sum();
-        sizes + w.generate.errors + w.revoke.errors + during
+        sizes + web + w.generate.errors + w.revoke.errors + during
+    }
+
+    fn samples_of(s: &SizeResult) -> impl Iterator<Item = &Sample> {
+        s.ping
+            .iter()
+            .chain(&s.valid)
+            .chain(&s.invalid)
+            .chain(&s.socket_ping)
+            .chain(&s.socket_valid)
+    }
+
+    fn web(&self, prefix: &str) -> Option<&Rate> {
+        self.web.iter().find(|r| r.label.starts_with(prefix))
     }
 
     fn first_errors(&self) -> Vec<String> {
@@ -120,7 +140,7 @@ impl Report {
         let samples = self
             .sizes
             .iter()
-            .flat_map(|s| s.ping.iter().chain(&s.valid).chain(&s.invalid))
+            .flat_map(Self::samples_of)
             .chain([&self.writes.generate, &self.writes.revoke])
             .chain(self.writes.during.iter().flat_map(|d| [&d.idle, &d.busy]));
         for s in samples {
@@ -134,6 +154,7 @@ impl Report {
                 .iter()
                 .filter_map(|d| d.writer_error.clone()),
         );
+        out.extend(self.web.iter().filter_map(|r| r.first_error.clone()));
         out
     }
 
@@ -222,9 +243,46 @@ impl Report {
             });
             let extra_ms = (key.median_us - permit.median_us) / 1000.0;
             t.push(Target {
-                what: "pam_apikey login within 2 ms of pam_permit",
-                measured: format!("{extra_ms:.2} ms more"),
-                met: Some(extra_ms <= 2.0),
+                what: "pam_apikey login (key, socket) within 0.25 ms of pam_permit",
+                measured: format!("{extra_ms:.3} ms more"),
+                met: Some(extra_ms <= 0.25),
+            });
+        }
+        let sock_ratio = ratio(
+            small.socket_valid[c1].p50_us(),
+            small.socket_ping[c1].p50_us(),
+        );
+        t.push(Target {
+            what: "Verify over the PAM socket p50 within 1.5x of a Ping on it (1 caller)",
+            measured: format!(
+                "{:.0} us vs {:.0} us: {sock_ratio:.2}x",
+                small.socket_valid[c1].p50_us(),
+                small.socket_ping[c1].p50_us()
+            ),
+            met: Some(sock_ratio <= 1.5),
+        });
+        let rate_ratio = ratio(
+            small.socket_valid[c64].per_second(),
+            small.valid[c64].per_second(),
+        );
+        t.push(Target {
+            what: "Verify over the PAM socket, 64 callers, at least 2x the bus's rate",
+            measured: format!(
+                "{:.0}/s vs {:.0}/s: {rate_ratio:.2}x",
+                small.socket_valid[c64].per_second(),
+                small.valid[c64].per_second()
+            ),
+            met: Some(rate_ratio >= 2.0),
+        });
+        if let (Some(key), Some(permit)) = (
+            self.web("auth_pam, pam_apikey"),
+            self.web("auth_pam, pam_permit"),
+        ) {
+            let r = ratio(key.median(), permit.median());
+            t.push(Target {
+                what: "nginx auth_pam with a key at least 0.8x the requests/s with pam_permit",
+                measured: format!("{:.0}/s vs {:.0}/s: {r:.2}x", key.median(), permit.median()),
+                met: Some(r >= 0.8),
             });
         }
         t
@@ -256,6 +314,21 @@ impl Report {
     fn size_json(s: &SizeResult) -> Value {
         let mut verify = Self::verify_rows(s, "valid", &s.valid);
         verify.extend(Self::verify_rows(s, "invalid", &s.invalid));
+        let socket: Vec<Value> = s
+            .socket_valid
+            .iter()
+            .zip(&s.socket_ping)
+            .zip(&s.valid)
+            .map(|((v, p), bus)| {
+                json!({
+                    "callers": v.callers,
+                    "ping": p.to_json(),
+                    "verify": v.to_json(),
+                    "verify_vs_socket_ping_p50": round3(ratio(v.p50_us(), p.p50_us())),
+                    "verify_per_s_vs_bus": round3(ratio(v.per_second(), bus.per_second())),
+                })
+            })
+            .collect();
         json!({
             "keys": s.keys,
             "seed_s": round3(s.seed_s),
@@ -265,6 +338,7 @@ impl Report {
             "daemon_rss_peak_kib": s.hwm_kib,
             "ping": s.ping.iter().map(Sample::to_json).collect::<Vec<_>>(),
             "verify": verify,
+            "pam_socket": socket,
         })
     }
 
@@ -358,6 +432,10 @@ impl Report {
                     self.login("pam_apikey").map_or(0.0, |l| l.median_us) - permit
                 ),
             },
+            "nginx_auth_pam": {
+                "clients": crate::nginx::CLIENTS,
+                "servers": self.web.iter().map(Rate::to_json).collect::<Vec<_>>(),
+            },
             "writes": {
                 "store_keys": self.store_keys,
                 "generate": w.generate.to_json(),
@@ -449,6 +527,34 @@ impl Report {
         }
         let _ = writeln!(
             s,
+            "\n2b. Over the PAM socket (peer-to-peer, what pam_apikey uses): Ping and Verify (valid key)"
+        );
+        let _ = writeln!(
+            s,
+            "        keys  callers  Ping p50 us  Verify p50 us (xPing)   verif/s (x bus verif/s)"
+        );
+        for size in &self.sizes {
+            for ((v, p), bus) in size
+                .socket_valid
+                .iter()
+                .zip(&size.socket_ping)
+                .zip(&size.valid)
+            {
+                let _ = writeln!(
+                    s,
+                    "   {:>9} {:>8} {:>12.0} {:>14.0} ({:>4.2}) {:>10.0} ({:>4.2})",
+                    size.keys,
+                    v.callers,
+                    p.p50_us(),
+                    v.p50_us(),
+                    ratio(v.p50_us(), p.p50_us()),
+                    v.per_second(),
+                    ratio(v.per_second(), bus.per_second()),
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
             "\n   keys        seeded in   daemon start   store     daemon RSS (peak)   Ping p50/p99 us (1 caller)"
         );
         for size in &self.sizes {
@@ -507,6 +613,28 @@ impl Report {
                 l.round_medians_us.1,
             );
         }
+        let _ = writeln!(
+            s,
+            "\n4b. nginx auth_pam (one worker; {} clients, a new connection per request; rounds interleaved)",
+            crate::nginx::CLIENTS
+        );
+        let web_permit = self.web("auth_pam, pam_permit").map_or(0.0, Rate::median);
+        let _ = writeln!(
+            s,
+            "   server                             req/s (median)   x pam_permit   rounds req/s"
+        );
+        for r in &self.web {
+            let (lo, hi) = r.range();
+            let _ = writeln!(
+                s,
+                "   {:<34} {:>14.0} {:>14.2}   {:.0} to {:.0}",
+                r.label,
+                r.median(),
+                ratio(r.median(), web_permit),
+                lo,
+                hi
+            );
+        }
         let w = &self.writes;
         let _ = writeln!(
             s,
@@ -542,7 +670,7 @@ impl Report {
             mib(self.hwm_end_kib),
             self.audit_lines
         );
-        let _ = writeln!(s, "\nTargets (issue 7)");
+        let _ = writeln!(s, "\nTargets (issues 7 and 16)");
         for t in self.targets() {
             let verdict = match t.met {
                 Some(true) => "met   ",

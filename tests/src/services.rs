@@ -683,6 +683,11 @@ impl Nginx {
     /// `worker` is the account nginx's workers run as, and so the account
     /// PAM (and pam_apikey's Verify) runs as.
     pub fn start(pam: &PamServices, service: &str, worker: &TestUser) -> Nginx {
+        Nginx::start_with(pam, Some(service), worker)
+    }
+
+    /// Like [`start`](Self::start); `None` serves without `auth_pam`.
+    pub fn start_with(pam: &PamServices, service: Option<&str>, worker: &TestUser) -> Nginx {
         let dir = service_dir("nginx");
         for sub in ["www", "tmp"] {
             std::fs::create_dir(dir.path().join(sub)).expect("create nginx dir");
@@ -743,8 +748,14 @@ impl Nginx {
     }
 }
 
-fn nginx_config(dir: &Path, service: &str, worker: &str, port: u16) -> String {
+fn nginx_config(dir: &Path, service: Option<&str>, worker: &str, port: u16) -> String {
     let d = dir.display();
+    let auth = match service {
+        Some(service) => {
+            format!("auth_pam \"apikey\";\n            auth_pam_service_name \"{service}\";")
+        }
+        None => "auth_pam off;".to_string(),
+    };
     format!(
         r#"load_module {NGINX_AUTH_PAM_MODULE};
 daemon off;
@@ -770,8 +781,7 @@ http {{
         # phase, and would answer without asking for a password:
         # try_files runs after it, and the named location answers.
         location / {{
-            auth_pam "apikey";
-            auth_pam_service_name "{service}";
+            {auth}
             try_files /.none @hello;
         }}
         location @hello {{
