@@ -11,7 +11,7 @@ set -eu
 seconds=$1
 shift
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets=${*:-token bus_reply pam_inputs config netrc account_files}
+targets=${*:-token bus_reply pam_socket pam_inputs config netrc account_files}
 tools=$root/target/tools
 export PATH="$tools/bin:$PATH"
 export XDG_DATA_HOME="$tools/share"

@@ -414,8 +414,23 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
             warmup: plan.pam_logins[0].0,
             count: plan.pam_logins[0].1,
         },
+        // The module alone (what nginx's stack runs): its own cost.
         pam::Stack {
             label: "pam_apikey (key, socket)",
+            service: "sshd-bench",
+            text: format!(
+                "auth [success=done default=die] {module}\n\
+                 auth requisite pam_deny.so\n"
+            ),
+            user: alice.name(),
+            password: &big.callers.valid[0].0,
+            warmup: plan.pam_logins[1].0,
+            count: plan.pam_logins[1].1,
+        },
+        // docs/pam.md's sshd stack, which also loads pam_unix and its
+        // libraries at every pam_start.
+        pam::Stack {
+            label: "key, sshd stack, socket",
             service: "sshd-bench",
             text: apikey_tests::pam::key_or_password_stack(&module),
             user: alice.name(),
@@ -424,7 +439,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
             count: plan.pam_logins[1].1,
         },
         pam::Stack {
-            label: "key, bus (socket=none)",
+            label: "key, sshd stack, bus",
             service: "sshd-bench",
             text: apikey_tests::pam::key_or_password_stack(&bus_module),
             user: alice.name(),

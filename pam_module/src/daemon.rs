@@ -119,7 +119,7 @@ impl DaemonClient {
                 "the process listening runs as uid {peer}, not as the daemon's uid {daemon_uid}"
             )));
         }
-        let client = Client::peer(stream, deadline).map_err(unavailable)?;
+        let client = Client::peer(stream, deadline);
         Ok(Some(DaemonClient {
             client,
             owner: None,

@@ -29,9 +29,9 @@ pub enum BusError {
 impl std::fmt::Display for BusError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BusError::Unavailable(m) => write!(f, "bus unavailable: {m}"),
+            BusError::Unavailable(m) => write!(f, "daemon unavailable: {m}"),
             BusError::Error { name, message } => write!(f, "{name}: {message}"),
-            BusError::Protocol(m) => write!(f, "bus protocol error: {m}"),
+            BusError::Protocol(m) => write!(f, "D-Bus protocol error: {m}"),
         }
     }
 }
@@ -49,6 +49,9 @@ pub struct Client {
     output: Zeroizing<Vec<u8>>,
     /// The serial of our Hello until its reply has been read.
     hello: Option<u32>,
+    /// Authentication went out with the first call, unanswered so far:
+    /// its `OK` comes before the first reply.
+    auth_pending: bool,
 }
 
 /// Bytes asked of the socket at once: more than any reply of ours.
@@ -71,7 +74,9 @@ impl Client {
 
     /// [`connect`](Self::connect) over a stream already connected.
     fn over(stream: UnixStream, deadline: Instant) -> Result<Client, BusError> {
-        let mut client = Client::peer(stream, deadline)?;
+        let mut client = Client::unauthenticated(stream, deadline);
+        client.authenticate()?;
+        client.output.extend_from_slice(b"BEGIN\r\n");
         let hello = client.queue(&Call {
             destination: Some("org.freedesktop.DBus"),
             path: "/org/freedesktop/DBus",
@@ -83,21 +88,29 @@ impl Client {
         Ok(client)
     }
 
-    /// A peer-to-peer connection over `stream` (apikeyd's own socket):
-    /// authenticated like a bus connection, but with no bus to say Hello
-    /// to. `BEGIN` goes out with the first call.
-    pub fn peer(stream: UnixStream, deadline: Instant) -> Result<Client, BusError> {
-        let mut client = Client {
+    /// A peer-to-peer connection over `stream` (apikeyd's own socket,
+    /// whose listener the caller has checked): no bus to say Hello to, and
+    /// the whole authentication (`AUTH EXTERNAL`, `BEGIN`) goes out with
+    /// the first call, as sd-bus pipelines it, saving a round trip. The
+    /// first call fails if the daemon refuses it.
+    pub fn peer(stream: UnixStream, deadline: Instant) -> Client {
+        let mut client = Client::unauthenticated(stream, deadline);
+        client.output.extend_from_slice(auth_line().as_bytes());
+        client.output.extend_from_slice(b"BEGIN\r\n");
+        client.auth_pending = true;
+        client
+    }
+
+    fn unauthenticated(stream: UnixStream, deadline: Instant) -> Client {
+        Client {
             stream,
             deadline,
             serial: 0,
             input: Vec::new(),
             output: Zeroizing::new(Vec::new()),
             hello: None,
-        };
-        client.authenticate()?;
-        client.output.extend_from_slice(b"BEGIN\r\n");
-        Ok(client)
+            auth_pending: false,
+        }
     }
 
     /// Gives the calls from now on until `deadline`: a connection kept
@@ -107,19 +120,17 @@ impl Client {
     }
 
     fn authenticate(&mut self) -> Result<(), BusError> {
-        let uid = unsafe { libc::geteuid() };
-        let hex: String = uid
-            .to_string()
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+        self.write_all(auth_line().as_bytes())?;
         // The bus says nothing more until it has our BEGIN, so nothing
         // after this line is read by mistake.
+        self.read_auth_answer()
+    }
+
+    fn read_auth_answer(&mut self) -> Result<(), BusError> {
         let line = self.read_line()?;
         if !line.starts_with("OK ") {
             return Err(BusError::Unavailable(format!(
-                "the bus refused authentication ({})",
+                "authentication refused ({})",
                 line.trim_end()
             )));
         }
@@ -148,6 +159,9 @@ impl Client {
         let output = std::mem::replace(&mut self.output, Zeroizing::new(Vec::new()));
         self.write_all(&output)?;
         drop(output);
+        if std::mem::take(&mut self.auth_pending) {
+            self.read_auth_answer()?;
+        }
         loop {
             let reply = self.read_message()?;
             if reply.reply_serial.is_some() && reply.reply_serial == self.hello {
@@ -206,7 +220,7 @@ impl Client {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     return Err(BusError::Unavailable(
-                        "the bus closed the connection".into(),
+                        "the peer closed the connection".into(),
                     ))
                 }
                 Ok(n) => {
@@ -252,6 +266,18 @@ impl Client {
         let whole = self.take(frame.total)?;
         wire::decode_framed(&whole, &frame).map_err(protocol)
     }
+}
+
+/// `AUTH EXTERNAL` with our uid: its decimal digits, hex-encoded.
+fn auth_line() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let hex: String = uid
+        .to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\0AUTH EXTERNAL {hex}\r\n")
 }
 
 /// Decodes one whole message as the client reads it off the socket: its
@@ -518,6 +544,55 @@ mod tests {
         assert!(
             matches!(&result, Err(BusError::Unavailable(m)) if m.contains("Hello")),
             "{result:?}"
+        );
+    }
+
+    fn peer_call(answer: &'static [u8]) -> (Result<Vec<Value>, BusError>, Vec<u8>) {
+        let (client_end, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::peer(client_end, Instant::now() + Duration::from_secs(10));
+        daemon.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        assert!(
+            daemon.read(&mut probe).is_err(),
+            "sent before the first call"
+        );
+        daemon.set_nonblocking(false).unwrap();
+        let fake = std::thread::spawn(move || {
+            let mut got = vec![0u8; 4096];
+            let n = daemon.read(&mut got).unwrap();
+            got.truncate(n);
+            let mut reply = answer.to_vec();
+            if answer.starts_with(b"OK") {
+                let at = got.windows(7).position(|w| w == b"BEGIN\r\n").unwrap() + 7;
+                let call = wire::decode(&got[at..]).unwrap();
+                reply.extend(wire::encode_return(call.serial, 1, &["owner", "id"]));
+            }
+            daemon.write_all(&reply).unwrap();
+            got
+        });
+        let result = client.call(&Call {
+            destination: None,
+            path: "/org/apikey/Keys1",
+            interface: "org.apikey.Keys1",
+            member: "Verify",
+            args: &["t", "u", "s", "r"],
+        });
+        (result, fake.join().unwrap())
+    }
+
+    #[test]
+    fn a_peer_connection_sends_its_authentication_with_the_first_call() {
+        let (result, sent) = peer_call(b"OK 0123456789abcdef0123456789abcdef\r\n");
+        assert_eq!(
+            result,
+            Ok(vec![Value::Str("owner".into()), Value::Str("id".into())])
+        );
+        assert!(sent.starts_with(b"\0AUTH EXTERNAL "), "{sent:?}");
+        assert!(sent.windows(7).any(|w| w == b"BEGIN\r\n"));
+        let (refused, _) = peer_call(b"REJECTED EXTERNAL\r\n");
+        assert!(
+            matches!(&refused, Err(BusError::Unavailable(m)) if m.contains("authentication refused")),
+            "{refused:?}"
         );
     }
 }

@@ -121,6 +121,14 @@ journalctl --no-pager -u apikeyd -o cat | grep "event=verify" | grep "outcome=\"
 	fail "no audit line for the login in the journal"
 if journalctl --no-pager -o cat | grep -qF "$key"; then fail "the token is in the journal"; fi
 
+say "the PAM socket: in the daemon's own directory, open to connect to, served"
+[ "$(stat -c '%U %a' /run/apikey)" = "apikeyd 755" ] || fail "/run/apikey is $(stat -c '%U %a' /run/apikey)"
+[ -S /run/apikey/pam.sock ] || fail "no socket at /run/apikey/pam.sock"
+[ "$(stat -c '%a' /run/apikey/pam.sock)" = 666 ] || fail "pam.sock is mode $(stat -c '%a' /run/apikey/pam.sock)"
+if journalctl --no-pager -u apikeyd -o cat | grep -q "not serving the PAM socket"; then
+	fail "$(journalctl --no-pager -u apikeyd -o cat | grep 'PAM socket')"
+fi
+
 say "a locked account is refused, unlocked it works again"
 usermod -L "$user"
 if logs_in "$key"; then fail "a locked account logged in with its key"; fi
