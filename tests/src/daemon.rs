@@ -156,6 +156,27 @@ impl DaemonConfig {
     }
 }
 
+/// `text` with `line` added as a top-level key: before the first table,
+/// or at the end.
+fn with_top_level_key(text: &str, line: &str) -> String {
+    let mut out = String::new();
+    let mut added = false;
+    for l in text.lines() {
+        if !added && l.trim_start().starts_with('[') {
+            out.push_str(line);
+            out.push('\n');
+            added = true;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !added {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// A TOML basic string.
 fn quote(text: &str) -> String {
     let mut out = String::from("\"");
@@ -260,10 +281,12 @@ impl Daemon {
         let socket = self.pam_socket();
         let text = match &self.config.file_text {
             // Never the system's /run/apikey: a whole file given as it is
-            // gets the test's socket unless it names one.
-            Some(text) if !text.contains("pam_socket") => {
-                format!("pam_socket = {}\n{text}", quote(&socket.to_string_lossy()))
-            }
+            // gets the test's socket unless it names one, after its
+            // top-level keys, so their line numbers stay as written.
+            Some(text) if !text.contains("pam_socket") => with_top_level_key(
+                text,
+                &format!("pam_socket = {}", quote(&socket.to_string_lossy())),
+            ),
             Some(text) => text.clone(),
             None => self.config.to_toml(&self.db_path, &syslog, &socket),
         };
@@ -479,6 +502,7 @@ max_keys_per_user = 100
 session_key_max_lifetime = \"12h\"
 syslog_socket = \"/d/l\"
 min_free_disk_mb = 64
+pam_socket = \"/d/pam.sock\"
 
 [throttle]
 free_failures = 10
@@ -489,6 +513,15 @@ forget_after = \"15m\"
 \"apikey-auth\" = [\"nginx*\"]
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_key_is_added_before_the_first_table_or_at_the_end() {
+        assert_eq!(
+            with_top_level_key("a = 1\n[t]\nb = 2\n", "k = 3"),
+            "a = 1\nk = 3\n[t]\nb = 2\n"
+        );
+        assert_eq!(with_top_level_key("a = 1\n", "k = 3"), "a = 1\nk = 3\n");
     }
 
     #[test]

@@ -13,6 +13,7 @@ const SECTIONS: &[&str] = &[
     "verify",
     "scaling",
     "pam",
+    "nginx_auth_pam",
     "writes",
     "targets",
 ];
@@ -64,7 +65,36 @@ fn the_quick_bench_runs_every_part_and_reports_every_section() {
         assert!(calls(row) > 0, "{row}");
     }
     let logins = report["pam"]["logins"].as_array().expect("login rows");
-    assert_eq!(logins.len(), 3, "pam_permit, pam_apikey, pam_unix: {text}");
+    assert_eq!(
+        logins.len(),
+        6,
+        "pam_permit, the module alone, the sshd stack on the socket and on the bus, \
+         the module with no key, pam_unix: {text}"
+    );
+    for size in report["scaling"]["sizes"].as_array().expect("sizes") {
+        let socket = size["pam_socket"].as_array().expect("socket rows");
+        assert_eq!(
+            socket.len(),
+            3,
+            "Ping and Verify over the socket at 1, 8, 64 callers"
+        );
+        for row in socket {
+            assert!(
+                calls(&row["ping"]) > 0 && calls(&row["verify"]) > 0,
+                "{row}"
+            );
+        }
+    }
+    let servers = report["nginx_auth_pam"]["servers"]
+        .as_array()
+        .expect("nginx rows");
+    assert_eq!(servers.len(), 3, "key, pam_permit, no auth: {text}");
+    for server in servers {
+        assert!(
+            server["median_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "{server}"
+        );
+    }
     for w in ["generate", "revoke"] {
         assert!(calls(&report["writes"][w]) > 0, "{w}: {text}");
     }
@@ -73,7 +103,11 @@ fn the_quick_bench_runs_every_part_and_reports_every_section() {
         "{text}"
     );
     // The table went to stdout too.
-    assert!(out.stdout.contains("Targets (issue 7)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Targets (issues 7 and 16)"),
+        "{}",
+        out.stdout
+    );
     // The soak ran: key logins with sessions through restarts of the
     // daemon and the bus, beside a bad-key flood.
     assert!(out.stdout.contains("soak: "), "{}", out.stdout);
