@@ -25,12 +25,9 @@ pub const SSH_AUTH_INFO_ENV: &str = "SSH_AUTH_INFO_0";
 /// same time (S15).
 pub const FAIL_DELAY_MICROS: u32 = 2_000_000;
 
-/// Opens a connection to the daemon; called only when one is needed.
-pub type Connect<'a> = dyn FnMut(&Args) -> Result<Box<dyn Daemon>, DaemonError> + 'a;
-
-pub fn authenticate(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
+pub fn authenticate(pam: &mut dyn Pam, args: &Args, daemon: &mut dyn Daemon) -> Code {
     let service = pam.service().unwrap_or_default();
-    if !is_never_key_service(&service) && report_leaked_user_name(pam, args, &service, connect) {
+    if !is_never_key_service(&service) && report_leaked_user_name(pam, &service, daemon) {
         // Whatever an earlier module left as the password (a key, likely,
         // typed in the right field too) goes no further either (S10).
         pam.clear_authtok();
@@ -48,18 +45,13 @@ pub fn authenticate(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -
     }
     // From here on the password is a key: it must stop here (S10).
     pam.clear_authtok();
-    let result = authenticate_key(pam, args, &service, &password, connect);
+    let result = authenticate_key(pam, args, &service, &password, daemon);
     refuse_unless_ok(pam, result)
 }
 
 /// A key typed into the user-name field is now in other logs: have the
 /// daemon revoke it (S11), and refuse the login. True when it was a key.
-fn report_leaked_user_name(
-    pam: &mut dyn Pam,
-    args: &Args,
-    service: &str,
-    connect: &mut Connect<'_>,
-) -> bool {
+fn report_leaked_user_name(pam: &mut dyn Pam, service: &str, daemon: &mut dyn Daemon) -> bool {
     let Some(user) = pam.user() else {
         return false;
     };
@@ -70,7 +62,7 @@ fn report_leaked_user_name(
     let rhost = pam.rhost().unwrap_or_default();
     // The daemon recognises the user name as a key before looking at the
     // (empty) token, revokes it and refuses.
-    let reported = connect(args).and_then(|mut d| d.verify("", &user, service, &rhost));
+    let reported = daemon.verify("", &user, service, &rhost);
     pam.log(
         Level::Warning,
         match reported {
@@ -108,7 +100,7 @@ fn authenticate_key(
     args: &Args,
     service: &str,
     password: &[u8],
-    connect: &mut Connect<'_>,
+    daemon: &mut dyn Daemon,
 ) -> Result<(), Refusal> {
     if is_never_key_service(service) {
         // S2: never offered to the daemon, never passed on.
@@ -127,10 +119,6 @@ fn authenticate_key(
         check_mapping(pam, &user).map_err(Refusal::No)?;
     }
     let rhost = pam.rhost().unwrap_or_default();
-    let mut daemon = connect(args).map_err(|e| match e {
-        DaemonError::Refused => Refusal::No("refused".into()),
-        DaemonError::Unavailable(m) => Refusal::Unavailable(m),
-    })?;
     // With mapping the daemon accepts any owner and tells us whose it is.
     let claimed = if mapped { "" } else { user.as_str() };
     let (owner, key_id) = match daemon.verify(token.as_str(), claimed, service, &rhost) {
@@ -186,7 +174,7 @@ fn authenticated_key(pam: &dyn Pam) -> Option<String> {
 /// in as "apikey" unless such an account really exists (S9). After a key
 /// login, asks the daemon whether that key is still good, so a key revoked
 /// between authentication and this step does not get in.
-pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
+pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args, daemon: &mut dyn Daemon) -> Code {
     let map_name = args.map_user.as_deref().unwrap_or(DEFAULT_MAP_NAME);
     let user = pam.user().unwrap_or_default();
     if user == map_name.as_bytes() && !pam.account_exists(map_name) {
@@ -202,7 +190,7 @@ pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> C
     let user = String::from_utf8_lossy(&user).into_owned();
     let service = pam.service().unwrap_or_default();
     let rhost = pam.rhost().unwrap_or_default();
-    match connect(args).and_then(|mut d| d.check_key(&key_id, &user, &service, &rhost)) {
+    match daemon.check_key(&key_id, &user, &service, &rhost) {
         Ok(()) => Code::Success,
         Err(DaemonError::Refused) => {
             pam.log(
@@ -220,7 +208,7 @@ pub fn acct_mgmt(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> C
 
 /// Registers the login session with the daemon (every service, S2
 /// notwithstanding): who, from where, and with which key if any.
-pub fn open_session(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
+pub fn open_session(pam: &mut dyn Pam, daemon: &mut dyn Daemon) -> Code {
     let user = match pam.user().map(String::from_utf8) {
         Some(Ok(u)) => u,
         _ => return Code::SessionErr,
@@ -230,8 +218,7 @@ pub fn open_session(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -
     let tty = pam.tty().unwrap_or_default();
     let key_id = authenticated_key(pam).unwrap_or_default();
     let auth = session_auth(pam, &key_id);
-    let result = connect(args)
-        .and_then(|mut d| d.open_session(&user, &service, &rhost, &tty, &key_id, &auth));
+    let result = daemon.open_session(&user, &service, &rhost, &tty, &key_id, &auth);
     match result {
         Ok(handle) => {
             pam.set_data(SESSION_DATA, handle);
@@ -272,11 +259,11 @@ fn session_auth(pam: &dyn Pam, key_id: &str) -> String {
 }
 
 /// Ends the session this PAM handle opened, and only that one.
-pub fn close_session(pam: &mut dyn Pam, args: &Args, connect: &mut Connect<'_>) -> Code {
+pub fn close_session(pam: &mut dyn Pam, daemon: &mut dyn Daemon) -> Code {
     let Some(handle) = pam.get_data(SESSION_DATA) else {
         return Code::Ignore;
     };
-    match connect(args).and_then(|mut d| d.close_session(&handle)) {
+    match daemon.close_session(&handle) {
         Ok(()) => Code::Success,
         Err(e) => {
             pam.log(Level::Err, &format!("could not end the session: {e:?}"));

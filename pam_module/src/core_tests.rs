@@ -133,7 +133,6 @@ impl Daemon for FakeDaemon {
 struct Setup {
     pam: FakePam,
     daemon: FakeDaemon,
-    connects: Rc<RefCell<u32>>,
     args: Args,
 }
 
@@ -151,26 +150,24 @@ fn setup(service: &str, user: &str, password: &[u8]) -> Setup {
             verify: Ok(("alice".into(), "Kid000000001".into())),
             check: Ok(()),
         },
-        connects: Rc::default(),
         args: Args::default(),
     }
 }
 
 impl Setup {
-    fn run(&mut self, hook: fn(&mut dyn Pam, &Args, &mut core::Connect<'_>) -> Code) -> Code {
-        let daemon = self.daemon.clone();
-        let connects = self.connects.clone();
-        let mut connect = move |_: &Args| -> Result<Box<dyn Daemon>, DaemonError> {
-            *connects.borrow_mut() += 1;
-            Ok(Box::new(daemon.clone()))
-        };
-        hook(&mut self.pam, &self.args, &mut connect)
+    fn run(&mut self, hook: fn(&mut dyn Pam, &Args, &mut dyn Daemon) -> Code) -> Code {
+        hook(&mut self.pam, &self.args, &mut self.daemon)
+    }
+    /// The session hooks, which take no arguments.
+    fn run_session(&mut self, hook: fn(&mut dyn Pam, &mut dyn Daemon) -> Code) -> Code {
+        hook(&mut self.pam, &mut self.daemon)
     }
     fn calls(&self) -> Vec<String> {
         self.daemon.calls.borrow().clone()
     }
+    /// Calls that reached the daemon (the link connects at the first).
     fn connects(&self) -> u32 {
-        *self.connects.borrow()
+        self.calls().len() as u32
     }
 }
 
@@ -342,8 +339,8 @@ fn sessions_carry_the_key_across_sshd_fork_and_close_only_their_own() {
     let mut s = setup("sshd", "alice", b"");
     // authenticate ran in another process: only the environment is left.
     s.pam.env.insert(KEY_ID_ENV.into(), "Kid000000001".into());
-    assert_eq!(s.run(core::open_session), Code::Success);
-    assert_eq!(s.run(core::close_session), Code::Success);
+    assert_eq!(s.run_session(core::open_session), Code::Success);
+    assert_eq!(s.run_session(core::close_session), Code::Success);
     assert_eq!(
         s.calls(),
         vec![
@@ -352,14 +349,14 @@ fn sessions_carry_the_key_across_sshd_fork_and_close_only_their_own() {
         ]
     );
     let mut other = setup("sshd", "alice", b"");
-    assert_eq!(other.run(core::close_session), Code::Ignore);
+    assert_eq!(other.run_session(core::close_session), Code::Ignore);
     assert!(other.calls().is_empty());
 }
 
 #[test]
 fn a_session_reports_how_its_login_was_authenticated() {
     let opened = |s: &mut Setup| {
-        assert_eq!(s.run(core::open_session), Code::Success);
+        assert_eq!(s.run_session(core::open_session), Code::Success);
         s.calls().pop().unwrap()
     };
     // A password this module passed on to the modules below.

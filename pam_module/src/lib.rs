@@ -15,13 +15,12 @@ mod handle;
 pub mod pam;
 
 use crate::args::Args;
-use crate::daemon::{Daemon, DaemonError, Link};
+use crate::daemon::Link;
 use crate::pam::Code;
 use ::pam::constants::{PamFlag, PamResultCode};
 use ::pam::module::{PamHandle, PamHooks};
 use std::cell::RefCell;
 use std::ffi::CStr;
-use std::rc::Rc;
 
 struct PamApikey;
 ::pam::pam_hooks!(PamApikey);
@@ -53,46 +52,6 @@ fn keep_link(pamh: &mut PamHandle, link: Link) {
     let _ = pamh.set_data(LINK_DATA, Box::new(KeptLink::new(Some(link))));
 }
 
-/// A handle on the hook's link that core's calls go through.
-struct SharedLink(Rc<RefCell<Link>>);
-
-impl Daemon for SharedLink {
-    fn verify(
-        &mut self,
-        token: &str,
-        user: &str,
-        service: &str,
-        rhost: &str,
-    ) -> Result<(String, String), DaemonError> {
-        self.0.borrow_mut().verify(token, user, service, rhost)
-    }
-    fn check_key(
-        &mut self,
-        id: &str,
-        user: &str,
-        service: &str,
-        rhost: &str,
-    ) -> Result<(), DaemonError> {
-        self.0.borrow_mut().check_key(id, user, service, rhost)
-    }
-    fn open_session(
-        &mut self,
-        user: &str,
-        service: &str,
-        rhost: &str,
-        tty: &str,
-        key_id: &str,
-        auth: &str,
-    ) -> Result<String, DaemonError> {
-        self.0
-            .borrow_mut()
-            .open_session(user, service, rhost, tty, key_id, auth)
-    }
-    fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
-        self.0.borrow_mut().close_session(handle)
-    }
-}
-
 fn code(c: Code) -> PamResultCode {
     match c {
         Code::Success => PamResultCode::PAM_SUCCESS,
@@ -108,25 +67,21 @@ fn code(c: Code) -> PamResultCode {
 fn with_pam(
     pamh: &mut PamHandle,
     args: &[&CStr],
-    f: impl FnOnce(&mut handle::RealPam<'_>, &Args, &mut core::Connect<'_>) -> Code,
+    f: impl FnOnce(&mut handle::RealPam<'_>, &Args, &mut Link) -> Code,
 ) -> PamResultCode {
     let args = parse(args);
+    // Connects at its first call only: most hooks of a password login
+    // make none.
     let mut link = take_link(pamh).unwrap_or_else(|| Link::new(&args));
     link.start_hook(&args);
-    let link = Rc::new(RefCell::new(link));
-    let mut connect = |_: &Args| -> Result<Box<dyn Daemon>, DaemonError> {
-        Ok(Box::new(SharedLink(link.clone())))
-    };
     let result = {
         let mut pam = handle::RealPam {
             handle: pamh,
             debug: args.debug,
         };
-        f(&mut pam, &args, &mut connect)
+        f(&mut pam, &args, &mut link)
     };
-    if let Ok(link) = Rc::try_unwrap(link) {
-        keep_link(pamh, link.into_inner());
-    }
+    keep_link(pamh, link);
     code(result)
 }
 
@@ -140,11 +95,11 @@ impl PamHooks for PamApikey {
     }
 
     fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a, c| core::open_session(pam, a, c))
+        with_pam(pamh, &args, |pam, _, link| core::open_session(pam, link))
     }
 
     fn sm_close_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        with_pam(pamh, &args, |pam, a, c| core::close_session(pam, a, c))
+        with_pam(pamh, &args, |pam, _, link| core::close_session(pam, link))
     }
 
     fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {

@@ -154,11 +154,9 @@ fn main() {
                 .then_some(b"map_user=apikey".as_slice())
                 .into_iter(),
         );
-        let daemon = FuzzDaemon(mode);
-        let mut connect =
-            move |_: &Args| -> Result<Box<dyn Daemon>, DaemonError> { Ok(Box::new(daemon)) };
+        let mut daemon = FuzzDaemon(mode);
         let key_shaped = apikey_proto::token::is_key_shaped(f[3]);
-        let code = core::authenticate(&mut pam, &args, &mut connect);
+        let code = core::authenticate(&mut pam, &args, &mut daemon);
         if key_shaped {
             assert!(pam.authtok.is_none(), "a key stayed in PAM_AUTHTOK (S10)");
             if code != Code::Success {
@@ -174,8 +172,8 @@ fn main() {
                 "accepted what the daemon did not"
             );
         }
-        let _ = core::acct_mgmt(&mut pam, &args, &mut connect);
-        let _ = core::open_session(&mut pam, &args, &mut connect);
-        let _ = core::close_session(&mut pam, &args, &mut connect);
+        let _ = core::acct_mgmt(&mut pam, &args, &mut daemon);
+        let _ = core::open_session(&mut pam, &mut daemon);
+        let _ = core::close_session(&mut pam, &mut daemon);
     });
 }
