@@ -228,12 +228,9 @@ fn progress(msg: &str) {
 struct Site {
     result: SizeResult,
     callers: Arc<Callers>,
-    /// The same callers over the daemon's PAM socket.
-    socket_callers: Arc<Callers>,
     admin: Keys1Proxy<'static>,
     /// Kept open for the callers' proxies.
     _conns: Vec<zbus::Connection>,
-    _socket_conns: Vec<zbus::Connection>,
     daemon: Daemon,
     /// Kept running for the daemon.
     _bus: PrivateBus,
@@ -283,15 +280,6 @@ impl Site {
             let callers = Callers::new(&conns, &valid).await?;
             Ok::<_, String>((conns, callers))
         })?;
-        let socket = daemon.pam_socket();
-        let (socket_conns, socket_callers) = rt.block_on(async {
-            let mut conns = Vec::with_capacity(max_callers);
-            for _ in 0..max_callers {
-                conns.push(connect_socket(&socket).await?);
-            }
-            let callers = Callers::new(&conns, &valid).await?;
-            Ok::<_, String>((conns, callers))
-        })?;
         Ok(Site {
             result: SizeResult {
                 keys: size,
@@ -306,10 +294,8 @@ impl Site {
                 ..SizeResult::default()
             },
             callers,
-            socket_callers,
             admin,
             _conns: conns,
-            _socket_conns: socket_conns,
             daemon,
             _bus: bus,
             filler,
@@ -387,9 +373,22 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
                 r.ping[c].merge(rt.block_on(callers.ping(n, window)));
                 r.valid[c].merge(rt.block_on(callers.verify(n, window, true)));
                 r.invalid[c].merge(rt.block_on(callers.verify(n, window, false)));
-                let socket = Arc::clone(&site.socket_callers);
-                r.socket_ping[c].merge(rt.block_on(socket.ping(n, window)));
-                r.socket_valid[c].merge(rt.block_on(socket.verify(n, window, true)));
+                // Fresh connections for each measurement: the daemon
+                // closes a PAM-socket connection idle for 30 s, as the
+                // other sizes' turns and the seeding can last.
+                let socket = site.daemon.pam_socket();
+                let valid = site.callers.valid.clone();
+                let (conns, callers) = rt.block_on(async {
+                    let mut conns = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        conns.push(connect_socket(&socket).await?);
+                    }
+                    let callers = Callers::new(&conns, &valid).await?;
+                    Ok::<_, String>((conns, callers))
+                })?;
+                r.socket_ping[c].merge(rt.block_on(callers.ping(n, window)));
+                r.socket_valid[c].merge(rt.block_on(callers.verify(n, window, true)));
+                drop(conns);
             }
         }
     }
