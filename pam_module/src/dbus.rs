@@ -269,7 +269,7 @@ impl Client {
 }
 
 /// `AUTH EXTERNAL` with our uid: its decimal digits, hex-encoded.
-fn auth_line() -> String {
+pub fn auth_line() -> String {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let hex: String = uid

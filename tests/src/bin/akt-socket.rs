@@ -101,13 +101,7 @@ fn fake(path: &str, uid: Option<u32>) {
 fn handshake(path: &str) -> UnixStream {
     let mut s = UnixStream::connect(path).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let uid = unsafe { libc::geteuid() };
-    let hex: String = uid
-        .to_string()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    s.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
+    s.write_all(pam_apikey::dbus::auth_line().as_bytes())
         .unwrap();
     let mut line = [0u8; 64];
     let n = s.read(&mut line).unwrap();
