@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout_at, Instant};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// How long the handshake may take, all lines together.
 pub const HANDSHAKE_TIME: Duration = Duration::from_secs(5);
@@ -79,13 +79,19 @@ pub async fn serve(stream: UnixStream, peer: Peer, svc: Arc<KeyService>, guid: S
         return;
     }
     loop {
-        let Ok(msg) = conn.read_message().await else {
+        let Ok(mut msg) = conn.read_message().await else {
             return;
         };
         if msg.kind != MSG_METHOD_CALL {
             continue;
         }
         let reply = answer(&svc, &peer, &msg).await;
+        // A Verify's arguments hold the token: wiped, not just freed.
+        for value in &mut msg.body {
+            if let Value::Str(s) = value {
+                s.zeroize();
+            }
+        }
         if msg.no_reply {
             continue;
         }

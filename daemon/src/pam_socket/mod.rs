@@ -109,11 +109,11 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, svc: Arc<KeyServi
         let uid = cred.uid();
         let slot = match counts.admit(uid) {
             Ok(slot) => slot,
-            Err(first) => {
-                if first {
+            Err(log) => {
+                if log {
                     eprintln!(
-                        "apikeyd: PAM socket: uid {uid} holds as many connections as it may; \
-                         closing its new ones until some end"
+                        "apikeyd: PAM socket: uid {uid} holds as many connections as it may \
+                         (or all users together do); closing new ones until some end"
                     );
                 }
                 continue;
@@ -178,7 +178,13 @@ struct Counts {
 struct CountsInner {
     per_uid: HashMap<u32, usize>,
     others: usize,
+    /// When each uid's refusal was last logged: once a minute at most, so
+    /// a flood of connections is not a flood of log lines.
+    logged: HashMap<u32, std::time::Instant>,
 }
+
+/// How often a uid's refused connections are logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// A held connection; gives its place back when dropped.
 struct Slot {
@@ -191,8 +197,8 @@ impl Counts {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A place for a new connection of `uid`, or `Err(first)` when it has
-    /// none: `first` when it just reached the limit (to log once).
+    /// A place for a new connection of `uid`, or `Err(log)` when it has
+    /// none: `log` at the first refusal of a uid in a minute.
     fn admit(&self, uid: u32) -> Result<Slot, bool> {
         let mut c = self.lock();
         let held = c.per_uid.get(&uid).copied().unwrap_or(0);
@@ -202,7 +208,18 @@ impl Counts {
             held < MAX_USER_CONNECTIONS && c.others < MAX_OTHER_CONNECTIONS
         };
         if !allowed {
-            return Err(held == admit_limit(uid) || c.others == MAX_OTHER_CONNECTIONS);
+            let now = std::time::Instant::now();
+            let due = c
+                .logged
+                .get(&uid)
+                .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
+            if due {
+                if c.logged.len() >= 1024 {
+                    c.logged.clear();
+                }
+                c.logged.insert(uid, now);
+            }
+            return Err(due);
         }
         *c.per_uid.entry(uid).or_default() += 1;
         if uid != 0 {
@@ -212,14 +229,6 @@ impl Counts {
             counts: self.clone(),
             uid,
         })
-    }
-}
-
-fn admit_limit(uid: u32) -> usize {
-    if uid == 0 {
-        MAX_ROOT_CONNECTIONS
-    } else {
-        MAX_USER_CONNECTIONS
     }
 }
 
