@@ -452,8 +452,13 @@ fn records_of_ended_logins_do_not_pile_up() {
         assert!(left.is_empty(), "ended logins' records are kept: {left:?}");
         sizes.push(pages(&world));
     }
+    // Sixty logins' records take more than a page; one page either way is
+    // where SQLite placed a freed page (the free list or the end of the
+    // file, which depends on when the write-ahead log was folded in, and
+    // that moves with the machine's load). Growing with the logins would
+    // be more than that.
     assert!(
-        sizes[1] <= sizes[0],
+        sizes[1] <= sizes[0] + 1,
         "the store grew from {} to {} pages with logins",
         sizes[0],
         sizes[1]
