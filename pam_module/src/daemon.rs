@@ -344,7 +344,6 @@ impl Link {
             *self = Link::new(args);
             return;
         }
-        self.args = args.clone();
         self.timeout = Duration::from_millis(args.timeout_ms);
         self.reused = self.daemon.is_some();
         let deadline = Instant::now() + self.timeout;

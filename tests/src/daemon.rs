@@ -156,6 +156,17 @@ impl DaemonConfig {
     }
 }
 
+/// A `Vm*:` field of /proc/PID/status (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
 /// `text` with `line` added as a top-level key: before the first table,
 /// or at the end.
 fn with_top_level_key(text: &str, line: &str) -> String {

@@ -826,16 +826,6 @@ fn a_key_inside_any_logged_field_never_reaches_the_log() {
     }
 }
 
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-}
-
 /// Arguments are bounded while zbus decodes them, before any check: 16
 /// calls with a million-string list each (8 MB messages) cost the daemon
 /// little, and a valid Verify from another client is answered meanwhile.
@@ -849,7 +839,7 @@ fn oversized_arguments_are_refused_while_decoded_and_cost_no_memory() {
     let bob = TestUser::create("bob");
     let (bobs_key, _) = world.new_key(&bob, &[]);
     let pid = world.daemon().pid();
-    let before = vm_kib(pid, "VmRSS:");
+    let before = apikey_tests::daemon::vm_kib(pid, "VmRSS:");
 
     let conn = world.root_connection();
     let flood = world.block_on(async move {
@@ -885,9 +875,9 @@ fn oversized_arguments_are_refused_while_decoded_and_cost_no_memory() {
         let e = r.as_ref().expect_err("a million ids are refused");
         assert!(format!("{e:?}").contains("InvalidArgs"), "{e:?}");
     }
-    let peak = vm_kib(pid, "VmHWM:");
+    let peak = apikey_tests::daemon::vm_kib(pid, "VmHWM:");
     std::thread::sleep(Duration::from_millis(500));
-    let after = vm_kib(pid, "VmRSS:");
+    let after = apikey_tests::daemon::vm_kib(pid, "VmRSS:");
     eprintln!(
         "daemon RSS {before} KiB before, peak {peak} KiB, {after} KiB after; Verify in {verify_took:?}"
     );

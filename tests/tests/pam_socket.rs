@@ -266,15 +266,6 @@ fn key_logins_over_the_socket_need_no_bus_broker() {
         .fails_with(AUTHINFO_UNAVAIL);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_hostile_client_on_the_socket_stops_no_root_login() {
     require!(
@@ -290,7 +281,7 @@ fn a_hostile_client_on_the_socket_stops_no_root_login() {
     let socket = site.world.daemon().pam_socket();
     let socket = socket.to_str().unwrap();
     let daemon = site.world.daemon().pid();
-    let before = rss_kib(daemon);
+    let before = apikey_tests::daemon::vm_kib(daemon, "VmRSS:");
 
     let holder = Helper::start(&site.world, Some(&site.bob), &["hold", socket, "5000"]);
     // Another user: bob's place is full, so his would be closed at once.
@@ -318,7 +309,7 @@ fn a_hostile_client_on_the_socket_stops_no_root_login() {
         .unwrap_or_default();
     assert!(closed.starts_with("closed after "), "{closed}");
     assert_eq!(logins(&pam, &site, 3), 3, "root's logins after");
-    let after = rss_kib(daemon);
+    let after = apikey_tests::daemon::vm_kib(daemon, "VmRSS:");
     assert!(
         after < before + 32 * 1024,
         "the daemon grew from {before} KiB to {after} KiB"

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout_at, Instant};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// How long the handshake may take, all lines together.
 pub const HANDSHAKE_TIME: Duration = Duration::from_secs(5);
@@ -85,13 +85,7 @@ pub async fn serve(stream: UnixStream, peer: Peer, svc: Arc<KeyService>, guid: S
         if msg.kind != MSG_METHOD_CALL {
             continue;
         }
-        let reply = answer(&svc, &peer, &msg).await;
-        // A Verify's arguments hold the token: wiped, not just freed.
-        for value in &mut msg.body {
-            if let Value::Str(s) = value {
-                s.zeroize();
-            }
-        }
+        let reply = answer(&svc, &peer, &mut msg).await;
         if msg.no_reply {
             continue;
         }
@@ -262,9 +256,10 @@ impl Method {
     }
 }
 
-/// The call's string arguments, checked against the method's signature
-/// and the bus interface's length limit.
-pub fn arguments(method: Method, msg: &Message) -> Result<Vec<String>, CallError> {
+/// The call's string arguments, taken out of the message and checked
+/// against the method's signature and the bus interface's length limit.
+/// Wiped when dropped: a Verify's hold the token.
+pub fn arguments(method: Method, msg: &mut Message) -> Result<Zeroizing<Vec<String>>, CallError> {
     if msg.signature != method.signature() {
         return Err(dbus_error(
             "InvalidArgs",
@@ -275,26 +270,33 @@ pub fn arguments(method: Method, msg: &Message) -> Result<Vec<String>, CallError
             ),
         ));
     }
-    msg.body
-        .iter()
-        .map(|v| match v {
-            Value::Str(s) if s.len() <= SHORT => Ok(s.clone()),
-            _ => Err(dbus_error(
-                "InvalidArgs",
-                format!("a string argument is longer than {SHORT} bytes"),
-            )),
-        })
-        .collect()
+    // The signature said strings only, so every value is one.
+    let args: Zeroizing<Vec<String>> = Zeroizing::new(
+        std::mem::take(&mut msg.body)
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Str(s) => Some(s),
+                Value::U32(_) => None,
+            })
+            .collect(),
+    );
+    if args.iter().any(|a| a.len() > SHORT) {
+        return Err(dbus_error(
+            "InvalidArgs",
+            format!("a string argument is longer than {SHORT} bytes"),
+        ));
+    }
+    Ok(args)
 }
 
 async fn answer(
     svc: &Arc<KeyService>,
     peer: &Peer,
-    msg: &Message,
+    msg: &mut Message,
 ) -> Result<Vec<String>, CallError> {
     let method = Method::of(msg)?;
-    let args = Zeroizing::new(arguments(method, msg)?);
-    let arg = |i: usize| args[i].clone();
+    let mut args = arguments(method, msg)?;
+    let mut arg = |i: usize| std::mem::take(&mut args[i]);
     let caller = peer.caller.clone();
     match method {
         Method::Ping => Ok(vec![]),
@@ -354,7 +356,7 @@ mod tests {
         let verify = call(INTERFACE, OBJECT_PATH, "Verify", &["t", "u", "s", "r"]);
         assert_eq!(Method::of(&verify), Ok(Method::Verify));
         assert_eq!(
-            arguments(Method::Verify, &verify).unwrap(),
+            *arguments(Method::Verify, &mut verify.clone()).unwrap(),
             vec!["t", "u", "s", "r"]
         );
         let ping = call("org.freedesktop.DBus.Peer", "/", "Ping", &[]);
@@ -378,11 +380,11 @@ mod tests {
     #[test]
     fn arguments_must_match_the_signature_and_the_length_limit() {
         let short = call(INTERFACE, OBJECT_PATH, "Verify", &["t", "u", "s"]);
-        let e = arguments(Method::Verify, &short).unwrap_err();
+        let e = arguments(Method::Verify, &mut short.clone()).unwrap_err();
         assert_eq!(e.0, "org.freedesktop.DBus.Error.InvalidArgs");
         let long = "x".repeat(SHORT + 1);
         let too_long = call(INTERFACE, OBJECT_PATH, "CheckKey", &["i", &long, "s", "r"]);
-        assert!(arguments(Method::CheckKey, &too_long).is_err());
+        assert!(arguments(Method::CheckKey, &mut too_long.clone()).is_err());
         let at_limit = "x".repeat(SHORT);
         let ok = call(
             INTERFACE,
@@ -390,7 +392,7 @@ mod tests {
             "CheckKey",
             &["i", &at_limit, "s", "r"],
         );
-        assert!(arguments(Method::CheckKey, &ok).is_ok());
+        assert!(arguments(Method::CheckKey, &mut ok.clone()).is_ok());
     }
 
     #[test]

@@ -22,9 +22,9 @@ fn main() {
                 break;
             }
         }
-        if let Ok(msg) = apikey_proto::wire::decode(message) {
+        if let Ok(mut msg) = apikey_proto::wire::decode(message) {
             if let Ok(method) = Method::of(&msg) {
-                let _ = arguments(method, &msg);
+                let _ = arguments(method, &mut msg);
             }
         }
     });
