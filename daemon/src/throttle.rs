@@ -179,6 +179,43 @@ mod tests {
         assert!(t.sources.is_empty());
     }
 
+    /// An attacker's delay is not reset by other sources failing, nor by
+    /// the table filling up: the quietest sources go first, not the busiest.
+    #[test]
+    fn a_throttled_source_stays_throttled_while_others_come_and_go() {
+        let mut t = throttle();
+        let attacker = || Source::new(1000, "10.6.6.6");
+        for _ in 0..8 {
+            t.failure(attacker(), 100);
+        }
+        for i in 0..500 {
+            t.failure(Source::new(0, &format!("other{i}")), 101);
+        }
+        assert_eq!(t.failure(attacker(), 102).delay_ms, 2000);
+        // A full table: newcomers push out the quiet, never the attacker
+        // who keeps failing.
+        for i in 0..(MAX_SOURCES + 200) {
+            t.failure(Source::new(0, &format!("crowd{i}")), 103);
+            if i % 1000 == 0 {
+                t.failure(attacker(), 104);
+            }
+        }
+        assert_eq!(t.sources.len(), MAX_SOURCES);
+        assert_eq!(t.failure(attacker(), 105).delay_ms, 2000);
+    }
+
+    #[test]
+    fn the_minute_summary_does_not_reset_throttling() {
+        let mut t = throttle();
+        for _ in 0..8 {
+            t.failure(Source::new(0, "h"), 100);
+        }
+        assert_eq!(t.summaries(160).len(), 1);
+        assert_eq!(t.failure(Source::new(0, "h"), 170).delay_ms, 2000);
+        assert_eq!(t.summaries(220)[0].count, 1);
+        assert_eq!(t.failure(Source::new(0, "h"), 230).delay_ms, 2000);
+    }
+
     #[test]
     fn memory_is_bounded() {
         let mut t = throttle();
