@@ -21,6 +21,8 @@ struct FakePam {
     delay: Option<u32>,
     sshd: bool,
     accounts: Vec<String>,
+    /// libpam refuses pam_set_item(PAM_USER).
+    set_user_fails: bool,
     logs: RefCell<Vec<String>>,
 }
 
@@ -44,6 +46,9 @@ impl Pam for FakePam {
         self.authtok = None;
     }
     fn set_user(&mut self, name: &str) -> bool {
+        if self.set_user_fails {
+            return false;
+        }
         self.user = name.as_bytes().to_vec();
         true
     }
@@ -82,6 +87,8 @@ struct FakeDaemon {
     calls: Rc<RefCell<Vec<String>>>,
     verify: Result<(String, String), DaemonError>,
     check: Result<(), DaemonError>,
+    open: Result<String, DaemonError>,
+    close: Result<(), DaemonError>,
 }
 
 impl Daemon for FakeDaemon {
@@ -122,11 +129,11 @@ impl Daemon for FakeDaemon {
         self.calls.borrow_mut().push(format!(
             "open {user} {service} {rhost} {key_id} auth={auth}"
         ));
-        Ok("handle-1".into())
+        self.open.clone()
     }
     fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
         self.calls.borrow_mut().push(format!("close {handle}"));
-        Ok(())
+        self.close.clone()
     }
 }
 
@@ -149,6 +156,8 @@ fn setup(service: &str, user: &str, password: &[u8]) -> Setup {
             calls: Rc::default(),
             verify: Ok(("alice".into(), "Kid000000001".into())),
             check: Ok(()),
+            open: Ok("handle-1".into()),
+            close: Ok(()),
         },
         args: Args::default(),
     }
@@ -298,6 +307,12 @@ fn a_user_name_that_is_a_key_is_reported_and_refused() {
     let calls = s.calls();
     assert_eq!(calls.len(), 1);
     assert!(calls[0].starts_with("verify  apikey|"), "{calls:?}");
+    let logged = |s: &Setup, what: &str| s.pam.logs.borrow().iter().any(|l| l.contains(what));
+    assert!(logged(&s, "it was reported as leaked"));
+    let mut unreported = setup("sshd", leaked.as_str(), b"hunter2");
+    unreported.daemon.verify = Err(DaemonError::Unavailable("down".into()));
+    assert_eq!(unreported.run(core::authenticate), Code::AuthErr);
+    assert!(logged(&unreported, "it could not be reported"));
     assert!(!s
         .pam
         .logs
@@ -410,4 +425,127 @@ fn a_key_in_the_user_name_leaves_no_password_behind() {
     assert_eq!(s.run(core::authenticate), Code::AuthErr);
     assert_eq!(s.pam.authtok, None, "a key stayed in PAM_AUTHTOK");
     assert!(s.pam.delay.is_some());
+}
+
+/// S15: whatever refused the key, the caller waits the same fail delay,
+/// and nothing of the key is left for the modules below.
+#[test]
+fn every_refusal_path_takes_the_fail_delay() {
+    let mapped = |s: &mut Setup| s.args.map_user = Some("apikey".into());
+    let cases: Vec<(&str, Setup, Code)> = vec![
+        (
+            "daemon says no",
+            {
+                let mut s = setup("sshd", "alice", key().as_str().as_bytes());
+                s.daemon.verify = Err(DaemonError::Refused);
+                s
+            },
+            Code::AuthErr,
+        ),
+        (
+            "daemon unavailable",
+            {
+                let mut s = setup("sshd", "alice", key().as_str().as_bytes());
+                s.daemon.verify = Err(DaemonError::Unavailable("down".into()));
+                s
+            },
+            Code::AuthinfoUnavail,
+        ),
+        (
+            "user name is a key",
+            setup("sshd", key().as_str(), b"hunter2"),
+            Code::AuthErr,
+        ),
+        (
+            "user name not UTF-8",
+            {
+                let mut s = setup("sshd", "alice", key().as_str().as_bytes());
+                s.pam.user = b"al\xffice".to_vec();
+                s
+            },
+            Code::AuthErr,
+        ),
+        (
+            "module misconfigured",
+            {
+                let mut s = setup("sshd", "alice", key().as_str().as_bytes());
+                s.args = Args::parse([&b"timeout=forever"[..]]);
+                s
+            },
+            Code::AuthErr,
+        ),
+        (
+            "mapping inside sshd",
+            {
+                let mut s = setup("sshd", "apikey", key().as_str().as_bytes());
+                mapped(&mut s);
+                s.pam.sshd = true;
+                s
+            },
+            Code::AuthErr,
+        ),
+        (
+            "owner cannot be set",
+            {
+                let mut s = setup("vsftpd", "apikey", key().as_str().as_bytes());
+                mapped(&mut s);
+                s.pam.set_user_fails = true;
+                s
+            },
+            Code::AuthErr,
+        ),
+        (
+            "never-key service",
+            setup("su", "root", key().as_str().as_bytes()),
+            Code::AuthErr,
+        ),
+    ];
+    for (name, mut s, code) in cases {
+        assert_eq!(s.run(core::authenticate), code, "{name}");
+        assert_eq!(s.pam.delay, Some(core::FAIL_DELAY_MICROS), "{name}");
+        assert_eq!(s.pam.authtok, None, "{name}");
+        assert_eq!(s.pam.env.get(KEY_ID_ENV), None, "{name}: no key id");
+        assert_eq!(s.pam.get_data(core::KEY_ID_DATA), None, "{name}");
+        assert_eq!(core::setcred(&mut s.pam), Code::Ignore, "{name}");
+    }
+}
+
+/// Under map_user a key whose owner libpam would not take as PAM_USER
+/// must not log in as the mapping name.
+#[test]
+fn a_mapped_login_whose_owner_cannot_be_set_is_refused() {
+    let mut s = setup("vsftpd", "apikey", key().as_str().as_bytes());
+    s.args.map_user = Some("apikey".into());
+    s.pam.set_user_fails = true;
+    assert_eq!(s.run(core::authenticate), Code::AuthErr);
+    assert_eq!(s.pam.user, b"apikey");
+    assert!(s
+        .pam
+        .logs
+        .borrow()
+        .iter()
+        .any(|l| l.contains("could not set the user")));
+}
+
+#[test]
+fn a_session_the_daemon_did_not_register_is_an_error() {
+    let mut s = setup("sshd", "alice", b"");
+    s.daemon.open = Err(DaemonError::Unavailable("down".into()));
+    assert_eq!(s.run_session(core::open_session), Code::SessionErr);
+    assert_eq!(s.pam.get_data(core::SESSION_DATA), None);
+    s.daemon.open = Err(DaemonError::Refused);
+    assert_eq!(s.run_session(core::open_session), Code::SessionErr);
+    // Nothing registered, nothing to close.
+    assert_eq!(s.run_session(core::close_session), Code::Ignore);
+    assert_eq!(s.connects(), 2);
+
+    let mut opened = setup("sshd", "alice", b"");
+    assert_eq!(opened.run_session(core::open_session), Code::Success);
+    opened.daemon.close = Err(DaemonError::Unavailable("down".into()));
+    assert_eq!(opened.run_session(core::close_session), Code::SessionErr);
+
+    let mut not_utf8 = setup("sshd", "alice", b"");
+    not_utf8.pam.user = b"al\xffice".to_vec();
+    assert_eq!(not_utf8.run_session(core::open_session), Code::SessionErr);
+    assert_eq!(not_utf8.connects(), 0);
 }
