@@ -5,12 +5,12 @@
 //! passes; in CI (`APIKEY_STRICT_TESTS=1`) a missing prerequisite is a
 //! failure, so that a broken machine cannot turn the suite silently green.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Environment variable that turns skips into failures.
-pub const STRICT_ENV: &str = "APIKEY_STRICT_TESTS";
+pub use apikey_test_skip::{
+    current_test, decide, strict_from_env, strict_value, Verdict, STRICT_ENV,
+};
 
 /// One prerequisite of a test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,42 +48,6 @@ pub const WORLD_PROGRAMS: &[&str] = &[
     "gpasswd",
     "chpasswd",
 ];
-
-/// What a test does once its prerequisites are known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Run,
-    /// Print the message and return without testing anything.
-    Skip(String),
-    /// Panic with the message (strict mode).
-    Fail(String),
-}
-
-/// The whole policy in one pure function, so it can be tested without
-/// touching the environment of the test process.
-pub fn decide(test: &str, unmet: Option<&str>, strict: bool) -> Verdict {
-    match unmet {
-        None => Verdict::Run,
-        Some(reason) if strict => Verdict::Fail(format!(
-            "{test}: {reason} ({STRICT_ENV}=1 forbids skipping)"
-        )),
-        Some(reason) => Verdict::Skip(format!("SKIP {test}: {reason}")),
-    }
-}
-
-/// True when `APIKEY_STRICT_TESTS` is set to anything true-ish: 1, true,
-/// yes, on (any case). A value meant as "on" must never keep skipping.
-pub fn strict_from_env() -> bool {
-    std::env::var(STRICT_ENV).is_ok_and(|v| strict_value(&v))
-}
-
-/// The reading of one value of `APIKEY_STRICT_TESTS`.
-pub fn strict_value(value: &str) -> bool {
-    matches!(
-        value.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on" | "y"
-    )
-}
 
 /// The reason the first unmet need is unmet, or `None` when all are met.
 pub fn unmet(needs: &[Need]) -> Option<String> {
@@ -152,29 +116,9 @@ pub fn program(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| panic!("program `{name}` not found; declare it with require!"))
 }
 
-/// The running test's name: libtest (and nextest) name the test thread
-/// after the test.
-pub fn current_test() -> String {
-    std::thread::current()
-        .name()
-        .filter(|n| *n != "main")
-        .unwrap_or("<unnamed test>")
-        .to_string()
-}
-
 /// Used by [`require!`](crate::require): true when the test should go on.
 pub fn proceed(needs: &[Need]) -> bool {
-    let test = current_test();
-    match decide(&test, unmet(needs).as_deref(), strict_from_env()) {
-        Verdict::Run => true,
-        Verdict::Skip(msg) => {
-            // Straight to fd 2: libtest captures `eprintln!`, which would
-            // hide the skip from anyone reading the run.
-            let _ = writeln!(std::io::stderr(), "{msg}");
-            false
-        }
-        Verdict::Fail(msg) => panic!("{msg}"),
-    }
+    apikey_test_skip::proceed_unless(unmet(needs).as_deref())
 }
 
 /// First statement of every end-to-end test:
