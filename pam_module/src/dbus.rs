@@ -595,4 +595,85 @@ mod tests {
             "{refused:?}"
         );
     }
+
+    #[test]
+    fn the_fuzzers_decoder_reads_what_a_bus_sends() {
+        let reply = wire::encode_return(5, 1, &["a", "b"]);
+        assert_eq!(
+            decode_message(&reply),
+            Ok((
+                MSG_METHOD_RETURN,
+                None,
+                vec![Value::Str("a".into()), Value::Str("b".into())]
+            ))
+        );
+        let error = wire::encode_error(5, 1, "org.example.Error.No", "why");
+        assert_eq!(
+            decode_message(&error),
+            Ok((
+                MSG_ERROR,
+                Some("org.example.Error.No".into()),
+                vec![Value::Str("why".into())]
+            ))
+        );
+        assert!(matches!(
+            decode_message(&reply[..20]),
+            Err(BusError::Protocol(_))
+        ));
+    }
+
+    /// The bus's answer to AUTH may be up to MAX_AUTH_LINE bytes before
+    /// its CRLF, delivered in pieces; a longer one is refused at once
+    /// rather than read until the deadline.
+    #[test]
+    fn authentication_lines_are_read_up_to_their_limit() {
+        let answer = |first: Vec<u8>, then: &'static [u8]| {
+            let (client_end, mut bus) = UnixStream::pair().unwrap();
+            let fake = std::thread::spawn(move || {
+                let mut auth = [0u8; 64];
+                let _ = bus.read(&mut auth).unwrap();
+                bus.write_all(&first).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = bus.write_all(then);
+                std::thread::sleep(Duration::from_millis(100));
+            });
+            let start = Instant::now();
+            let result = Client::over(client_end, start + Duration::from_secs(10)).map(|_| ());
+            let took = start.elapsed();
+            fake.join().unwrap();
+            (result, took)
+        };
+        let mut longest = b"OK ".to_vec();
+        longest.resize(MAX_AUTH_LINE, b'a');
+        assert_eq!(answer(longest.clone(), b"\r\n").0, Ok(()));
+        longest.push(b'a');
+        let (result, took) = answer(longest, b"");
+        assert_eq!(
+            result,
+            Err(BusError::Protocol("authentication line too long".into()))
+        );
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    /// A PAM host may run with its standard input closed: a socket that
+    /// gets descriptor 0 is a socket like any other.
+    #[test]
+    fn a_socket_on_descriptor_zero_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        // SAFETY: fd 0 is put back before the test ends.
+        let saved = unsafe { libc::dup(0) };
+        assert!(saved > 0);
+        unsafe { libc::close(0) };
+        let connected = connect_by(&path, Instant::now() + Duration::from_secs(5));
+        let ok = connected.is_ok();
+        drop(connected);
+        unsafe {
+            libc::dup2(saved, 0);
+            libc::close(saved);
+        }
+        assert!(ok, "connect_by refused descriptor 0");
+    }
 }
