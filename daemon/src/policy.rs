@@ -564,6 +564,17 @@ mod tests {
         );
         assert!(new_key_expiry(now, Some(Expiry::Never), Expiry::Days(30)).is_err());
         assert!(new_key_expiry(now, Some(Expiry::Days(90)), Expiry::Days(30)).is_err());
+        // Exactly the site's maximum is allowed; a day more is not.
+        assert_eq!(
+            new_key_expiry(now, Some(Expiry::Days(30)), Expiry::Days(30)).unwrap(),
+            Some(now + 30 * 86400)
+        );
+        assert_eq!(
+            new_key_expiry(now, Some(Expiry::Never), Expiry::Never).unwrap(),
+            None
+        );
+        let e = new_key_expiry(now, Some(Expiry::Days(31)), Expiry::Days(30)).unwrap_err();
+        assert!(matches!(e, KeysError::PolicyForbids(_)), "{e:?}");
     }
 
     #[test]
