@@ -43,6 +43,8 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(1800));
         assert_eq!(parse_duration("12h"), Ok(43200));
         assert_eq!(parse_duration("7d"), Ok(604800));
+        // The longest accepted: a hundred years.
+        assert_eq!(parse_duration("36500d"), Ok(36500 * 86400));
     }
 
     #[test]

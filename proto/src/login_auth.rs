@@ -91,6 +91,9 @@ mod tests {
         assert!(methods.len() <= MAX_LEN, "{methods}");
         assert!(is_valid(&methods));
         assert!(methods.starts_with("method-00,method-01,"));
+        // A list exactly at the cap is kept whole.
+        let (a, b) = ("a".repeat(64), "b".repeat(MAX_LEN - 65));
+        assert_eq!(ssh_methods(&format!("{a}\n{b}\n")), format!("{a},{b}"));
     }
 
     #[test]

@@ -111,6 +111,7 @@ mod tests {
         assert_eq!(relative(NOW, NOW - 91 * DAY), "3 months ago");
         assert_eq!(relative(NOW, NOW - 200 * DAY), "7 months ago");
         assert_eq!(relative(NOW, NOW - 334 * DAY), "11 months ago");
+        assert_eq!(relative(NOW, NOW - 335 * DAY), "1 year ago");
         assert_eq!(relative(NOW, NOW - 364 * DAY), "1 year ago");
         assert_eq!(relative(NOW, NOW - 365 * DAY), "1 year ago");
         assert_eq!(relative(NOW, NOW - 3 * 365 * DAY), "3 years ago");
@@ -181,5 +182,14 @@ mod tests {
             );
             prev = cur;
         }
+    }
+
+    #[test]
+    fn now_is_the_clocks() {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now() - clock).abs() <= 2, "{} vs {clock}", now());
     }
 }

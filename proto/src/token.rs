@@ -201,6 +201,23 @@ mod tests {
         assert_eq!(Token::parse(&bad), Err(TokenError::Malformed));
     }
 
+    /// What the CLI and the logs say about a string that is not a key.
+    #[test]
+    fn each_refusal_explains_itself() {
+        assert_eq!(
+            TokenError::NotKeyShaped.to_string(),
+            "not an API key (it must start with apikey| or apikey_)"
+        );
+        assert_eq!(
+            TokenError::Malformed.to_string(),
+            "malformed API key (wrong length or characters)"
+        );
+        assert_eq!(
+            TokenError::BadChecksum.to_string(),
+            "API key checksum mismatch (mistyped or truncated)"
+        );
+    }
+
     #[test]
     fn debug_never_shows_the_secret() {
         let t = Token::generate().unwrap();

@@ -477,6 +477,63 @@ mod tests {
         assert!(decode(&encode_return(1, 1, &["x"])[..20]).is_err());
     }
 
+    /// A message of exactly MAX_MESSAGE bytes is read; one byte more is
+    /// refused from its first 16 bytes.
+    #[test]
+    fn the_size_limit_is_exact() {
+        let header = encode_return(1, 1, &[""]).len() - body_len(&[""]);
+        let fits = "x".repeat(MAX_MESSAGE - header - body_len(&[""]));
+        let m = encode_return(1, 1, &[&fits]);
+        assert_eq!(m.len(), MAX_MESSAGE);
+        assert_eq!(Frame::of(&m).unwrap().total, MAX_MESSAGE);
+        assert_eq!(decode(&m).unwrap().body, vec![Value::Str(fits.clone())]);
+        let over = encode_return(1, 1, &[&format!("{fits}x")]);
+        assert_eq!(
+            Frame::of(&over).unwrap_err().to_string(),
+            "message too large"
+        );
+    }
+
+    /// A caller that wants no reply says so in the header's flags; the
+    /// daemon's socket then sends none.
+    #[test]
+    fn the_no_reply_flag_is_read() {
+        let mut m = encode_call(&call(&["a"], None), 3);
+        assert!(!decode(&m).unwrap().no_reply);
+        m[2] |= NO_REPLY_EXPECTED;
+        assert!(decode(&m).unwrap().no_reply);
+    }
+
+    /// A header whose field array ends in padding, at the very end of a
+    /// message without a body, decodes (alignment may reach the end).
+    #[test]
+    fn padding_up_to_the_end_of_the_message_is_read() {
+        let mut m = vec![b'l', MSG_METHOD_RETURN, 1, 1];
+        m.extend_from_slice(&0u32.to_le_bytes()); // no body
+        m.extend_from_slice(&9u32.to_le_bytes());
+        m.extend_from_slice(&16u32.to_le_bytes()); // 14 bytes of fields, 2 of padding
+        m.extend_from_slice(&[FIELD_REPLY_SERIAL, 1, b'u', 0]);
+        m.extend_from_slice(&5u32.to_le_bytes());
+        m.extend_from_slice(&[FIELD_SIGNATURE, 1, b'g', 0, 0, 0, 0, 0]);
+        assert_eq!(m.len(), 32);
+        let r = decode(&m).unwrap();
+        assert_eq!((r.serial, r.reply_serial), (9, Some(5)));
+        assert!(r.body.is_empty());
+    }
+
+    /// decode_framed trusts its frame only as far as the bytes go.
+    #[test]
+    fn a_frame_longer_than_its_bytes_is_short() {
+        let m = encode_return(1, 1, &["x"]);
+        let frame = Frame::of(&m).unwrap();
+        for len in [16, frame.header_len - 1] {
+            assert_eq!(
+                decode_framed(&m[..len], &frame).unwrap_err().to_string(),
+                short().to_string()
+            );
+        }
+    }
+
     #[test]
     fn the_body_size_is_known_before_it_is_written() {
         for args in [&[][..], &["a"][..], &["abc", "", "defgh"][..]] {
