@@ -62,12 +62,8 @@ pub trait Host: Send + Sync {
     /// on a thread that may block. The daemon's async workers use them.
     /// An account by uid and its shadow state, in one look (one set of
     /// stats): what a key's owner check needs.
-    fn quick_account_state(&self, _uid: u32, _today: i64) -> Option<(Account, ShadowState)> {
-        None
-    }
-    fn quick_group_gid(&self, _name: &str) -> Option<u32> {
-        None
-    }
+    fn quick_account_state(&self, uid: u32, today: i64) -> Option<(Account, ShadowState)>;
+    fn quick_group_gid(&self, name: &str) -> Option<u32>;
     /// UID_MIN of /etc/login.defs: below it are system accounts.
     fn uid_min(&self) -> u32;
     /// The kernel's id of this boot: what tells a session of this boot
@@ -406,22 +402,31 @@ pub fn entry_state(e: ShadowEntry, today: i64) -> ShadowState {
 /// getspnam_r: `Ok(None)` when the account has no shadow entry (NSS
 /// sources without shadow data), an error when shadow cannot be read.
 fn getspnam(name: &str) -> Result<Option<(String, i64)>, String> {
+    // SAFETY: the arguments are what getspnam_with hands over: live,
+    // correctly sized memory.
+    getspnam_with(name, |name, entry, buf, result| unsafe {
+        libc::getspnam_r(name.as_ptr(), entry, buf.as_mut_ptr(), buf.len(), result)
+    })
+}
+
+/// Largest buffer offered to getspnam_r: an entry longer than this is not
+/// one a system has.
+const MAX_SHADOW_BUFFER: usize = 1 << 20;
+
+/// The loop around a getspnam_r-like `call`: a buffer four times larger
+/// while it answers ERANGE, up to `MAX_SHADOW_BUFFER`.
+fn getspnam_with(
+    name: &str,
+    mut call: impl FnMut(&CString, &mut libc::spwd, &mut [libc::c_char], &mut *mut libc::spwd) -> i32,
+) -> Result<Option<(String, i64)>, String> {
     let cname = CString::new(name).map_err(|_| "user name contains NUL".to_string())?;
     let mut buf = vec![0 as libc::c_char; 4096];
     loop {
+        // SAFETY: an all-zero spwd is a valid value of the C struct.
         let mut entry: libc::spwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::spwd = std::ptr::null_mut();
-        // SAFETY: every pointer refers to live, correctly sized memory.
-        let rc = unsafe {
-            libc::getspnam_r(
-                cname.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+        let rc = call(&cname, &mut entry, &mut buf, &mut result);
+        if rc == libc::ERANGE && buf.len() < MAX_SHADOW_BUFFER {
             buf.resize(buf.len() * 4, 0);
             continue;
         }
@@ -550,5 +555,214 @@ mod tests {
         assert!(!uids_acceptable([1000, 0, 1000, 0], 0, true));
         assert!(!uids_acceptable([0, 1000, 1000, 1000], 1000, true));
         assert!(!uids_acceptable([1000, 1001, 1001, 1001], 1001, true));
+    }
+
+    #[test]
+    fn the_clock_is_the_systems() {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((SystemHost::new().now() - clock).abs() <= 2);
+    }
+
+    #[test]
+    fn uid_min_is_the_sites() {
+        let expected = std::fs::read_to_string("/etc/login.defs")
+            .ok()
+            .and_then(|t| parse_uid_min(&t))
+            .unwrap_or(1000);
+        assert_eq!(SystemHost::new().uid_min(), expected);
+    }
+
+    /// A name NSS cannot even be asked about is no account, not an
+    /// unavailable directory.
+    #[test]
+    fn impossible_names_are_no_accounts() {
+        let host = SystemHost::new();
+        assert_eq!(host.account_by_name(""), Lookup::Gone);
+        assert_eq!(host.account_by_name("ro\0ot"), Lookup::Gone);
+    }
+
+    /// Groups by name, from the files and without a file read once they
+    /// have been read: a group other than root's, and one that is not.
+    #[test]
+    fn groups_are_found_by_name() {
+        let group = std::fs::read_to_string("/etc/group").unwrap();
+        let (name, gid) = group
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                Some((f.first()?.to_string(), f.get(2)?.parse::<u32>().ok()?))
+            })
+            .find(|(_, gid)| *gid > 1)
+            .expect("a group with a gid above 1 in /etc/group");
+        let host = SystemHost::new();
+        assert_eq!(host.group_gid(&name), Some(gid));
+        assert_eq!(host.quick_group_gid(&name), Some(gid));
+        assert_eq!(host.group_gid("no-such-group-here"), None);
+        assert_eq!(host.quick_group_gid("no-such-group-here"), None);
+    }
+
+    /// The owner check's quick path: root's account and shadow entry in
+    /// one look once the files have been read (root reads /etc/shadow).
+    #[test]
+    fn an_account_and_its_shadow_entry_come_in_one_look() {
+        if !apikey_test_skip::proceed_unless(apikey_test_skip::unmet_root()) {
+            return;
+        }
+        let host = SystemHost::new();
+        let today = host.now() / 86400;
+        let Lookup::Found(root) = host.account_by_uid(0) else {
+            panic!("no uid 0")
+        };
+        let state = host.shadow_state(&root.name, today).unwrap();
+        assert_eq!(host.quick_account_state(0, today), Some((root, state)));
+        assert_eq!(host.quick_account_state(4_000_000_000, today), None);
+    }
+
+    /// Only debug builds (the tests') take another boot id from the
+    /// environment, and only a non-empty one.
+    #[test]
+    fn tests_may_simulate_a_reboot() {
+        std::env::set_var("APIKEYD_TEST_BOOT_ID", "");
+        assert_eq!(test_boot_id(), None);
+        std::env::set_var("APIKEYD_TEST_BOOT_ID", "another-boot");
+        assert_eq!(test_boot_id().as_deref(), Some("another-boot"));
+        assert_eq!(SystemHost::new().boot_id(), "another-boot");
+        std::env::remove_var("APIKEYD_TEST_BOOT_ID");
+        assert_eq!(test_boot_id(), None);
+    }
+
+    /// read_at reads a file whole, up to 64 KiB.
+    #[test]
+    fn files_are_read_whole_up_to_their_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small"), "x".repeat(5000)).unwrap();
+        std::fs::write(dir.path().join("big"), "y".repeat(100_000)).unwrap();
+        let handle = File::open(dir.path()).unwrap();
+        assert_eq!(read_at(&handle, "small").unwrap().len(), 5000);
+        assert_eq!(read_at(&handle, "big").unwrap().len(), 64 * 1024);
+        assert!(read_at(&handle, "missing").is_err());
+    }
+
+    /// A process that belongs to an audit session keeps it alive; once it
+    /// is gone, so is the session. The session is a child's own: writing
+    /// its loginuid gives it a new one (root, with audit support).
+    #[test]
+    fn audit_sessions_live_while_a_process_belongs_to_them() {
+        let unmet = apikey_test_skip::unmet_root().or_else(|| {
+            (!std::path::Path::new("/proc/self/loginuid").exists())
+                .then_some("a kernel with audit support")
+        });
+        if !apikey_test_skip::proceed_unless(unmet) {
+            return;
+        }
+        let path = std::ffi::CString::new("/proc/self/loginuid").unwrap();
+        // SAFETY: the child makes only async-signal-safe calls (open,
+        // write, pause) before it is killed.
+        let child = unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"4242".as_ptr().cast(), 4) != 4 {
+                    libc::_exit(1);
+                }
+                libc::close(fd);
+                loop {
+                    libc::pause();
+                }
+            }
+            pid
+        };
+        assert!(child > 0);
+        let read_session = || {
+            std::fs::read_to_string(format!("/proc/{child}/sessionid"))
+                .ok()
+                .and_then(|t| parse_audit_id(&t))
+                .flatten()
+        };
+        let start = std::time::Instant::now();
+        let session = loop {
+            if let Some(id) = read_session().filter(|_| {
+                std::fs::read_to_string(format!("/proc/{child}/loginuid")).unwrap() == "4242"
+            }) {
+                break id;
+            }
+            assert!(start.elapsed().as_secs() < 5, "the child never logged in");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let host = SystemHost::new();
+        let alive = host.audit_session_alive(session);
+        let listed = host
+            .live_audit_sessions()
+            .is_some_and(|s| s.contains(&session));
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        assert!(alive && listed, "session {session}: {alive} {listed}");
+        assert!(!host.audit_session_alive(session));
+        assert!(!host.live_audit_sessions().unwrap().contains(&session));
+    }
+
+    /// The buffer grows fourfold while getspnam_r says ERANGE, up to
+    /// 1 MiB; then the lookup fails rather than growing without end.
+    #[test]
+    fn shadow_lookups_grow_their_buffer_as_asked() {
+        let answer = |needs: usize, rc_when_found: i32| {
+            let mut sizes = Vec::new();
+            let got = getspnam_with("alice", |_, entry, buf, result| {
+                sizes.push(buf.len());
+                if buf.len() < needs {
+                    return libc::ERANGE;
+                }
+                let hash = b"$y$hash\0";
+                for (d, s) in buf.iter_mut().zip(hash) {
+                    *d = *s as libc::c_char;
+                }
+                entry.sp_pwdp = buf.as_mut_ptr();
+                entry.sp_expire = 19_000;
+                *result = entry;
+                rc_when_found
+            });
+            (got, sizes)
+        };
+        assert_eq!(
+            answer(10_000, 0),
+            (Ok(Some(("$y$hash".into(), 19_000))), vec![4096, 16384])
+        );
+        assert_eq!(answer(0, 0).1, vec![4096]);
+        let (got, sizes) = answer(usize::MAX, 0);
+        assert_eq!(sizes, vec![4096, 16384, 65536, 262144, 1048576]);
+        assert!(got
+            .unwrap_err()
+            .contains("cannot read the shadow entry of alice"));
+        let none = getspnam_with("alice", |_, _, _, _| libc::ENOENT);
+        assert_eq!(none, Ok(None));
+        let none = getspnam_with("alice", |_, _, _, _| 0);
+        assert_eq!(none, Ok(None));
+        let failed = getspnam_with("alice", |_, _, _, _| libc::EIO);
+        assert!(failed.unwrap_err().contains("alice"));
+        assert!(getspnam_with("a\0b", |_, _, _, _| 0).is_err());
+    }
+
+    /// The real getspnam_r agrees with /etc/shadow (root reads it).
+    #[test]
+    fn shadow_entries_are_read_through_nss() {
+        if !apikey_test_skip::proceed_unless(apikey_test_skip::unmet_root()) {
+            return;
+        }
+        let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+        let root: Vec<&str> = shadow
+            .lines()
+            .find(|l| l.starts_with("root:"))
+            .expect("root in /etc/shadow")
+            .split(':')
+            .collect();
+        let expire = root[7].parse::<i64>().unwrap_or(-1);
+        assert_eq!(getspnam("root"), Ok(Some((root[1].to_string(), expire))));
+        assert_eq!(getspnam("no-such-user-here"), Ok(None));
     }
 }
