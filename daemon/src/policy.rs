@@ -735,6 +735,13 @@ mod tests {
         ));
         assert!(may_verify_for(&VerifierScope::Any, "").is_ok());
         assert!(may_verify_for(&VerifierScope::None, "nginx").is_err());
+        // Even a group allowed every service must name one.
+        let everything = VerifierScope::Services(v(&["*"]));
+        assert!(may_verify_for(&everything, "vsftpd").is_ok());
+        assert!(matches!(
+            may_verify_for(&everything, ""),
+            Err(KeysError::Denied(m)) if m == "only root may verify a key without naming a service"
+        ));
     }
 
     #[test]
