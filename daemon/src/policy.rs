@@ -718,6 +718,33 @@ mod tests {
         ));
     }
 
+    /// The reasons the audit log gives; operators search for them.
+    #[test]
+    fn refusal_reasons_are_the_documented_words() {
+        let words: Vec<&str> = [
+            KeyRefusal::Revoked,
+            KeyRefusal::Expired,
+            KeyRefusal::SessionKey,
+            KeyRefusal::ServiceNotAllowed,
+            KeyRefusal::OutOfScope,
+            KeyRefusal::WrongUser,
+        ]
+        .into_iter()
+        .map(KeyRefusal::as_str)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "revoked",
+                "expired",
+                "session-key",
+                "service-not-allowed",
+                "out-of-scope",
+                "wrong-user"
+            ]
+        );
+    }
+
     #[test]
     fn verifiers_are_bounded() {
         let groups = vec![(50, v(&["nginx*"]))];

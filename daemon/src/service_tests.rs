@@ -133,6 +133,11 @@ pub(crate) struct World {
 }
 
 pub(crate) fn world() -> World {
+    world_with(SqliteStore::open_in_memory())
+}
+
+/// The same world over a store of its own kind (one in a file, say).
+pub(crate) fn world_with(store: SqliteStore) -> World {
     let host = Arc::new(FakeHost::default());
     host.now.store(1_700_000_000, Ordering::SeqCst);
     {
@@ -142,7 +147,7 @@ pub(crate) fn world() -> World {
         a.insert(BOB, "bob".into());
         a.insert(999, "svc".into());
     }
-    let store = Arc::new(SqliteStore::open_in_memory());
+    let store = Arc::new(store);
     let svc = KeyService::new(
         Config::default(),
         store.clone(),
@@ -1095,4 +1100,174 @@ mod inline {
             .is_none());
         assert!(!svc.status(&www).unwrap().verifier);
     }
+}
+
+/// ListPage pages through every key once, a page at most `limit` long,
+/// and ends with an empty position; a position no listing gave is refused.
+#[test]
+fn listing_by_pages_gives_every_key_once() {
+    let w = world();
+    w.allow_users();
+    let mut made: Vec<String> = (0..7)
+        .map(|i| {
+            let name = format!("k{i}");
+            w.svc
+                .generate(&w.alice(), &name, "", &none(), "")
+                .unwrap()
+                .1
+                .id
+        })
+        .collect();
+    let admin = w.admin();
+    let (mut seen, mut after, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let (page, next) = w
+            .svc
+            .list_page(&admin, "", true, false, &none(), &after, 3)
+            .unwrap();
+        assert!(!page.is_empty() && page.len() <= 3, "{page:?}");
+        seen.extend(page.into_iter().map(|k| k.id));
+        pages += 1;
+        if next.is_empty() {
+            break;
+        }
+        after = next;
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    made.sort();
+    assert_eq!(seen, made);
+    let (whole, next) = w
+        .svc
+        .list_page(&admin, "", true, false, &none(), "", 7)
+        .unwrap();
+    assert_eq!((whole.len(), next.as_str()), (7, ""));
+    for bad in ["0", "-3", "x", "1e3"] {
+        assert!(
+            matches!(
+                w.svc.list_page(&admin, "", true, false, &none(), bad, 3),
+                Err(KeysError::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// Revoke takes between 1 and MAX_IDS ids.
+#[test]
+fn revoke_takes_a_bounded_list_of_ids() {
+    let w = world();
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|i| format!("{i:012}")).collect() };
+    for n in [0, crate::service::MAX_IDS + 1] {
+        assert!(
+            matches!(
+                w.svc.revoke(&w.root(), &ids(n)),
+                Err(KeysError::InvalidArgument(_))
+            ),
+            "{n} ids"
+        );
+    }
+    assert!(matches!(
+        w.svc.revoke(&w.root(), &ids(crate::service::MAX_IDS)),
+        Err(KeysError::NotFound(_))
+    ));
+}
+
+/// A backup is a whole, consistent store in the file the administrator
+/// gave; anyone else gets nothing written.
+#[test]
+fn backups_are_for_administrators_and_hold_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world_with(SqliteStore::open(&dir.path().join("keys.db")).unwrap());
+    w.allow_users();
+    w.svc.generate(&w.alice(), "one", "", &none(), "").unwrap();
+    let path = dir.path().join("copy.db");
+    let mut refused = std::fs::File::create(&path).unwrap();
+    assert!(matches!(
+        w.svc.backup(&w.alice(), &mut refused),
+        Err(KeysError::Denied(_))
+    ));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    let mut out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let bytes = w.svc.backup(&w.admin(), &mut out).unwrap();
+    drop(out);
+    assert!(bytes > 0);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+    let copy = rusqlite::Connection::open(&path).unwrap();
+    let keys: i64 = copy
+        .query_row("SELECT count(*) FROM keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, 1);
+}
+
+/// A checkpoint leaves the write-ahead log empty: the main file alone is
+/// the whole store.
+#[test]
+fn a_checkpoint_folds_the_log_into_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world_with(SqliteStore::open(&dir.path().join("keys.db")).unwrap());
+    w.allow_users();
+    w.svc.generate(&w.alice(), "one", "", &none(), "").unwrap();
+    let wal = || std::fs::metadata(dir.path().join("keys.db-wal")).map_or(0, |m| m.len());
+    assert!(wal() > 0);
+    w.svc.checkpoint_store().unwrap();
+    assert_eq!(wal(), 0);
+}
+
+#[test]
+fn only_an_active_key_is_rotated() {
+    let w = world();
+    w.allow_users();
+    let (_, info) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
+    w.svc
+        .revoke(&w.alice(), std::slice::from_ref(&info.id))
+        .unwrap();
+    assert!(matches!(
+        w.svc.rotate(&w.alice(), &info.id),
+        Err(KeysError::NotFound(_))
+    ));
+}
+
+#[test]
+fn the_services_keys_may_name_are_the_sites() {
+    let w = world();
+    assert_eq!(w.svc.key_services(), Config::default().key_services);
+    assert!(!w.svc.key_services().is_empty());
+}
+
+/// The session timeout is a duration of at least a minute.
+#[test]
+fn session_timeouts_start_at_a_minute() {
+    let w = world();
+    let set = |t: &str| w.svc.set_settings(&w.root(), "", "", "", t);
+    assert_eq!(set("60s").unwrap().session_timeout, 60);
+    assert!(matches!(set("59s"), Err(KeysError::InvalidArgument(_))));
+    assert!(matches!(set("0s"), Err(KeysError::InvalidArgument(_))));
+}
+
+/// What `apikey status` reports about its caller.
+#[test]
+fn status_describes_the_caller() {
+    let w = world();
+    let alice = w.svc.status(&w.alice()).unwrap();
+    assert_eq!(
+        (
+            alice.user.as_str(),
+            alice.logged_in,
+            alice.impersonating,
+            alice.admin
+        ),
+        ("alice", true, false, false)
+    );
+    let su = w.svc.status(&w.caller(ALICE, Some(BOB), &[])).unwrap();
+    assert!(su.logged_in && su.impersonating);
+    let daemon = w.svc.status(&w.caller(ALICE, None, &[])).unwrap();
+    assert!(!daemon.logged_in && !daemon.impersonating);
+    let nobody = w.svc.status(&w.caller(4242, Some(4242), &[])).unwrap();
+    assert_eq!(nobody.user, "");
+    assert!(w.svc.status(&w.admin()).unwrap().admin);
 }

@@ -359,3 +359,17 @@ fn listings_hide_ended_keys_unless_asked_and_page_through_the_rest() {
         ));
     }
 }
+
+/// Rotation is for long-lived keys: a session key is never turned into one.
+#[test]
+fn a_session_key_is_not_rotated() {
+    let w = world();
+    w.allow_users();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (_, info) = w.svc.create_session_key(&alice, "").unwrap();
+    assert!(matches!(
+        w.svc.rotate(&alice, &info.id),
+        Err(KeysError::NotFound(_))
+    ));
+    assert_eq!(w.svc.list(&w.admin(), "", true, true).unwrap().len(), 1);
+}

@@ -245,25 +245,10 @@ impl KeyService {
         };
         q.limit = limit.clamp(1, PAGE_MAX);
         let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
-        let mut page = Vec::with_capacity(keys.len());
-        let mut bytes = 0;
-        let mut last = None;
-        for (position, key) in &keys {
-            let info = self.info(key, &policy);
-            bytes += encoded_size(&info);
-            // Never an empty page: one key always fits.
-            if bytes > PAGE_BYTES && !page.is_empty() {
-                break;
-            }
-            page.push(info);
-            last = Some(*position);
-        }
-        let cut_short = page.len() < keys.len();
-        let next = match last {
-            Some(position) if more || cut_short => position.to_string(),
-            _ => String::new(),
-        };
-        Ok((page, next))
+        let infos = keys
+            .iter()
+            .map(|(position, key)| (*position, self.info(key, &policy)));
+        Ok(fill_page(infos, more, PAGE_BYTES))
     }
 
     /// Who may list what, for both kinds of listing; with the policy it
@@ -1304,6 +1289,34 @@ pub const PAGE_MAX: u32 = 1000;
 /// What a page of ListPage may take on the bus, about.
 pub const PAGE_BYTES: usize = 512 * 1024;
 
+/// The keys of a page that fit in `budget` bytes on the bus (one always
+/// does), and the position to ask after next: the last key's when the
+/// store has `more` or the page was cut short, "" when the listing is done.
+fn fill_page(
+    keys: impl ExactSizeIterator<Item = (i64, KeyInfo)>,
+    more: bool,
+    budget: usize,
+) -> (Vec<KeyInfo>, String) {
+    let offered = keys.len();
+    let mut page = Vec::with_capacity(offered);
+    let mut bytes = 0;
+    let mut last = None;
+    for (position, info) in keys {
+        bytes += encoded_size(&info);
+        if bytes > budget && !page.is_empty() {
+            break;
+        }
+        page.push(info);
+        last = Some(position);
+    }
+    let cut_short = page.len() < offered;
+    let next = match last {
+        Some(position) if more || cut_short => position.to_string(),
+        _ => String::new(),
+    };
+    (page, next)
+}
+
 /// About what a key's record takes in a bus message: its strings with
 /// their length words and padding, and the fixed fields.
 fn encoded_size(k: &KeyInfo) -> usize {
@@ -1419,5 +1432,59 @@ fn settings_of(p: &Policy) -> Settings {
         expires: p.expiry.to_string(),
         users_see_own: p.users_see_own,
         session_timeout: p.session_timeout_secs,
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    fn key(n: i64) -> (i64, KeyInfo) {
+        let info = KeyInfo {
+            id: format!("{n:012}"),
+            user: String::new(),
+            uid: 0,
+            name: String::new(),
+            services: Vec::new(),
+            created: 0,
+            expires: 0,
+            last_used: 0,
+            last_service: String::new(),
+            last_rhost: String::new(),
+            created_by_uid: 0,
+            session: false,
+            revoked: 0,
+        };
+        (n * 10, info)
+    }
+
+    fn page(n: i64, more: bool, budget: usize) -> (Vec<i64>, String) {
+        let (keys, next) = fill_page(
+            (1..=n).map(key).collect::<Vec<_>>().into_iter(),
+            more,
+            budget,
+        );
+        let ids = keys.iter().map(|k| k.id.parse().unwrap()).collect();
+        (ids, next)
+    }
+
+    /// Pages are cut where the next key would pass the byte budget, never
+    /// before the first key, and say where the next page starts.
+    #[test]
+    fn a_page_holds_what_fits_and_says_where_to_go_on() {
+        let one = encoded_size(&key(1).1);
+        // Exactly three fit; the listing is done when the store has no more.
+        assert_eq!(page(3, false, 3 * one), (vec![1, 2, 3], String::new()));
+        assert_eq!(page(3, true, 3 * one), (vec![1, 2, 3], "30".into()));
+        // A fourth key is cut and comes on the next page.
+        assert_eq!(page(5, false, 3 * one), (vec![1, 2, 3], "30".into()));
+        assert_eq!(
+            page(5, false, 3 * one + one / 2),
+            (vec![1, 2, 3], "30".into())
+        );
+        // One key always fits, however small the budget.
+        assert_eq!(page(1, false, 1), (vec![1], String::new()));
+        assert_eq!(page(2, false, 1), (vec![1], "10".into()));
+        assert_eq!(page(0, true, 1), (vec![], String::new()));
     }
 }
