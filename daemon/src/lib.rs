@@ -26,6 +26,8 @@ pub mod throttle;
 pub mod usage;
 
 #[cfg(test)]
+mod audit_line_tests;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod session_key_tests;

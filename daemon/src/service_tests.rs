@@ -143,6 +143,11 @@ pub(crate) fn world_with(store: SqliteStore) -> World {
 
 /// A world whose audit lines go to `audit`.
 pub(crate) fn world_logging_to(store: SqliteStore, audit: Audit) -> World {
+    world_configured(store, audit, Config::default())
+}
+
+/// A world whose daemon reads `cfg`.
+pub(crate) fn world_configured(store: SqliteStore, audit: Audit, cfg: Config) -> World {
     let host = Arc::new(FakeHost::default());
     host.now.store(1_700_000_000, Ordering::SeqCst);
     {
@@ -153,7 +158,7 @@ pub(crate) fn world_logging_to(store: SqliteStore, audit: Audit) -> World {
         a.insert(999, "svc".into());
     }
     let store = Arc::new(store);
-    let svc = KeyService::new(Config::default(), store.clone(), host.clone(), audit);
+    let svc = KeyService::new(cfg, store.clone(), host.clone(), audit);
     World {
         host,
         store,
@@ -1142,6 +1147,15 @@ fn listing_by_pages_gives_every_key_once() {
         .list_page(&admin, "", true, false, &none(), "", 7)
         .unwrap();
     assert_eq!((whole.len(), next.as_str()), (7, ""));
+    // Twenty records are a few kilobytes: one page, far from its budget.
+    for _ in 0..13 {
+        w.svc.generate(&w.alice(), "more", "", &none(), "").unwrap();
+    }
+    let (whole, next) = w
+        .svc
+        .list_page(&admin, "", true, false, &none(), "", 20)
+        .unwrap();
+    assert_eq!((whole.len(), next.as_str()), (20, ""));
     for bad in ["0", "-3", "x", "1e3"] {
         assert!(
             matches!(
@@ -1340,4 +1354,47 @@ fn a_failing_store_is_reported_once_and_its_recovery_too() {
     }
     assert_eq!(w.svc.status(&w.alice()).unwrap().store, "");
     assert_eq!(count(&lines(), "store-recovered"), 1);
+}
+
+/// A key's name may be 200 characters long, not one more.
+#[test]
+fn names_are_capped_at_their_documented_length() {
+    let w = world();
+    w.allow_users();
+    let longest = "é".repeat(crate::service::MAX_NAME);
+    assert!(w
+        .svc
+        .generate(&w.alice(), &longest, "", &none(), "")
+        .is_ok());
+    assert!(matches!(
+        w.svc
+            .generate(&w.alice(), &format!("{longest}x"), "", &none(), ""),
+        Err(KeysError::InvalidArgument(_))
+    ));
+}
+
+/// No new key while the store's disk is below the configured minimum.
+#[test]
+fn new_keys_wait_for_free_disk_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_minimum = |min: u64| {
+        let cfg = Config {
+            min_free_disk_bytes: min,
+            ..Config::default()
+        };
+        let db = dir.path().join(format!("keys-{min}.db"));
+        world_configured(SqliteStore::open(&db).unwrap(), Audit::stderr(), cfg)
+    };
+    let full = with_minimum(u64::MAX);
+    full.allow_users();
+    assert!(matches!(
+        full.svc.generate(&full.alice(), "", "", &none(), ""),
+        Err(KeysError::QuotaExceeded(m)) if m.contains("no new keys until space is freed")
+    ));
+    let roomy = with_minimum(0);
+    roomy.allow_users();
+    assert!(roomy
+        .svc
+        .generate(&roomy.alice(), "", "", &none(), "")
+        .is_ok());
 }

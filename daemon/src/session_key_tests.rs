@@ -1,7 +1,8 @@
 //! Session keys against the scripted host: binding, every way they end,
 //! and S6, with an injected clock instead of sleeping.
 
-use crate::service_tests::{world, ALICE, BOB};
+use crate::host::Host;
+use crate::service_tests::{world, World, ALICE, BOB};
 use crate::store::Store;
 use apikey_proto::KeysError;
 
@@ -372,4 +373,79 @@ fn a_session_key_is_not_rotated() {
         Err(KeysError::NotFound(_))
     ));
     assert_eq!(w.svc.list(&w.admin(), "", true, true).unwrap().len(), 1);
+}
+
+fn revoked_why(w: &World, id: &str) -> Option<String> {
+    w.store
+        .by_id(id)
+        .unwrap()
+        .and_then(|k| k.revoked)
+        .map(|r| r.reason)
+}
+
+/// logind's word that a session ended ends that session's keys, and only
+/// when logind says it: another session's keys and a signal from anyone
+/// else change nothing.
+#[test]
+fn logind_ends_the_keys_of_the_session_it_names() {
+    let w = world();
+    w.allow_users();
+    let in_42 = w.caller_in(ALICE, Some(ALICE), Some(42), &[]);
+    let in_43 = w.caller_in(ALICE, Some(ALICE), Some(43), &[]);
+    let (_, a) = w.svc.create_session_key(&in_42, "").unwrap();
+    let (_, b) = w.svc.create_session_key(&in_43, "").unwrap();
+    w.svc.logind_session_removed("42", ":1.66", false);
+    assert_eq!(revoked_why(&w, &a.id), None);
+    w.svc.logind_session_removed("c7", ":1.1", true);
+    w.svc.logind_session_removed("42", ":1.1", true);
+    assert_eq!(
+        revoked_why(&w, &a.id).as_deref(),
+        Some("logind-session-removed")
+    );
+    assert_eq!(revoked_why(&w, &b.id), None);
+}
+
+/// The minute's sweep ends a session key at its lifetime's end even while
+/// its session lives on.
+#[test]
+fn the_sweep_ends_keys_at_their_lifetime() {
+    let w = world();
+    w.allow_users();
+    w.svc.set_settings(&w.root(), "", "", "", "24h").unwrap();
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (_, info) = w.svc.create_session_key(&alice, "").unwrap();
+    w.svc.sweep_session_keys();
+    assert_eq!(revoked_why(&w, &info.id), None);
+    // Idle all along, but the idle timeout is longer than the lifetime.
+    w.advance(12 * 3600 - 60);
+    w.svc.sweep_session_keys();
+    assert_eq!(revoked_why(&w, &info.id), None);
+    w.advance(60);
+    w.svc.sweep_session_keys();
+    assert_eq!(
+        revoked_why(&w, &info.id).as_deref(),
+        Some("session-key-lifetime")
+    );
+}
+
+/// A session key is bound to its own login's registered session: not to
+/// another login's open one in the same audit session, nor to a closed one.
+#[test]
+fn a_session_key_binds_to_its_own_logins_session() {
+    let w = world();
+    w.allow_users();
+    // Registered first in audit session 42: a login of another uid.
+    w.register_login(BOB, 42, "password");
+    let alice = w.caller_in(ALICE, Some(ALICE), LOGIN, &[]);
+    let (_, info) = w.svc.create_session_key(&alice, "").unwrap();
+    let own = w
+        .store
+        .sessions_of(&w.host.boot_id(), 42)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.loginuid == Some(ALICE))
+        .unwrap()
+        .handle;
+    let key = w.store.by_id(&info.id).unwrap().unwrap();
+    assert_eq!(key.binding.unwrap().handle, Some(own));
 }

@@ -107,8 +107,7 @@ impl Throttle {
                 state.unlogged = 0;
             }
         }
-        self.sources
-            .retain(|_, s| now - s.last_failure < forget || s.unlogged > 0);
+        self.sources.retain(|_, s| now - s.last_failure < forget);
         out
     }
 
@@ -207,13 +206,19 @@ mod tests {
     #[test]
     fn the_minute_summary_does_not_reset_throttling() {
         let mut t = throttle();
+        let start = 1_700_000_000;
         for _ in 0..8 {
-            t.failure(Source::new(0, "h"), 100);
+            t.failure(Source::new(0, "h"), start);
         }
-        assert_eq!(t.summaries(160).len(), 1);
-        assert_eq!(t.failure(Source::new(0, "h"), 170).delay_ms, 2000);
-        assert_eq!(t.summaries(220)[0].count, 1);
-        assert_eq!(t.failure(Source::new(0, "h"), 230).delay_ms, 2000);
+        assert_eq!(t.summaries(start + 60).len(), 1);
+        assert_eq!(t.failure(Source::new(0, "h"), start + 70).delay_ms, 2000);
+        assert_eq!(t.summaries(start + 120)[0].count, 1);
+        assert_eq!(t.failure(Source::new(0, "h"), start + 130).delay_ms, 2000);
+        // Quiet for exactly the forget time: forgotten at that summary.
+        t.summaries(start + 130 + 599);
+        assert_eq!(t.sources.len(), 1);
+        t.summaries(start + 130 + 600);
+        assert!(t.sources.is_empty());
     }
 
     #[test]

@@ -1468,6 +1468,19 @@ mod page_tests {
         (ids, next)
     }
 
+    /// What a record takes on the bus: each string with its length word
+    /// and padding (8), and 96 for the fixed fields.
+    #[test]
+    fn a_records_size_counts_its_strings() {
+        let (_, mut info) = key(1);
+        info.user = "alice".into();
+        info.name = "laptop".into();
+        info.services = vec!["sshd*".into(), "vsftpd".into()];
+        info.last_service = "sshd".into();
+        info.last_rhost = "10.0.0.1".into();
+        assert_eq!(encoded_size(&info), 20 + 13 + 14 + 13 + 14 + 12 + 16 + 96);
+    }
+
     /// Pages are cut where the next key would pass the byte budget, never
     /// before the first key, and say where the next page starts.
     #[test]

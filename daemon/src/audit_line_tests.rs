@@ -1,0 +1,222 @@
+//! What the key service writes to the audit log, read back from a syslog
+//! socket the test owns: the fields operators search for, what is kept
+//! out (S11), and how refusals are limited and summarised (S7).
+
+use crate::audit::Audit;
+use crate::service_tests::{world_logging_to, World, ALICE};
+use crate::store::SqliteStore;
+use apikey_proto::KeysError;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+struct Logged {
+    _dir: tempfile::TempDir,
+    socket: UnixDatagram,
+    w: World,
+}
+
+fn logged() -> Logged {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let w = world_logging_to(SqliteStore::open_in_memory(), Audit::open(&path));
+    Logged {
+        _dir: dir,
+        socket,
+        w,
+    }
+}
+
+impl Logged {
+    /// The lines written since the last call, without their syslog header.
+    fn lines(&self) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let at = text.find("event=").expect("an audit line");
+            got.push(text[at..].to_string());
+        }
+        got
+    }
+
+    fn events(&self, event: &str) -> Vec<String> {
+        let head = format!("event={event} ");
+        self.lines()
+            .into_iter()
+            .filter(|l| l.starts_with(&head))
+            .collect()
+    }
+}
+
+#[test]
+fn settings_generate_and_revoke_are_logged_with_who_and_what() {
+    let l = logged();
+    let w = &l.w;
+    w.svc
+        .set_settings(&w.root(), "yes", "30d", "no", "")
+        .unwrap();
+    let settings = l.events("settings");
+    assert_eq!(settings.len(), 1, "{settings:?}");
+    assert!(
+        settings[0].contains(r#"allow_user_keys="yes" expiry="30d" users_see_own="no""#),
+        "{settings:?}"
+    );
+    let (_, info) = w.svc.generate(&w.alice(), "ci", "", &[], "").unwrap();
+    let revoked = w.svc.revoke_all(&w.alice(), "").unwrap();
+    assert_eq!(revoked, vec![info.id.clone()]);
+    let lines = l.events("revoke");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!(
+            r#"user="alice" requested="all" key="{}" outcome="ok""#,
+            info.id
+        )),
+        "{lines:?}"
+    );
+}
+
+/// A user field that looks like a key never reaches the log (S11).
+#[test]
+fn a_key_shaped_user_name_is_not_logged() {
+    let l = logged();
+    let w = &l.w;
+    let typo = "apikey|NotAValidKeyButKeyShaped";
+    let answer = w
+        .svc
+        .verify(&w.root(), b"hunter2", typo, "sshd", "10.0.0.1");
+    assert!(answer.result.is_err());
+    let lines = l.events("verify");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(r#"user="(an API key)""#), "{lines:?}");
+    assert!(!lines[0].contains("NotAValid"), "{lines:?}");
+}
+
+/// Bad fields are refused before anything is looked up.
+#[test]
+fn verify_checks_its_fields() {
+    let l = logged();
+    let w = &l.w;
+    for (user, service, rhost) in [
+        ("alice", "sshd", "10.0.0.1\nforged=1"),
+        ("al\u{7}ice", "sshd", ""),
+        ("alice", "no such service", ""),
+    ] {
+        let answer = w.svc.verify(&w.root(), b"apikey|x", user, service, rhost);
+        assert!(
+            matches!(answer.result, Err(KeysError::InvalidArgument(_))),
+            "{user:?} {service:?} {rhost:?}: {:?}",
+            answer.result
+        );
+    }
+}
+
+/// Refusals of one caller are logged up to a burst, then summarised;
+/// what succeeds is always logged.
+#[test]
+fn refusals_past_the_burst_become_a_summary() {
+    let l = logged();
+    let w = &l.w;
+    let calls = crate::refusal_log::BURST as usize + 5;
+    for _ in 0..calls {
+        assert!(matches!(
+            w.svc.revoke_all(&w.alice(), "bob"),
+            Err(KeysError::Denied(_))
+        ));
+    }
+    w.allow_users();
+    w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    let lines = l.lines();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains(r#"outcome="Denied""#))
+        .count();
+    assert_eq!(refused, crate::refusal_log::BURST as usize, "{lines:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("event=generate "))
+            .count(),
+        1,
+        "{lines:?}"
+    );
+    w.svc.log_refusal_summaries();
+    let summary = l.events("refusal-summary");
+    assert_eq!(
+        summary,
+        [format!(
+            "event=refusal-summary caller_uid={ALICE} refused_unlogged=5"
+        )]
+    );
+}
+
+/// Key refusals from one source past the free ones (10 by default) are
+/// summarised too.
+#[test]
+fn throttled_verify_refusals_are_summarised() {
+    let l = logged();
+    let w = &l.w;
+    let unknown = apikey_proto::Token::generate().unwrap();
+    for _ in 0..13 {
+        let bad = w.svc.verify(
+            &w.root(),
+            unknown.as_str().as_bytes(),
+            "alice",
+            "sshd",
+            "10.6.6.6",
+        );
+        assert!(bad.result.is_err());
+    }
+    l.lines();
+    w.svc.log_throttle_summaries();
+    let summary = l.events("verify-summary");
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert!(
+        summary[0].contains(r#"rhost="10.6.6.6""#)
+            && summary[0].contains("refused_unlogged=3 failures_in_a_row=13"),
+        "{summary:?}"
+    );
+}
+
+/// A syslog that takes nothing: the audit queue fills, async workers
+/// hand their checks over rather than wait on it, and a flush gives up.
+#[test]
+fn a_stalled_syslog_is_never_waited_on_by_an_async_worker() {
+    let l = logged();
+    let w = &l.w;
+    w.allow_users();
+    let (token, _) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    w.host
+        .quick
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let inline = || {
+        w.svc
+            .try_verify_inline(&w.root(), token.as_str().as_bytes(), "alice", "sshd", "")
+            .is_some()
+    };
+    assert!(inline());
+    assert!(w.svc.flush_audit());
+    // Nothing reads the socket from here on: its queue fills, then the
+    // audit thread's.
+    for _ in 0..crate::audit::QUEUE_LINES / 2 + 1024 {
+        w.svc.set_settings(&w.root(), "yes", "", "", "").unwrap();
+    }
+    assert!(!inline(), "an async worker went on with a full audit queue");
+    assert!(!w.svc.flush_audit());
+}
+
+/// A session key refused names the caller in its line.
+#[test]
+fn a_refused_session_key_names_its_caller() {
+    let l = logged();
+    let w = &l.w;
+    w.allow_users();
+    let outside = w.caller_in(ALICE, None, None, &[]);
+    assert!(w.svc.create_session_key(&outside, "").is_err());
+    let lines = l.events("session-key");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(r#"user="alice" key="""#), "{lines:?}");
+}
