@@ -220,3 +220,18 @@ fn a_refused_session_key_names_its_caller() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains(r#"user="alice" key="""#), "{lines:?}");
 }
+
+/// A session's line names the key it was opened with: "-" for none, the
+/// id claimed when the claim was refused.
+#[test]
+fn a_session_line_names_its_key_or_none() {
+    let l = logged();
+    let w = &l.w;
+    let pam = w.pam_stack(Some(ALICE), Some(5));
+    w.open(&pam, "alice", "").unwrap();
+    assert!(w.open(&pam, "alice", "nothere00000").is_err());
+    let lines = l.events("session-open");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains(r#"key="-""#), "{lines:?}");
+    assert!(lines[1].contains(r#"key="nothere00000""#), "{lines:?}");
+}

@@ -712,7 +712,7 @@ const PAM_PID: u32 = 4242;
 impl World {
     /// A PAM stack (root) whose process is in audit session `sessionid`
     /// of `loginuid`, as after pam_loginuid.
-    fn pam_stack(&self, loginuid: Option<u32>, sessionid: Option<u32>) -> Caller {
+    pub(crate) fn pam_stack(&self, loginuid: Option<u32>, sessionid: Option<u32>) -> Caller {
         self.host.procs.lock().unwrap().insert(
             PAM_PID,
             ProcIdentity {
@@ -727,7 +727,7 @@ impl World {
         }
     }
 
-    fn open(&self, c: &Caller, user: &str, key_id: &str) -> Result<String, KeysError> {
+    pub(crate) fn open(&self, c: &Caller, user: &str, key_id: &str) -> Result<String, KeysError> {
         self.svc
             .open_session(c, user, "sshd", "10.0.0.1", "ssh", key_id, "password")
     }
@@ -916,7 +916,17 @@ fn the_key_named_must_be_a_live_key_of_that_user() {
     }
     assert_eq!(w.opened_rows(), 0);
     let handle = w.open(&pam, "alice", &alices.id).unwrap();
-    assert_eq!(w.session(&handle).key_id, Some(alices.id));
+    assert_eq!(w.session(&handle).key_id, Some(alices.id.clone()));
+    // The name is alice's, the uid behind it is no longer the key's.
+    {
+        let mut accounts = w.host.accounts.lock().unwrap();
+        accounts.remove(&ALICE);
+        accounts.insert(2000, "alice".into());
+    }
+    assert!(matches!(
+        w.open(&pam, "alice", &alices.id),
+        Err(KeysError::InvalidArgument(_))
+    ));
 }
 
 #[test]
