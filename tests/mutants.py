@@ -7,6 +7,9 @@
                                      upstream, or else since the commit of the
                                      last whole run (tests/mutants-base)
     tests/mutants.py FILE...         only these files (of those below)
+    tests/mutants.py --iterate ...   only the mutants the last run of these
+                                     files did not catch; their rows of the
+                                     table are updated, the rest kept
 
 cargo-mutants (pinned, in target/tools) changes one operator, value or
 function body at a time and runs the unit tests of every crate that uses
@@ -146,11 +149,11 @@ def load_equivalent():
     return entries
 
 
-def run_group(name, files, packages, diff):
+def run_group(name, files, packages, diff, iterate):
     out = WORK / name
-    if out.exists():
+    if out.exists() and not iterate:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     argv = [
         "cargo", "mutants", "--in-place", "--dir", str(TREE), "--output", str(out),
         "--no-shuffle", "--colors", "never",
@@ -161,6 +164,8 @@ def run_group(name, files, packages, diff):
     ]
     for f in files:
         argv += ["--file", f]
+    if iterate:
+        argv.append("--iterate")
     if diff is not None:
         patch = out / "changes.diff"
         patch.write_text(diff)
@@ -208,12 +213,20 @@ def keys_of(mutant):
     return [key, f"{key} @ {line}"]
 
 
-def store(outcomes, files):
+def store(outcomes, files, iterate=False):
     """Keeps each file's outcomes from its latest whole-file run, so that
-    re-running some files updates their rows of the table."""
+    re-running some files updates their rows of the table; an iterating
+    run updates the rows of the mutants it tested again."""
     by_file = {f: [] for f in files}
+    if iterate:
+        for f in files:
+            path = RESULTS / (f.replace("/", "__") + ".json")
+            if path.exists():
+                by_file[f] = json.loads(path.read_text())
     for mutant, summary in mutants_of(outcomes):
-        by_file.setdefault(mutant["file"], []).append(
+        rows = by_file.setdefault(mutant["file"], [])
+        rows[:] = [r for r in rows if r["name"] != mutant["name"]]
+        rows.append(
             {"name": mutant["name"], "line": keys_of(mutant)[-1].split(" @ ", 1)[-1],
              "summary": summary}
         )
@@ -254,6 +267,8 @@ def report(files, equivalent):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--diff", metavar="BASE", help="only lines changed since BASE")
+    parser.add_argument("--iterate", action="store_true",
+                        help="only what the last run did not catch")
     parser.add_argument("files", nargs="*", help="restrict to these files")
     args = parser.parse_args()
 
@@ -280,11 +295,11 @@ def main():
             if not diff.strip():
                 print(f"mutants: {name}: no change since {args.diff}")
                 continue
-        outcomes += run_group(name, chosen, packages, diff)
+        outcomes += run_group(name, chosen, packages, diff, args.iterate)
         run_files += chosen
 
     if not args.diff:
-        store(outcomes, run_files)
+        store(outcomes, run_files, args.iterate)
     print(report(examined, equivalent))
     # Each missed mutant, by its name without line and column.
     unexplained, explained = [], set()

@@ -253,18 +253,15 @@ impl Host for SystemHost {
 }
 
 /// Tests simulate a reboot by giving the daemon another boot id. Only
-/// debug builds (what the test suite runs) honour the variable; a release
-/// build has no such switch.
-#[cfg(debug_assertions)]
+/// debug builds (what the test suite runs) honour the variable; in a
+/// release build the condition is a constant and the switch is gone.
 fn test_boot_id() -> Option<String> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
     std::env::var("APIKEYD_TEST_BOOT_ID")
         .ok()
         .filter(|v| !v.is_empty())
-}
-
-#[cfg(not(debug_assertions))]
-fn test_boot_id() -> Option<String> {
-    None
 }
 
 /// True while some process still belongs to audit session `sessionid`.
