@@ -263,6 +263,16 @@ fn the_daemons_errors_and_odd_answers_are_told_apart() {
             }
         }
     }
+    // The same answers through a PAM handle's link.
+    let (_dir, args, _fake) = setup_with(usize::MAX, refused);
+    let mut link = Link::new(&args);
+    link.start_hook(&args);
+    assert_eq!(link.close_session("h"), Err(DaemonError::Refused));
+    assert_eq!(
+        link.open_session("u", "s", "r", "", "id", "key"),
+        Err(DaemonError::Refused)
+    );
+
     let (_dir, args, _fake) = setup_with(usize::MAX, odd);
     let mut d = socket_client(&args);
     assert!(unavailable(d.verify("t", "u", "s", "r").map(|_| ())));
@@ -370,6 +380,14 @@ fn connecting_ends_at_the_deadline() {
     assert!(
         waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
         "{waited:?} {e}"
+    );
+    // The daemon's own socket, trusted but not taking connections in
+    // time: unavailable, not a reason to try the bus.
+    let e = DaemonClient::over_socket(path, my_uid(), Instant::now() + Duration::from_millis(300))
+        .map(|c| c.is_some());
+    assert!(
+        matches!(&e, Err(DaemonError::Unavailable(m)) if m.contains("cannot connect")),
+        "{e:?}"
     );
     drop(queued);
     let past = Instant::now() - Duration::from_millis(1);
