@@ -443,11 +443,11 @@ fn the_hooks_of_one_handle_share_one_connection() {
 #[test]
 fn a_kept_connection_takes_each_hooks_deadline() {
     let (_dir, mut args, fake) = setup(usize::MAX);
-    args.timeout_ms = 100;
+    args.timeout_ms = 500;
     let mut link = Link::new(&args);
     link.start_hook(&args);
     link.verify("t", "u", "s", "r").unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(600));
     link.start_hook(&args);
     assert_eq!(link.check_key("id", "u", "s", "r"), Ok(()));
     assert_eq!(fake.connections(), 1);
