@@ -958,6 +958,9 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let gone = home.path().join("nope");
         assert!(precheck(&gone).is_err());
-        assert!(write_entry(&gone, "h.example", "alice", KEY).is_err());
+        let e = write_entry(&gone, "h.example", "alice", KEY).unwrap_err();
+        // What the CLI prints is the error's own text.
+        assert_eq!(e.to_string(), e.0);
+        assert!(e.to_string().contains("nope"), "{e}");
     }
 }
