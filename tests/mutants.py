@@ -300,7 +300,7 @@ def main():
 
     if not args.diff:
         store(outcomes, run_files, args.iterate)
-    print(report(examined, equivalent))
+        print(report(examined, equivalent))
     # Each missed mutant, by its name without line and column.
     unexplained, explained = [], set()
     for mutant, summary in mutants_of(outcomes):
