@@ -1217,6 +1217,24 @@ fn backups_are_for_administrators_and_hold_the_store() {
         .write(true)
         .open(&path)
         .unwrap();
+    // Never over a file's contents, never into a device.
+    std::fs::write(dir.path().join("used"), b"data").unwrap();
+    let mut used = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("used"))
+        .unwrap();
+    let mut device = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    for target in [&mut used, &mut device] {
+        assert!(matches!(
+            w.svc.backup(&w.admin(), target),
+            Err(KeysError::InvalidArgument(_))
+        ));
+    }
+    assert_eq!(std::fs::read(dir.path().join("used")).unwrap(), b"data");
     let bytes = w.svc.backup(&w.admin(), &mut out).unwrap();
     drop(out);
     assert!(bytes > 0);
