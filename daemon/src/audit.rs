@@ -93,6 +93,8 @@ pub const QUEUE_LINES: usize = 8192;
 /// line logged before it is written.
 pub struct Audit {
     writer: Writer,
+    /// How long a flush waits: [`FLUSH_WAIT`], shorter in tests.
+    flush_wait: Duration,
 }
 
 impl Audit {
@@ -126,6 +128,7 @@ impl Audit {
                     queued,
                     thread: Mutex::new(Some(thread)),
                 },
+                flush_wait: FLUSH_WAIT,
             },
             Err(e) => {
                 // The state went with the closure; write from the callers.
@@ -139,6 +142,7 @@ impl Audit {
                         socket: socket.into(),
                         sink,
                     })),
+                    flush_wait: FLUSH_WAIT,
                 }
             }
         }
@@ -152,7 +156,15 @@ impl Audit {
                 socket: PathBuf::new(),
                 sink: Sink::Stderr,
             })),
+            flush_wait: FLUSH_WAIT,
         }
+    }
+
+    /// The same, with flushes that give up after `wait` (tests of a
+    /// stalled syslog need not wait [`FLUSH_WAIT`]).
+    pub fn with_flush_wait(mut self, wait: Duration) -> Audit {
+        self.flush_wait = wait;
+        self
     }
 
     pub fn log(&self, line: &Line) {
@@ -189,7 +201,7 @@ impl Audit {
     pub fn flush(&self) -> bool {
         if let Writer::Thread { queue, .. } = &self.writer {
             let (done, wait) = sync_channel(1);
-            let deadline = std::time::Instant::now() + FLUSH_WAIT;
+            let deadline = std::time::Instant::now() + self.flush_wait;
             // The queue may be full: wait for room, but not past the deadline.
             let mut message = Message::Flush(done);
             loop {

@@ -22,7 +22,9 @@ fn logged() -> Logged {
     socket
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let w = world_logging_to(SqliteStore::open_in_memory(), Audit::open(&path));
+    // A stalled syslog is given up on in a fifth of a second, not five.
+    let audit = Audit::open(&path).with_flush_wait(Duration::from_millis(200));
+    let w = world_logging_to(SqliteStore::open_in_memory(), audit);
     Logged {
         _dir: dir,
         socket,
