@@ -237,3 +237,28 @@ fn a_session_line_names_its_key_or_none() {
     assert!(lines[0].contains(r#"key="-""#), "{lines:?}");
     assert!(lines[1].contains(r#"key="nothere00000""#), "{lines:?}");
 }
+
+/// Closing a login ends the session keys bound to it, with one line that
+/// names them; closing a login without any logs no such line.
+#[test]
+fn the_end_of_a_logins_session_keys_is_logged() {
+    let l = logged();
+    let w = &l.w;
+    w.allow_users();
+    let pam = w.pam_stack(Some(ALICE), Some(42));
+    let handle = w.open(&pam, "alice", "").unwrap();
+    let alice = w.caller_unregistered(ALICE, Some(ALICE), Some(42), &[]);
+    let (_, key) = w.svc.create_session_key(&alice, "").unwrap();
+    let other = w.open(&pam, "alice", "").unwrap();
+    l.lines();
+    w.svc.close_session(&pam, &other).unwrap();
+    assert_eq!(l.events("session-key-end"), Vec::<String>::new());
+    w.svc.close_session(&pam, &handle).unwrap();
+    assert_eq!(
+        l.events("session-key-end"),
+        [format!(
+            r#"event=session-key-end key="{}" reason="session-closed" outcome="ok""#,
+            key.id
+        )]
+    );
+}

@@ -1309,6 +1309,7 @@ fn status_describes_the_caller() {
     assert!(su.logged_in && su.impersonating);
     let daemon = w.svc.status(&w.caller(ALICE, None, &[])).unwrap();
     assert!(!daemon.logged_in && !daemon.impersonating);
+    assert_eq!(alice.session_keys, 0);
     let nobody = w.svc.status(&w.caller(4242, Some(4242), &[])).unwrap();
     assert_eq!(nobody.user, "");
     assert!(w.svc.status(&w.admin()).unwrap().admin);
