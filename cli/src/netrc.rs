@@ -674,6 +674,34 @@ mod tests {
         );
     }
 
+    /// A removed duplicate takes the rest of its line (blanks and the
+    /// line end, LF or CRLF) only when nothing else is on it.
+    #[test]
+    fn a_removed_duplicate_leaves_no_blank_line() {
+        let first = "machine h.example login a password 1";
+        let new = "machine h.example login alice password NEW";
+        assert_eq!(
+            set(&format!(
+                "{first}\nmachine h.example login c password 2 \t \nmachine b login z password w\n"
+            )),
+            format!("{new}\nmachine b login z password w\n")
+        );
+        assert_eq!(
+            set(&format!("{first}\r\nmachine h.example login c password 2  \r\nmachine b login z password w\r\n")),
+            format!("{new}\r\nmachine b login z password w\r\n")
+        );
+        assert_eq!(
+            set(&format!("{first}\nmachine h.example login c password 2  ")),
+            format!("{new}\n")
+        );
+        assert_eq!(
+            set(&format!(
+                "{first}\nmachine h.example login c password 2 machine b login z password w\n"
+            )),
+            format!("{new}\n machine b login z password w\n")
+        );
+    }
+
     #[test]
     fn macdef_bodies_are_kept_and_not_parsed() {
         let old = "machine a login x password y\n\
