@@ -702,6 +702,24 @@ mod tests {
         );
     }
 
+    /// A file cut off after a keyword (a value missing at its very end)
+    /// is kept as it is, the entry added after it.
+    #[test]
+    fn a_file_that_ends_where_a_value_should_be() {
+        for cut in [
+            "machine",
+            "machine   ",
+            "machine b login",
+            "machine b login z password",
+        ] {
+            assert_eq!(
+                set(cut),
+                format!("{cut}\nmachine h.example login alice password NEW\n"),
+                "{cut:?}"
+            );
+        }
+    }
+
     #[test]
     fn macdef_bodies_are_kept_and_not_parsed() {
         let old = "machine a login x password y\n\
