@@ -720,6 +720,27 @@ mod tests {
         }
     }
 
+    /// A stray quote, even one whose line ends in a backslash, ends with
+    /// its line: the entry on the next line is still found and replaced.
+    /// One left open at the very end of the file ends there.
+    #[test]
+    fn a_quoted_value_never_runs_past_its_line() {
+        let next = "machine h.example login bob password OLD\n";
+        let new = "machine h.example login alice password NEW\n";
+        for open in ["\"oops", "\"oops\\", "\"a \\\" b"] {
+            let old = format!("machine a login x password {open}\n{next}");
+            assert_eq!(
+                set(&old),
+                format!("machine a login x password {open}\n{new}"),
+                "{open:?}"
+            );
+        }
+        for end in ["\"oops", "\"oops\\"] {
+            let old = format!("machine a login x password {end}");
+            assert_eq!(set(&old), format!("{old}\n{new}"), "{end:?}");
+        }
+    }
+
     #[test]
     fn macdef_bodies_are_kept_and_not_parsed() {
         let old = "machine a login x password y\n\
