@@ -28,7 +28,9 @@ target/mutants/report.md.
 """
 
 import argparse
+import fcntl
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -185,6 +187,14 @@ def run_group(name, files, packages, diff, iterate):
     return json.loads(outcomes.read_text())["outcomes"]
 
 
+def listed_mutants(files):
+    """The names of every mutant of `files` as they are now (no build)."""
+    argv = ["cargo", "mutants", "--list", "--dir", str(TREE), "--colors", "never"]
+    for f in files:
+        argv += ["--file", f]
+    return set(sh(*argv, cwd=TREE).splitlines())
+
+
 KINDS = {"CaughtMutant": "caught", "MissedMutant": "missed", "Timeout": "timeout",
          "Unviable": "unviable"}
 
@@ -197,6 +207,20 @@ def mutants_of(outcomes):
             yield scenario["Mutant"], o["summary"]
 
 
+@functools.lru_cache(maxsize=None)
+def source_lines(path):
+    return (ROOT / path).read_text().splitlines()
+
+
+def source_line(mutant):
+    """The stripped source line a mutant changes, as the working tree has it."""
+    if "line" in mutant:
+        return mutant["line"]
+    lines = source_lines(mutant["file"])
+    number = mutant["span"]["start"]["line"]
+    return lines[number - 1].strip() if number <= len(lines) else ""
+
+
 def keys_of(mutant):
     """How the list may name a mutant: `path: mutation` (its name without
     line and column), or, where one function has the same mutation on two
@@ -205,34 +229,33 @@ def keys_of(mutant):
     if not m:
         return [mutant["name"]]
     key = f"{m['file']}: {m['what']}"
-    line = mutant.get("line")
-    if line is None:
-        number = mutant["span"]["start"]["line"]
-        lines = (ROOT / m["file"]).read_text().splitlines()
-        line = lines[number - 1].strip() if number <= len(lines) else ""
-    return [key, f"{key} @ {line}"]
+    return [key, f"{key} @ {source_line(mutant)}"]
 
 
-def store(outcomes, files, iterate=False):
+def result_path(file):
+    return RESULTS / (file.replace("/", "__") + ".json")
+
+
+def store(outcomes, files, listed=None):
     """Keeps each file's outcomes from its latest whole-file run, so that
-    re-running some files updates their rows of the table; an iterating
-    run updates the rows of the mutants it tested again."""
-    by_file = {f: [] for f in files}
-    if iterate:
+    re-running some files updates their rows of the table. An iterating
+    run (`listed`: the names of every mutant the files have now) updates
+    the rows it tested again and drops rows of mutants that are gone."""
+    by_file = {f: {} for f in files}
+    if listed is not None:
         for f in files:
-            path = RESULTS / (f.replace("/", "__") + ".json")
-            if path.exists():
-                by_file[f] = json.loads(path.read_text())
+            if result_path(f).exists():
+                rows = json.loads(result_path(f).read_text())
+                by_file[f] = {r["name"]: r for r in rows if r["name"] in listed}
     for mutant, summary in mutants_of(outcomes):
-        rows = by_file.setdefault(mutant["file"], [])
-        rows[:] = [r for r in rows if r["name"] != mutant["name"]]
-        rows.append(
-            {"name": mutant["name"], "line": keys_of(mutant)[-1].split(" @ ", 1)[-1],
-             "summary": summary}
-        )
+        by_file.setdefault(mutant["file"], {})[mutant["name"]] = {
+            "name": mutant["name"],
+            "file": mutant["file"],
+            "line": source_line(mutant),
+            "summary": summary,
+        }
     for f, rows in by_file.items():
-        path = RESULTS / (f.replace("/", "__") + ".json")
-        path.write_text(json.dumps(rows, indent=1))
+        result_path(f).write_text(json.dumps(list(rows.values()), indent=1))
 
 
 def report(files, equivalent):
@@ -243,11 +266,10 @@ def report(files, equivalent):
         "|---|---|---|---|---|---|---|",
     ]
     for f in sorted(files):
-        path = RESULTS / (f.replace("/", "__") + ".json")
-        if not path.exists():
+        if not result_path(f).exists():
             lines.append(f"| {f} | not run | | | | | |")
             continue
-        rows = json.loads(path.read_text())
+        rows = json.loads(result_path(f).read_text())
         count = dict.fromkeys(KINDS.values(), 0)
         equivalent_missed = 0
         for r in rows:
@@ -279,6 +301,12 @@ def main():
         print(f"mutants: lines changed since {args.diff}")
     equivalent = load_equivalent()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # Two runs would mutate the same copy under each other.
+    lock = open(WORK / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"mutants: another run holds {WORK / 'lock'}")
     files = sync_tree()
     outcomes, run_files, examined = [], [], []
     for name, patterns, packages in GROUPS:
@@ -299,7 +327,7 @@ def main():
         run_files += chosen
 
     if not args.diff:
-        store(outcomes, run_files, args.iterate)
+        store(outcomes, run_files, listed_mutants(run_files) if args.iterate else None)
         print(report(examined, equivalent))
     # Each missed mutant, by its name without line and column.
     unexplained, explained = [], set()

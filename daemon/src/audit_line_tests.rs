@@ -7,49 +7,60 @@ use crate::service_tests::{world_logging_to, World, ALICE};
 use crate::store::SqliteStore;
 use apikey_proto::KeysError;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 struct Logged {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     socket: UnixDatagram,
     w: World,
 }
 
 fn logged() -> Logged {
+    logged_over(|_| SqliteStore::open_in_memory())
+}
+
+/// A world logging to a syslog socket of its own, over the store `store`
+/// opens in the test's directory.
+fn logged_over(store: impl FnOnce(&std::path::Path) -> SqliteStore) -> Logged {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let socket = UnixDatagram::bind(&path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    socket.set_nonblocking(true).unwrap();
     // A stalled syslog is given up on in a fifth of a second, not five.
     let audit = Audit::open(&path).with_flush_wait(Duration::from_millis(200));
-    let w = world_logging_to(SqliteStore::open_in_memory(), audit);
-    Logged {
-        _dir: dir,
-        socket,
-        w,
-    }
+    let w = world_logging_to(store(dir.path()), audit);
+    Logged { dir, socket, w }
 }
 
 impl Logged {
-    /// The lines written since the last call, without their syslog header.
+    /// The lines written since the last call, without their syslog header:
+    /// all of them, once the audit thread has written everything logged so
+    /// far. Its writes block while a few datagrams wait unread
+    /// (net.unix.max_dgram_qlen), so the socket is read between flushes.
     fn lines(&self) -> Vec<String> {
         let mut got = Vec::new();
         let mut buf = [0u8; 8192];
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let at = text.find("event=").expect("an audit line");
-            got.push(text[at..].to_string());
+        for _ in 0..100 {
+            let flushed = self.w.svc.flush_audit();
+            while let Ok(n) = self.socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let at = text.find("event=").expect("an audit line");
+                got.push(text[at..].to_string());
+            }
+            if flushed {
+                return got;
+            }
         }
-        got
+        panic!("the audit thread never finished writing");
     }
 
+    /// The lines of `event` among [`lines`](Self::lines).
     fn events(&self, event: &str) -> Vec<String> {
         let head = format!("event={event} ");
         self.lines()
             .into_iter()
-            .filter(|l| l.starts_with(&head))
+            .filter(|l| l.starts_with(&head) || *l == head.trim_end())
             .collect()
     }
 }
@@ -261,4 +272,51 @@ fn the_end_of_a_logins_session_keys_is_logged() {
             key.id
         )]
     );
+}
+
+/// A store that cannot answer key lookups: logins are answered as
+/// unavailable, status says why, and the audit log says so once when it
+/// starts and once when it ends.
+#[test]
+fn a_failing_store_is_reported_once_and_its_recovery_too() {
+    let l = logged_over(|dir| SqliteStore::open(&dir.join("keys.db")).unwrap());
+    let w = &l.w;
+    w.allow_users();
+    let (token, _) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    l.lines();
+    w.host.quick.store(true, Ordering::SeqCst);
+    let inline = || {
+        w.svc
+            .try_verify_inline(
+                &w.root(),
+                token.as_str().as_bytes(),
+                "alice",
+                "sshd",
+                "10.0.0.1",
+            )
+            .map(|a| a.result.is_ok())
+    };
+    assert_eq!(inline(), Some(true));
+    let side = rusqlite::Connection::open(l.dir.path().join("keys.db")).unwrap();
+    side.execute_batch("ALTER TABLE keys RENAME TO keys_away")
+        .unwrap();
+    // An async worker hands a failing lookup over rather than answer it.
+    assert_eq!(inline(), None);
+    for _ in 0..3 {
+        assert!(w.verify(token.as_str(), "alice").is_err());
+    }
+    assert!(w
+        .svc
+        .status(&w.alice())
+        .unwrap()
+        .store
+        .contains("key lookups fail"));
+    assert_eq!(l.events("store-failing").len(), 1);
+    side.execute_batch("ALTER TABLE keys_away RENAME TO keys")
+        .unwrap();
+    for _ in 0..3 {
+        assert!(w.verify(token.as_str(), "alice").is_ok());
+    }
+    assert_eq!(w.svc.status(&w.alice()).unwrap().store, "");
+    assert_eq!(l.events("store-recovered").len(), 1);
 }

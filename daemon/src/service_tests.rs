@@ -141,6 +141,11 @@ pub(crate) fn world_with(store: SqliteStore) -> World {
     world_logging_to(store, Audit::stderr())
 }
 
+/// A world over a store in a file of `dir` (`keys.db`).
+pub(crate) fn world_in(dir: &std::path::Path) -> World {
+    world_with(SqliteStore::open(&dir.join("keys.db")).unwrap())
+}
+
 /// A world whose audit lines go to `audit`.
 pub(crate) fn world_logging_to(store: SqliteStore, audit: Audit) -> World {
     world_configured(store, audit, Config::default())
@@ -1202,7 +1207,7 @@ fn revoke_takes_a_bounded_list_of_ids() {
 #[test]
 fn backups_are_for_administrators_and_hold_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world_with(SqliteStore::open(&dir.path().join("keys.db")).unwrap());
+    let w = world_in(dir.path());
     w.allow_users();
     w.svc.generate(&w.alice(), "one", "", &none(), "").unwrap();
     let path = dir.path().join("copy.db");
@@ -1251,7 +1256,7 @@ fn backups_are_for_administrators_and_hold_the_store() {
 #[test]
 fn a_checkpoint_folds_the_log_into_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world_with(SqliteStore::open(&dir.path().join("keys.db")).unwrap());
+    let w = world_in(dir.path());
     w.allow_users();
     w.svc.generate(&w.alice(), "one", "", &none(), "").unwrap();
     let wal = || std::fs::metadata(dir.path().join("keys.db-wal")).map_or(0, |m| m.len());
@@ -1313,76 +1318,6 @@ fn status_describes_the_caller() {
     let nobody = w.svc.status(&w.caller(4242, Some(4242), &[])).unwrap();
     assert_eq!(nobody.user, "");
     assert!(w.svc.status(&w.admin()).unwrap().admin);
-}
-
-/// A store that cannot answer key lookups: logins are answered as
-/// unavailable, status says why, and the audit log says so once when it
-/// starts and once when it ends.
-#[test]
-fn a_failing_store_is_reported_once_and_its_recovery_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::os::unix::net::UnixDatagram::bind(dir.path().join("log")).unwrap();
-    log.set_read_timeout(Some(std::time::Duration::from_millis(300)))
-        .unwrap();
-    let db = dir.path().join("keys.db");
-    let w = world_logging_to(
-        SqliteStore::open(&db).unwrap(),
-        Audit::open(&dir.path().join("log")),
-    );
-    w.allow_users();
-    let (token, _) = w.svc.generate(&w.alice(), "", "", &none(), "").unwrap();
-    let lines = || {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = log.recv(&mut buf) {
-            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        got
-    };
-    let count = |lines: &[String], event: &str| {
-        lines
-            .iter()
-            .filter(|l| {
-                l.contains(&format!("event={event} ")) || l.ends_with(&format!("event={event}"))
-            })
-            .count()
-    };
-    lines();
-    w.host.quick.store(true, Ordering::SeqCst);
-    let inline = || {
-        w.svc
-            .try_verify_inline(
-                &w.root(),
-                token.as_str().as_bytes(),
-                "alice",
-                "sshd",
-                "10.0.0.1",
-            )
-            .map(|a| a.result.is_ok())
-    };
-    assert_eq!(inline(), Some(true));
-    let side = rusqlite::Connection::open(&db).unwrap();
-    side.execute_batch("ALTER TABLE keys RENAME TO keys_away")
-        .unwrap();
-    // An async worker hands a failing lookup over rather than answer it.
-    assert_eq!(inline(), None);
-    for _ in 0..3 {
-        assert!(w.verify(token.as_str(), "alice").is_err());
-    }
-    assert!(w
-        .svc
-        .status(&w.alice())
-        .unwrap()
-        .store
-        .contains("key lookups fail"));
-    assert_eq!(count(&lines(), "store-failing"), 1);
-    side.execute_batch("ALTER TABLE keys_away RENAME TO keys")
-        .unwrap();
-    for _ in 0..3 {
-        assert!(w.verify(token.as_str(), "alice").is_ok());
-    }
-    assert_eq!(w.svc.status(&w.alice()).unwrap().store, "");
-    assert_eq!(count(&lines(), "store-recovered"), 1);
 }
 
 /// A key's name may be 200 characters long, not one more.

@@ -669,11 +669,17 @@ mod tests {
         unsafe { libc::close(0) };
         let connected = connect_by(&path, Instant::now() + Duration::from_secs(5));
         let ok = connected.is_ok();
+        let fd = connected.as_ref().ok().map(|s| {
+            use std::os::fd::AsRawFd;
+            s.as_raw_fd()
+        });
         drop(connected);
         unsafe {
             libc::dup2(saved, 0);
             libc::close(saved);
         }
         assert!(ok, "connect_by refused descriptor 0");
+        // Otherwise another thread took descriptor 0 and nothing was tested.
+        assert_eq!(fd, Some(0), "the socket did not get descriptor 0");
     }
 }

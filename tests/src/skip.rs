@@ -56,11 +56,11 @@ pub fn unmet(needs: &[Need]) -> Option<String> {
 
 fn check(need: Need) -> Option<String> {
     match need {
-        Need::Root => (!nix::unistd::geteuid().is_root()).then(|| "needs root".to_string()),
+        Need::Root => apikey_test_skip::unmet_root().map(String::from),
         Need::Program(name) => which(name)
             .is_none()
             .then(|| format!("needs program `{name}` on PATH")),
-        Need::LoginUid => loginuid_unavailable(),
+        Need::LoginUid => apikey_test_skip::unmet_loginuid().map(String::from),
         Need::World => {
             let mut needs = vec![Need::Root, Need::LoginUid];
             needs.extend(WORLD_PROGRAMS.iter().map(|p| Need::Program(p)));
@@ -77,22 +77,6 @@ fn check(need: Need) -> Option<String> {
             })
         }),
     }
-}
-
-fn loginuid_unavailable() -> Option<String> {
-    if !Path::new("/proc/self/loginuid").exists() {
-        return Some("kernel without audit support (/proc/self/loginuid missing)".into());
-    }
-    // Only CAP_AUDIT_CONTROL may set the loginuid of a process; the file
-    // itself is writable by its owner, so its mode tells nothing.
-    const CAP_AUDIT_CONTROL: u32 = 30;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
-    (eff & (1 << CAP_AUDIT_CONTROL) == 0)
-        .then(|| "needs CAP_AUDIT_CONTROL to write /proc/self/loginuid".into())
 }
 
 /// Looks a program up on PATH and in the sbin directories, where root's

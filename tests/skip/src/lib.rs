@@ -74,15 +74,34 @@ pub fn proceed_unless(unmet: Option<&str>) -> bool {
     }
 }
 
+/// A field of /proc/self/status (`Uid:`, `CapEff:`), trimmed: read there,
+/// not through libc, because this crate has no dependencies.
+fn own_status(field: &str) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_string())
+}
+
 /// Why a test that needs root cannot run here, if it cannot:
 /// `if !proceed_unless(unmet_root()) { return; }`.
 pub fn unmet_root() -> Option<&'static str> {
-    // /proc/self/status, not libc: this crate has no dependencies.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|id| id.parse::<u32>().ok());
+    let euid =
+        own_status("Uid:").and_then(|ids| ids.split_whitespace().nth(1)?.parse::<u32>().ok());
     (euid != Some(0)).then_some("needs root")
+}
+
+/// Why a test cannot give a process a login uid (and with it a new audit
+/// session) here, if it cannot.
+pub fn unmet_loginuid() -> Option<&'static str> {
+    if !std::path::Path::new("/proc/self/loginuid").exists() {
+        return Some("kernel without audit support (/proc/self/loginuid missing)");
+    }
+    // Only CAP_AUDIT_CONTROL may set the loginuid of a process; the file
+    // itself is writable by its owner, so its mode tells nothing.
+    const CAP_AUDIT_CONTROL: u32 = 30;
+    let eff = own_status("CapEff:").and_then(|hex| u64::from_str_radix(&hex, 16).ok())?;
+    (eff & (1 << CAP_AUDIT_CONTROL) == 0)
+        .then_some("needs CAP_AUDIT_CONTROL to write /proc/self/loginuid")
 }
