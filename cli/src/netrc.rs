@@ -265,10 +265,6 @@ impl Lexer<'_> {
                     _ => self.pos += 1,
                 }
             }
-            // An escaped multi-byte character can leave pos inside it.
-            while !self.text.is_char_boundary(self.pos) {
-                self.pos += 1;
-            }
         } else {
             while self.pos < len && !self.bytes()[self.pos].is_ascii_whitespace() {
                 self.pos += 1;
@@ -473,7 +469,11 @@ fn read_existing(
 /// read the old file and rename over each other. The directory rather
 /// than a lock file, because a lock file would be left behind.
 fn lock(dir: OwnedFd, home: &Path) -> Result<Flock<OwnedFd>, NetrcError> {
-    let deadline = Instant::now() + LOCK_WAIT;
+    lock_within(dir, home, LOCK_WAIT)
+}
+
+fn lock_within(dir: OwnedFd, home: &Path, wait: Duration) -> Result<Flock<OwnedFd>, NetrcError> {
+    let deadline = Instant::now() + wait;
     let mut dir = dir;
     loop {
         match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
@@ -505,21 +505,23 @@ struct Temp<'a> {
     done: bool,
 }
 
+/// A new file `name` in `dir`, mode 0600: never one that is there already,
+/// nor one a symbolic link there points to.
+fn create_new(dir: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {
+    openat(
+        dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+}
+
 impl<'a> Temp<'a> {
     fn create(dir: &'a OwnedFd, home: &Path) -> Result<Temp<'a>, NetrcError> {
         let mut last = Errno::EEXIST;
         for _ in 0..16 {
             let name = format!("{TEMP_PREFIX}{}", random_suffix()?);
-            match openat(
-                dir,
-                name.as_str(),
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            ) {
+            match create_new(dir, &name) {
                 Ok(fd) => {
                     return Ok(Temp {
                         dir,
@@ -764,6 +766,19 @@ mod tests {
              macdef bye\n\
              quit\n\
              \n"
+        );
+    }
+
+    /// With CRLF line ends a macro's body still starts on the line after
+    /// `macdef`, whose own end is not an empty line.
+    #[test]
+    fn crlf_macro_bodies_are_kept_too() {
+        let old = "macdef init\r\nmachine h.example login evil password inside\r\n\r\n\
+                   machine h.example login bob password OLD\r\n";
+        assert_eq!(
+            set(old),
+            "macdef init\r\nmachine h.example login evil password inside\r\n\r\n\
+             machine h.example login alice password NEW\r\n"
         );
     }
 
@@ -1018,6 +1033,119 @@ mod tests {
         assert!(again.is_err());
         drop(held);
         write_entry(home.path(), "h.example", "alice", KEY).unwrap();
+    }
+
+    /// A lock another writer holds is waited for, up to a point.
+    #[test]
+    fn a_held_lock_is_waited_for_and_then_given_up() {
+        let home = tempfile::tempdir().unwrap();
+        let held = lock(open_dir(home.path()).unwrap(), home.path()).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let started = Instant::now();
+        lock_within(
+            open_dir(home.path()).unwrap(),
+            home.path(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        releaser.join().unwrap();
+        let _held = lock(open_dir(home.path()).unwrap(), home.path()).unwrap();
+        let started = Instant::now();
+        let e = lock_within(
+            open_dir(home.path()).unwrap(),
+            home.path(),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("another program holds the lock"), "{e}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    /// The home directory is the password database's, and a home that is
+    /// not a directory is refused when it is opened.
+    #[test]
+    fn the_home_is_a_directory_from_the_password_database() {
+        let home = home_dir().unwrap();
+        assert!(home.is_absolute() && home.is_dir(), "{}", home.display());
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let e = precheck(&file).unwrap_err();
+        assert!(e.0.starts_with("cannot open"), "{e}");
+        assert!(e.0.contains("Not a directory"), "{e}");
+    }
+
+    /// What was read is the file that was inspected: not one reached
+    /// through a symbolic link put in its place, not another file.
+    #[test]
+    fn the_file_read_is_the_file_inspected() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = open_dir(home.path()).unwrap();
+        let target = home.path().join("elsewhere");
+        std::fs::write(&target, "machine a login b password c\n").unwrap();
+        let seen = fstatat(&dir, "elsewhere", AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        std::os::unix::fs::symlink(&target, file_path(home.path())).unwrap();
+        let e = read_existing(&dir, home.path(), &seen).unwrap_err();
+        assert!(e.0.starts_with("cannot open"), "{e}");
+        std::fs::remove_file(file_path(home.path())).unwrap();
+        std::fs::write(file_path(home.path()), "machine a\n").unwrap();
+        let e = read_existing(&dir, home.path(), &seen).unwrap_err();
+        assert!(e.0.contains("was replaced"), "{e}");
+        let seen = fstatat(&dir, FILE_NAME, AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!(
+            read_existing(&dir, home.path(), &seen).unwrap().as_str(),
+            "machine a\n"
+        );
+    }
+
+    /// A temporary file is always a new one: not a file already there, nor
+    /// the target of a link put at its name (a dangling one would make it).
+    #[test]
+    fn a_temporary_file_is_always_new() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = open_dir(home.path()).unwrap();
+        let target = home.path().join("made-through-a-link");
+        std::os::unix::fs::symlink(&target, home.path().join("t-link")).unwrap();
+        assert_eq!(create_new(&dir, "t-link").unwrap_err(), Errno::EEXIST);
+        assert!(!target.exists());
+        std::fs::write(home.path().join("t-file"), "x").unwrap();
+        assert_eq!(create_new(&dir, "t-file").unwrap_err(), Errno::EEXIST);
+        create_new(&dir, "t-new").unwrap();
+        let meta = std::fs::metadata(home.path().join("t-new")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    /// A FIFO put where the file was is opened without waiting for a
+    /// writer, and refused.
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_refused_at_once() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = open_dir(home.path()).unwrap();
+        nix::unistd::mkfifo(&file_path(home.path()), Mode::from_bits_truncate(0o600)).unwrap();
+        let seen = fstatat(&dir, FILE_NAME, AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        let e = read_existing(&dir, home.path(), &seen).unwrap_err();
+        assert!(e.0.contains("is not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_file_is_read_up_to_its_size_limit() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = open_dir(home.path()).unwrap();
+        let path = file_path(home.path());
+        std::fs::write(&path, "#".repeat(MAX_SIZE as usize)).unwrap();
+        let seen = fstatat(&dir, FILE_NAME, AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!(
+            read_existing(&dir, home.path(), &seen).unwrap().len(),
+            MAX_SIZE as usize
+        );
+        std::fs::write(&path, "#".repeat(MAX_SIZE as usize + 1)).unwrap();
+        let seen = fstatat(&dir, FILE_NAME, AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+        let e = read_existing(&dir, home.path(), &seen).unwrap_err();
+        assert!(e.0.contains("is larger than 1048576 bytes"), "{e}");
     }
 
     #[test]
