@@ -35,25 +35,43 @@ needs='
 /usr/bin/npm npm
 /usr/bin/mmdebstrap mmdebstrap
 /usr/bin/nsenter util-linux
+/usr/include/openssl/ssl.h libssl-dev
 '
 
 missing=$(printf '%s\n' "$needs" | while read -r path pkg; do
     [ -n "$path" ] && [ ! -e "$path" ] && echo "$pkg"
 done | sort -u | tr '\n' ' ')
 
+# Package scripts must not start the services on the machine: the tests
+# run their own on 127.0.0.1.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
 if [ -n "$missing" ]; then
     echo "installing: $missing"
     apt-get update -qq
-    # Package scripts must not start the services on the machine: the
-    # tests run their own on 127.0.0.1.
-    policy=/usr/sbin/policy-rc.d
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' > "$policy"
-        chmod 755 "$policy"
-        trap 'rm -f "$policy"' EXIT
-    fi
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# Fleet mode's tests make throwaway clusters of their own: the package
+# must not make (and start) a system cluster, so postgresql-common's
+# createcluster.conf says so before the server package is installed.
+if [ ! -e /usr/lib/postgresql/15/bin/initdb ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-common
+    conf=/etc/postgresql-common/createcluster.conf
+    if grep -q '^#* *create_main_cluster' "$conf"; then
+        sed -i 's/^#* *create_main_cluster.*/create_main_cluster = false/' "$conf"
+    else
+        echo 'create_main_cluster = false' >> "$conf"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        postgresql-15 postgresql-client-15
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

@@ -46,6 +46,8 @@ fn filler(n: u64, now: i64) -> KeyRecord {
         created_by_loginuid: Some(0),
         name: "bench filler".into(),
         services: Vec::new(),
+        hosts: vec![],
+        made_on: String::new(),
         created: now,
         expires: None,
         last_used: None,

@@ -47,7 +47,8 @@ Errors are one line on standard error, starting with \"apikey: \".";
 // "Usage: ".
 const USAGE_GENERATE: &str =
     "apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
-                       [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]";
+                       [--hosts LIST] [--user USER] [--netrc HOST [--netrc-login apikey]]
+                       [--json]";
 const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
 const USAGE_LIST: &str =
     "apikey list [--all | --user USER] [--sessions] [--expired] [--revoked] [--json]";
@@ -61,7 +62,8 @@ const USAGE_STATUS: &str = "apikey status [--json]";
 const USAGE_VERIFY: &str = "apikey verify [--user USER] [--service NAME] < KEYFILE";
 const USAGE: &str = "apikey COMMAND [OPTIONS]
        apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
-                       [--user USER] [--netrc HOST [--netrc-login apikey]] [--json]
+                       [--hosts LIST] [--user USER] [--netrc HOST [--netrc-login apikey]]
+                       [--json]
        apikey session [--name TEXT] [--json]
        apikey list [--all | --user USER] [--sessions] [--json]
        apikey revoke ID... | --all [--user USER | --site [--yes]]
@@ -145,6 +147,12 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_services)]
     pub services: Option<ServiceList>,
 
+    /// Fleet mode: the hosts the key works on, comma-separated host names
+    /// or globs of them as the daemons are registered (e.g. 'web-*,db-1')
+    /// [default: every host of the fleet]
+    #[arg(long, value_name = "LIST", value_parser = parse_hosts)]
+    pub hosts: Option<HostList>,
+
     /// Make the key for another account (administrators; still from a
     /// login session, sudo in your ssh login will do)
     #[arg(long, value_name = "USER", conflicts_with = "netrc")]
@@ -178,6 +186,10 @@ pub enum NetrcLogin {
     /// LabKey's form: the service maps the name "apikey" to the key's owner
     Apikey,
 }
+
+/// Host patterns given with `--hosts`, already split and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostList(pub Vec<String>);
 
 /// Service patterns given with `--services`, already split and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -414,6 +426,30 @@ pub struct VerifyArgs {
     /// The PAM service the key must be valid for
     #[arg(long, value_name = "NAME", value_parser = parse_service)]
     pub service: Option<String>,
+}
+
+/// Splits `--hosts` on commas and checks each pattern (the daemon checks
+/// again), so that a typo is a usage error rather than a key that works
+/// nowhere.
+pub fn parse_hosts(text: &str) -> Result<HostList, String> {
+    let mut patterns: Vec<String> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.*?".contains(&b);
+        if item.len() > 253 || !item.bytes().all(allowed) {
+            return Err(format!(
+                "'{}' is not a host name or a glob of one (letters, digits, '-', '_', '.', \
+                 '*' and '?')",
+                safe(item, 64)
+            ));
+        }
+        if !patterns.iter().any(|p| p == item) {
+            patterns.push(item.to_string());
+        }
+    }
+    if patterns.is_empty() {
+        return Err("give at least one host name or glob, e.g. web-* or db-1".to_string());
+    }
+    Ok(HostList(patterns))
 }
 
 /// Splits `--services` on commas and checks each pattern, so that a typo

@@ -22,6 +22,20 @@ pub async fn connect() -> Result<Keys1Proxy<'static>, CliError> {
 }
 
 /// A single-threaded runtime: every command is one or two calls in a row.
+/// The daemon predates the method called (a package upgrade whose daemon
+/// has not restarted yet): the caller falls back to the older method.
+pub fn is_unknown_method(e: &apikey_proto::KeysError) -> bool {
+    match e {
+        apikey_proto::KeysError::ZBus(zbus::Error::FDO(e)) => {
+            matches!(**e, zbus::fdo::Error::UnknownMethod(_))
+        }
+        apikey_proto::KeysError::ZBus(zbus::Error::MethodError(name, _, _)) => {
+            name.as_str() == "org.freedesktop.DBus.Error.UnknownMethod"
+        }
+        _ => false,
+    }
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

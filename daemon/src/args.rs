@@ -69,4 +69,10 @@ pub struct Args {
     /// `make uninstall` run it after taking the packaged profile out.
     #[arg(long)]
     pub pam_references: bool,
+    /// Fleet mode: bring the database's schema up to date, as the
+    /// configuration's [fleet] settings connect (a role that is a member
+    /// of apikey_owner), print the version it is at and exit. Daemons
+    /// whose role may also do it at start; the others wait for it
+    #[arg(long, conflicts_with_all = ["stop", "pam_references"])]
+    pub upgrade_fleet_schema: bool,
 }

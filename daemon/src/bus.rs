@@ -10,7 +10,7 @@ use crate::bus_args::{Ids, Short};
 use crate::caller_binding::{self, Births, Noted, ProcessId};
 use crate::login_calls;
 use crate::service::{Caller, KeyService};
-use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo};
+use apikey_proto::{ExtraDict, GenerateOptions, KeyInfo, KeysError, Settings, StatusInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -212,6 +212,24 @@ impl Keys1 {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn generate_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        name: Short,
+        expires: Short,
+        services: Ids,
+        user: Short,
+        options: ExtraDict,
+    ) -> Result<(String, KeyInfo, ExtraDict), KeysError> {
+        let options = GenerateOptions::from_dict(&options).map_err(KeysError::InvalidArgument)?;
+        self.run(&header, move |s, c| {
+            s.generate_with(c, &name, &expires, &services, &user, &options)
+                .map(|(token, info, extra)| (token.as_str().to_string(), info, extra.to_dict()))
+        })
+        .await
+    }
+
     async fn create_session_key(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -249,6 +267,31 @@ impl Keys1 {
     ) -> Result<(Vec<KeyInfo>, String), KeysError> {
         self.run(&header, move |s, c| {
             s.list_page(c, &user, all, sessions, &show, &after, limit)
+        })
+        .await
+    }
+
+    #[zbus(out_args("keys", "next"))]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_page_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: Short,
+        all: bool,
+        sessions: bool,
+        show: Ids,
+        after: Short,
+        limit: u32,
+    ) -> Result<(Vec<(KeyInfo, ExtraDict)>, String), KeysError> {
+        self.run(&header, move |s, c| {
+            s.list_page_with(c, &user, all, sessions, &show, &after, limit)
+                .map(|(keys, next)| {
+                    let keys = keys
+                        .into_iter()
+                        .map(|(info, extra)| (info, extra.to_dict()))
+                        .collect();
+                    (keys, next)
+                })
         })
         .await
     }

@@ -28,6 +28,23 @@ struct RawConfig {
     retention: String,
     throttle: RawThrottle,
     verifier_groups: BTreeMap<String, Vec<String>>,
+    fleet: Option<RawFleet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    database: String,
+    #[serde(default)]
+    password_file: PathBuf,
+    #[serde(default)]
+    host: String,
+    #[serde(default = "default_fleet_timeout")]
+    timeout: String,
+}
+
+fn default_fleet_timeout() -> String {
+    "1s".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +70,7 @@ impl Default for RawConfig {
             retention: "90d".into(),
             throttle: RawThrottle::default(),
             verifier_groups: BTreeMap::from([("apikey-auth".into(), vec!["nginx*".into()])]),
+            fleet: None,
         }
     }
 }
@@ -95,6 +113,22 @@ pub struct Config {
     pub retention_secs: u64,
     pub throttle: ThrottleConfig,
     pub verifier_groups: BTreeMap<String, Vec<String>>,
+    /// Keys shared by many hosts in PostgreSQL; `None`: this host's own
+    /// SQLite store only.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: where the shared store is and how this host appears in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// A libpq-style URL or key=value string, without a password.
+    pub database: String,
+    /// The database password, in a file only the daemon may read.
+    pub password_file: Option<PathBuf>,
+    /// This host's name in the fleet; the system's host name by default.
+    pub host: String,
+    /// Every database call answers within this; unavailable otherwise.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug)]
@@ -208,7 +242,62 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
             forget_after_secs: forget.max(1),
         },
         verifier_groups: raw.verifier_groups,
+        fleet: raw.fleet.map(validate_fleet).transpose()?,
     })
+}
+
+fn validate_fleet(raw: RawFleet) -> Result<FleetConfig, (&'static str, String)> {
+    if let Err(e) = crate::store::postgres::conninfo::parse(&raw.database) {
+        return Err(("database", e));
+    }
+    if !raw.password_file.as_os_str().is_empty() && !raw.password_file.is_absolute() {
+        return Err(("password_file", "must be an absolute path".into()));
+    }
+    let host = match raw.host.is_empty() {
+        true => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        false => raw.host,
+    };
+    if !is_host_name(&host) {
+        return Err((
+            "host",
+            format!(
+                "'{}' is not a host name (letters, digits, '-', '_' and '.', at most 253)",
+                apikey_proto::services::printable(&host, 40)
+            ),
+        ));
+    }
+    let timeout = parse_millis(&raw.timeout).map_err(|e| ("timeout", e))?;
+    if !(10..=60_000).contains(&timeout) {
+        return Err(("timeout", "must be between 10ms and 60s".into()));
+    }
+    Ok(FleetConfig {
+        database: raw.database,
+        password_file: Some(raw.password_file).filter(|p| !p.as_os_str().is_empty()),
+        host,
+        timeout_ms: timeout,
+    })
+}
+
+/// A duration that may also be written in milliseconds (`250ms`).
+fn parse_millis(text: &str) -> Result<u64, String> {
+    match text.trim().strip_suffix("ms") {
+        Some(digits) => digits
+            .parse()
+            .map_err(|_| format!("'{text}' is not a duration such as 500ms or 2s")),
+        None => parse_duration(text).map(|s| s.saturating_mul(1000)),
+    }
+}
+
+/// A name a host may have in the fleet; also what `--hosts` globs match.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn check_patterns(patterns: &[String]) -> Result<(), String> {
@@ -337,5 +426,63 @@ apikey-auth = ["nginx*"]
         assert_eq!(c.throttle.free_failures, 3);
         assert_eq!(c.throttle.max_delay_ms, 2000);
         assert_eq!(c.throttle.forget_after_secs, 900);
+    }
+
+    #[test]
+    fn a_fleet_section_is_read_and_checked() {
+        let c = parse(
+            "[fleet]\ndatabase = \"host=db1,db2 dbname=apikey user=apikeyd_web1 \
+             sslmode=verify-full sslrootcert=/etc/apikey/ca.pem\"\n\
+             password_file = \"/etc/apikey/db-password\"\nhost = \"web-1\"\ntimeout = \"250ms\"\n",
+        )
+        .unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(fleet.host, "web-1");
+        assert_eq!(fleet.timeout_ms, 250);
+        assert_eq!(
+            fleet.password_file.as_deref(),
+            Some(Path::new("/etc/apikey/db-password"))
+        );
+        // Defaults: the system's host name, one second, no password file.
+        let c = parse("[fleet]\ndatabase = \"postgresql://db/apikey\"\n").unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(fleet.timeout_ms, 1000);
+        assert_eq!(fleet.password_file, None);
+        assert!(is_host_name(&fleet.host), "{}", fleet.host);
+        assert_eq!(Config::default().fleet, None);
+        for (text, words) in [
+            ("[fleet]\n", "missing field `database`"),
+            (
+                "[fleet]\ndatabase = \"host=db password=x\"\n",
+                "password_file",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\nhost = \"web 1\"\n",
+                "not a host name",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\ntimeout = \"5ms\"\n",
+                "between 10ms and 60s",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\ntimeout = \"2m\"\n",
+                "between 10ms and 60s",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\ntimeout = \"xms\"\n",
+                "500ms",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\npassword_file = \"pw\"\n",
+                "absolute",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\nreplicas = 2\n",
+                "unknown field `replicas`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(words), "{text}: {e}");
+        }
     }
 }

@@ -127,6 +127,24 @@ impl SystemHost {
     }
 }
 
+/// Fleet mode's owners and actors are user names; these are the uids
+/// they have on this host.
+impl crate::store::postgres::Accounts for SystemHost {
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        match self.account_by_name(name) {
+            Lookup::Found(a) => Some(a.uid),
+            _ => None,
+        }
+    }
+
+    fn name_of(&self, uid: u32) -> Option<String> {
+        match self.account_by_uid(uid) {
+            Lookup::Found(a) => Some(a.name),
+            _ => None,
+        }
+    }
+}
+
 impl Default for SystemHost {
     fn default() -> Self {
         SystemHost::new()

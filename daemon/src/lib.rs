@@ -8,6 +8,7 @@ pub mod bus_args;
 pub mod caller_binding;
 pub mod config;
 pub mod files_source;
+pub mod fleet_start;
 pub mod host;
 pub mod key_logins;
 pub mod local_files;

@@ -8,7 +8,7 @@ use apikeyd::bus::Keys1;
 use apikeyd::config::Config;
 use apikeyd::host::SystemHost;
 use apikeyd::service::KeyService;
-use apikeyd::store::SqliteStore;
+use apikeyd::store::{SqliteStore, Store};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +67,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if args.upgrade_fleet_schema {
+        return upgrade_fleet_schema(&cfg);
+    }
     // Before the identity is dropped: started as root by bus activation,
     // the daemon makes the socket where its own user could not.
     let pam_listener = cfg.pam_socket.as_deref().and_then(|path| {
@@ -83,20 +86,26 @@ fn main() -> ExitCode {
     if let Some(db) = args.database {
         cfg.database = db;
     }
-    let store = match SqliteStore::open(&cfg.database) {
+    let local = match SqliteStore::open(&cfg.database) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("apikeyd: cannot use the key store {e}");
             return ExitCode::from(EX_CANTCREAT);
         }
     };
+    let host = Arc::new(SystemHost::new());
+    let store: Arc<dyn Store> = match &cfg.fleet {
+        None => Arc::new(local),
+        Some(fleet) => match apikeyd::fleet_start::open(fleet, local, host.clone()) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                eprintln!("apikeyd: fleet mode: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
     let audit = Audit::open(&cfg.syslog_socket);
-    let svc = Arc::new(KeyService::new(
-        cfg,
-        Arc::new(store),
-        Arc::new(SystemHost::new()),
-        audit,
-    ));
+    let svc = Arc::new(KeyService::new(cfg, store, host, audit));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
@@ -132,6 +141,23 @@ fn main() -> ExitCode {
         eprintln!("apikeyd: syslog took no audit lines for a while; some may be lost");
     }
     code
+}
+
+fn upgrade_fleet_schema(cfg: &Config) -> ExitCode {
+    let Some(fleet) = &cfg.fleet else {
+        eprintln!("apikeyd: the configuration has no [fleet] section");
+        return ExitCode::from(EX_CONFIG);
+    };
+    match apikeyd::fleet_start::upgrade_schema(fleet) {
+        Ok(version) => {
+            println!("the fleet schema is at version {version}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("apikeyd: {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
 }
 
 async fn serve(

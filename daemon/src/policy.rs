@@ -402,6 +402,83 @@ pub fn may_change_settings(admin: bool) -> Result<(), KeysError> {
     }
 }
 
+/// Most host patterns one key may carry.
+pub const MAX_KEY_HOSTS: usize = 64;
+
+/// The hosts a new key asks to be limited to (`--hosts`), checked: only
+/// in fleet mode (a single host's keys work there alone), each a host name
+/// or a glob of one.
+pub fn key_hosts(patterns: &[String], fleet: bool) -> Result<Vec<String>, KeysError> {
+    if patterns.is_empty() {
+        return Ok(vec![]);
+    }
+    if !fleet {
+        return Err(KeysError::InvalidArgument(
+            "--hosts needs fleet mode: this host's own keys work on this host only".into(),
+        ));
+    }
+    if patterns.len() > MAX_KEY_HOSTS {
+        return Err(KeysError::InvalidArgument(format!(
+            "at most {MAX_KEY_HOSTS} host patterns per key"
+        )));
+    }
+    for p in patterns {
+        let plain = p.replace(['*', '?'], "x");
+        if !crate::config::is_host_name(&plain) {
+            return Err(KeysError::InvalidArgument(format!(
+                "'{}' is not a host name or a glob of one (letters, digits, '-', '_', '.', \
+                 '*' and '?')",
+                apikey_proto::services::printable(p, 40)
+            )));
+        }
+    }
+    let mut kept: Vec<String> = vec![];
+    for p in patterns {
+        if !kept.contains(p) {
+            kept.push(p.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// Whether a key limited to `patterns` (host names or globs with `*`
+/// and `?`; none: every host) works on `host`. Host names compare without
+/// regard to case, as DNS names do.
+pub fn host_in_scope(patterns: &[String], host: &str) -> bool {
+    patterns.is_empty()
+        || patterns
+            .iter()
+            .any(|p| glob_matches(&p.to_ascii_lowercase(), &host.to_ascii_lowercase()))
+}
+
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // The classic one-star backtracking walk: linear in practice.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +503,8 @@ mod tests {
             created_by_loginuid: Some(1000),
             name: String::new(),
             services: vec![],
+            hosts: vec![],
+            made_on: String::new(),
             created: 1_000_000,
             expires: None,
             last_used: None,
@@ -797,5 +876,49 @@ mod tests {
         assert!(!may_revoke(1000, false, 1001));
         assert!(may_revoke(1000, true, 1001));
         assert!(may_change_settings(false).is_err());
+    }
+
+    #[test]
+    fn host_patterns_are_for_fleets_and_must_be_host_names() {
+        assert_eq!(key_hosts(&[], false).unwrap(), Vec::<String>::new());
+        assert!(matches!(key_hosts(&v(&["web-1"]), false),
+            Err(KeysError::InvalidArgument(m)) if m.contains("fleet mode")));
+        assert_eq!(
+            key_hosts(&v(&["web-*", "db-1", "web-*", "h?.example.org"]), true).unwrap(),
+            v(&["web-*", "db-1", "h?.example.org"])
+        );
+        for bad in ["", "web 1", "web/1", "we\nb", "é"] {
+            assert!(
+                matches!(
+                    key_hosts(&v(&[bad]), true),
+                    Err(KeysError::InvalidArgument(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let many: Vec<String> = (0..=MAX_KEY_HOSTS).map(|i| format!("h{i}")).collect();
+        assert!(key_hosts(&many[..MAX_KEY_HOSTS], true).is_ok());
+        assert!(key_hosts(&many, true).is_err());
+    }
+
+    #[test]
+    fn hosts_are_matched_by_name_or_glob() {
+        let scope = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(host_in_scope(&[], "anything"));
+        let s = scope(&["web-*", "db-1"]);
+        for yes in ["web-1", "web-", "WEB-12", "db-1", "DB-1"] {
+            assert!(host_in_scope(&s, yes), "{yes}");
+        }
+        for no in ["db-10", "db-", "xweb-1", "web", ""] {
+            assert!(!host_in_scope(&s, no), "{no}");
+        }
+        let s = scope(&["*.example.org", "h?st", "a*b*c"]);
+        assert!(host_in_scope(&s, "x.example.org"));
+        assert!(!host_in_scope(&s, "example.org"));
+        assert!(host_in_scope(&s, "host"));
+        assert!(!host_in_scope(&s, "hoost"));
+        assert!(host_in_scope(&s, "abbbc"));
+        assert!(host_in_scope(&s, "abxbc"));
+        assert!(!host_in_scope(&s, "abxbd"));
     }
 }

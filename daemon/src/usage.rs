@@ -49,6 +49,7 @@ mod tests {
             at,
             service: "sshd".into(),
             rhost: String::new(),
+            host: String::new(),
         }
     }
 

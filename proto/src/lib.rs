@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod errors;
+pub mod extra;
 pub mod login_auth;
 pub mod names;
 pub mod proxy;
@@ -15,6 +16,7 @@ pub mod types;
 pub mod wire;
 
 pub use errors::KeysError;
+pub use extra::{ExtraDict, GenerateOptions, KeyExtra};
 pub use proxy::Keys1Proxy;
 pub use token::{Token, TokenError};
 pub use types::{Expiry, KeyInfo, Settings, StatusInfo};

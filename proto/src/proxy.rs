@@ -1,6 +1,7 @@
 //! Client side of `org.apikey.Keys1`, used by the command line and tests.
 
 use crate::errors::KeysError;
+use crate::extra::ExtraDict;
 use crate::types::{KeyInfo, Settings, StatusInfo};
 
 #[zbus::proxy(
@@ -19,6 +20,18 @@ pub trait Keys1 {
         services: &[&str],
         user: &str,
     ) -> Result<(String, KeyInfo), KeysError>;
+
+    /// `generate` with options (`a{sv}`, see [`GenerateOptions`]
+    /// (crate::GenerateOptions)); the key's record comes with its extras
+    /// ([`KeyExtra`](crate::KeyExtra)).
+    fn generate_with(
+        &self,
+        name: &str,
+        expires: &str,
+        services: &[&str],
+        user: &str,
+        options: ExtraDict,
+    ) -> Result<(String, KeyInfo, ExtraDict), KeysError>;
 
     /// A session key: bound to the caller's login session and authenticating
     /// as the uid the caller runs as; it ends with that session.
@@ -43,6 +56,18 @@ pub trait Keys1 {
         after: &str,
         limit: u32,
     ) -> Result<(Vec<KeyInfo>, String), KeysError>;
+
+    /// `list_page` with each key's extras ([`KeyExtra`](crate::KeyExtra)).
+    #[allow(clippy::too_many_arguments)]
+    fn list_page_with(
+        &self,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[&str],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<(KeyInfo, ExtraDict)>, String), KeysError>;
 
     /// Revokes the given key ids; returns the ids revoked.
     fn revoke(&self, ids: &[&str]) -> Result<Vec<String>, KeysError>;

@@ -12,6 +12,7 @@ pub mod bus;
 pub mod client;
 pub mod cockpit;
 pub mod daemon;
+pub mod fleet;
 pub mod packaging;
 pub mod pam;
 pub mod run;

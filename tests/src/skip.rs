@@ -34,6 +34,8 @@ pub enum Need {
     /// A root file system with systemd and nspawn to boot it
     /// (`make test-deps`, tests/systemd-root.sh).
     SystemdMachine,
+    /// PostgreSQL's server programs, for throwaway clusters (fleet mode).
+    Postgres,
 }
 
 /// Programs the harness runs; `Need::World` checks all of them.
@@ -68,6 +70,7 @@ fn check(need: Need) -> Option<String> {
         }
         Need::Cockpit => crate::cockpit::unmet(),
         Need::SystemdMachine => crate::systemd::unmet(),
+        Need::Postgres => crate::fleet::unmet(),
         Need::Packages => ["deb", "rpm"].iter().find_map(|ext| {
             crate::packaging::package(ext).is_none().then(|| {
                 format!(

@@ -6,6 +6,7 @@ use crate::client;
 use crate::exit::CliError;
 use crate::netrc;
 use crate::text::{safe, FIELD};
+use apikey_proto::{GenerateOptions, KeyExtra};
 use std::path::PathBuf;
 
 pub async fn run(args: GenerateArgs) -> Result<(), CliError> {
@@ -25,19 +26,33 @@ pub async fn run(args: GenerateArgs) -> Result<(), CliError> {
         .unwrap_or_default();
 
     let proxy = client::connect().await?;
-    let (raw, info) = proxy
-        .generate(
-            args.name.as_deref().unwrap_or(""),
-            args.expires.as_deref().unwrap_or(""),
-            &services,
-            args.user.as_deref().unwrap_or(""),
-        )
-        .await?;
+    let (name, expires, user) = (
+        args.name.as_deref().unwrap_or(""),
+        args.expires.as_deref().unwrap_or(""),
+        args.user.as_deref().unwrap_or(""),
+    );
+    // GenerateWith only when an option needs it: plain keys are made the
+    // same way with daemons that predate it.
+    let (raw, info, extra) = match &args.hosts {
+        None => {
+            let (raw, info) = proxy.generate(name, expires, &services, user).await?;
+            (raw, info, KeyExtra::default())
+        }
+        Some(hosts) => {
+            let options = GenerateOptions {
+                hosts: hosts.0.clone(),
+            };
+            let (raw, info, extra) = proxy
+                .generate_with(name, expires, &services, user, options.to_dict())
+                .await?;
+            (raw, info, KeyExtra::from_dict(&extra))
+        }
+    };
     let token = accept_token(&proxy, raw, &info).await?;
 
     let Some((host, home)) = netrc_target else {
-        hand_over(&proxy, &token, &info, args.json).await?;
-        note(&new_key_note(&info));
+        hand_over(&proxy, &token, &info, &extra, args.json).await?;
+        note(&new_key_note(&info, &extra));
         return Ok(());
     };
 
@@ -70,7 +85,7 @@ pub async fn run(args: GenerateArgs) -> Result<(), CliError> {
             json_string(login),
             json_string(&path.to_string_lossy())
         );
-        let text = key_object(&first, &info)?;
+        let text = key_object(&first, &info, &extra)?;
         print(&text)?;
     }
     Ok(())

@@ -6,7 +6,7 @@ use crate::client;
 use crate::exit::CliError;
 use crate::text::{json_safe, safe, width, FIELD};
 use crate::timefmt::{now, relative};
-use apikey_proto::KeyInfo;
+use apikey_proto::{KeyExtra, KeyInfo, Keys1Proxy};
 
 /// Keys asked for per page; the daemon may send fewer (it also caps a
 /// page's size in bytes).
@@ -27,18 +27,18 @@ pub async fn run(args: ListArgs) -> Result<(), CliError> {
     let now = now();
     let mut after = String::new();
     let mut widths: Option<Vec<usize>> = None;
+    // Decided by the first page: a fleet's keys have their hosts.
+    let mut fleet: Option<bool> = None;
     let mut listed = 0usize;
     if args.json {
         print("[")?;
     }
     loop {
-        let (keys, next) = proxy
-            .list_page(user, args.all, args.sessions, &show, &after, PAGE)
-            .await?;
+        let (keys, next) = page(&proxy, user, args.all, args.sessions, &show, &after).await?;
         if args.json {
             let mut text = String::new();
-            for k in &keys {
-                let json = serde_json::to_string(&KeyJson::new(k))
+            for (k, e) in &keys {
+                let json = serde_json::to_string(&KeyJson::with_extra(k, e))
                     .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
                 if listed > 0 {
                     text.push(',');
@@ -49,7 +49,13 @@ pub async fn run(args: ListArgs) -> Result<(), CliError> {
             print(&text)?;
         } else if !keys.is_empty() {
             let with_header = widths.is_none();
-            let rows = rows(&keys, now, args.sessions, with_header);
+            let fleet =
+                *fleet.get_or_insert_with(|| keys.iter().any(|(_, e)| !e.made_on.is_empty()));
+            let columns = Columns {
+                kind: args.sessions,
+                fleet,
+            };
+            let rows = rows(&keys, now, columns, with_header);
             print(&render(&rows, &mut widths))?;
             listed += keys.len();
         }
@@ -67,25 +73,83 @@ pub async fn run(args: ListArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// One page with each key's extras; from a daemon that predates
+/// ListPageWith, without them.
+async fn page(
+    proxy: &Keys1Proxy<'_>,
+    user: &str,
+    all: bool,
+    sessions: bool,
+    show: &[&str],
+    after: &str,
+) -> Result<(Vec<(KeyInfo, KeyExtra)>, String), CliError> {
+    match proxy
+        .list_page_with(user, all, sessions, show, after, PAGE)
+        .await
+    {
+        Ok((keys, next)) => Ok((
+            keys.into_iter()
+                .map(|(k, e)| (k, KeyExtra::from_dict(&e)))
+                .collect(),
+            next,
+        )),
+        Err(e) if client::is_unknown_method(&e) => {
+            let (keys, next) = proxy
+                .list_page(user, all, sessions, show, after, PAGE)
+                .await?;
+            Ok((
+                keys.into_iter().map(|k| (k, KeyExtra::default())).collect(),
+                next,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The optional columns: the kind (with session keys), and in a fleet the
+/// host a key was made on and the hosts it works on.
+#[derive(Clone, Copy)]
+struct Columns {
+    kind: bool,
+    fleet: bool,
+}
+
 /// The aligned table. Every cell is escaped and capped first (S11), and
 /// the widths are those of the escaped text, so a hostile name cannot
 /// break the columns.
 #[cfg(test)]
 fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
-    render(&rows(keys, now, with_kind, true), &mut None)
+    let keys: Vec<(KeyInfo, KeyExtra)> = keys
+        .iter()
+        .map(|k| (k.clone(), KeyExtra::default()))
+        .collect();
+    let columns = Columns {
+        kind: with_kind,
+        fleet: false,
+    };
+    render(&rows(&keys, now, columns, true), &mut None)
 }
 
-fn rows(keys: &[KeyInfo], now: i64, with_kind: bool, with_header: bool) -> Vec<Vec<String>> {
+fn rows(
+    keys: &[(KeyInfo, KeyExtra)],
+    now: i64,
+    columns: Columns,
+    with_header: bool,
+) -> Vec<Vec<String>> {
     let mut header = vec!["ID", "USER", "NAME"];
-    if with_kind {
+    if columns.kind {
         header.push("KIND");
     }
-    header.extend(["SERVICES", "CREATED", "EXPIRES", "LAST USED"]);
+    header.push("SERVICES");
+    if columns.fleet {
+        header.extend(["HOSTS", "MADE ON"]);
+    }
+    header.extend(["CREATED", "EXPIRES", "LAST USED"]);
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(keys.len() + 1);
     if with_header {
         rows.push(header.iter().map(|h| h.to_string()).collect());
     }
-    for k in keys {
+    for (k, e) in keys {
         let mut row = vec![
             safe(&k.id, FIELD),
             safe(&k.user, FIELD),
@@ -95,13 +159,20 @@ fn rows(keys: &[KeyInfo], now: i64, with_kind: bool, with_header: bool) -> Vec<V
                 safe(&k.name, FIELD)
             },
         ];
-        if with_kind {
+        if columns.kind {
             row.push(if k.session { "session" } else { "key" }.to_string());
         }
         row.push(services_cell(&k.services));
+        if columns.fleet {
+            row.push(services_cell(&e.hosts));
+            row.push(match e.made_on.is_empty() {
+                true => "-".to_string(),
+                false => safe(&e.made_on, FIELD),
+            });
+        }
         row.push(relative(now, k.created));
         row.push(expires_cell(k, now));
-        row.push(last_used_cell(k, now));
+        row.push(last_used_cell(k, &e.last_host, now));
         rows.push(row);
     }
     rows
@@ -132,7 +203,8 @@ fn render(rows: &[Vec<String>], widths: &mut Option<Vec<usize>>) -> String {
     out
 }
 
-/// `*` for an empty scope: every service the site allows.
+/// `*` for an empty scope: every service the site allows (or every host
+/// of the fleet).
 fn services_cell(services: &[String]) -> String {
     if services.is_empty() {
         "*".to_string()
@@ -155,11 +227,14 @@ fn expires_cell(k: &KeyInfo, now: i64) -> String {
     }
 }
 
-fn last_used_cell(k: &KeyInfo, now: i64) -> String {
+fn last_used_cell(k: &KeyInfo, host: &str, now: i64) -> String {
     if k.last_used == 0 {
         return "never".to_string();
     }
-    let when = relative(now, k.last_used);
+    let mut when = relative(now, k.last_used);
+    if !host.is_empty() {
+        when = format!("{when} on {}", safe(host, FIELD));
+    }
     match (k.last_service.is_empty(), k.last_rhost.is_empty()) {
         (true, true) => when,
         (false, true) => format!("{when} ({})", safe(&k.last_service, FIELD)),
@@ -227,6 +302,48 @@ Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes a
         assert_eq!(expires_cell(&k, NOW), "revoked 1 hour ago");
         k.last_used = NOW - 7200;
         k.last_rhost = "host".into();
-        assert_eq!(last_used_cell(&k, NOW), "2 hours ago (from host)");
+        assert_eq!(last_used_cell(&k, "", NOW), "2 hours ago (from host)");
+        assert_eq!(
+            last_used_cell(&k, "web-1", NOW),
+            "2 hours ago on web-1 (from host)"
+        );
+    }
+
+    #[test]
+    fn a_fleets_table_has_the_hosts() {
+        let a = sample_key();
+        let mut b = sample_key();
+        b.id = "Zz00Zz00Zz00".into();
+        b.last_used = NOW - 180;
+        b.last_service = "sshd".into();
+        let keys = vec![
+            (
+                a,
+                KeyExtra {
+                    made_on: "adm-1".into(),
+                    hosts: vec![],
+                    last_host: String::new(),
+                },
+            ),
+            (
+                b,
+                KeyExtra {
+                    made_on: "adm-2".into(),
+                    hosts: vec!["web-*".into(), "db-1".into()],
+                    last_host: "web-3".into(),
+                },
+            ),
+        ];
+        let columns = Columns {
+            kind: false,
+            fleet: true,
+        };
+        let text = render(&rows(&keys, NOW, columns, true), &mut None);
+        let expected = "\
+ID            USER   NAME    SERVICES     HOSTS       MADE ON  CREATED        EXPIRES     LAST USED
+3fZk9QpLm2Xa  alice  backup  sshd,nginx*  *           adm-1    3 minutes ago  in 30 days  never
+Zz00Zz00Zz00  alice  backup  sshd,nginx*  web-*,db-1  adm-2    3 minutes ago  in 30 days  3 minutes ago on web-3 (sshd)
+";
+        assert_eq!(text, expected);
     }
 }

@@ -15,7 +15,7 @@ use crate::args::Cmd;
 use crate::exit::CliError;
 use crate::text::{json_safe, safe, FIELD};
 use crate::timefmt::{rfc3339, rfc3339_opt};
-use apikey_proto::{KeyInfo, Keys1Proxy, Token};
+use apikey_proto::{KeyExtra, KeyInfo, Keys1Proxy, Token};
 use serde::Serialize;
 use std::io::Write;
 use zeroize::Zeroizing;
@@ -76,9 +76,28 @@ pub(crate) struct KeyJson<'a> {
     pub last_rhost: Option<&'a str>,
     pub created_by_uid: u32,
     pub revoked: Option<String>,
+    /// Fleet mode only: where the key was made, the hosts it works on,
+    /// the host of its last use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub made_on: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_host: Option<&'a str>,
 }
 
 impl<'a> KeyJson<'a> {
+    /// With what a fleet adds; nothing more on a single host.
+    pub fn with_extra(k: &'a KeyInfo, e: &'a KeyExtra) -> Self {
+        let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
+        KeyJson {
+            made_on: non_empty(&e.made_on),
+            hosts: (!e.made_on.is_empty()).then_some(e.hosts.as_slice()),
+            last_host: non_empty(&e.last_host),
+            ..KeyJson::new(k)
+        }
+    }
+
     pub fn new(k: &'a KeyInfo) -> Self {
         let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
         KeyJson {
@@ -95,6 +114,9 @@ impl<'a> KeyJson<'a> {
             last_rhost: non_empty(&k.last_rhost),
             created_by_uid: k.created_by_uid,
             revoked: rfc3339_opt(k.revoked),
+            made_on: None,
+            hosts: None,
+            last_host: None,
         }
     }
 }
@@ -102,8 +124,12 @@ impl<'a> KeyJson<'a> {
 /// A JSON object made of `first` (members already encoded, e.g.
 /// `"token":"..."`) followed by the members of the key. Built by hand so
 /// the token lives only in memory that is wiped.
-pub(crate) fn key_object(first: &str, info: &KeyInfo) -> Result<Zeroizing<String>, CliError> {
-    let rest = serde_json::to_string(&KeyJson::new(info))
+pub(crate) fn key_object(
+    first: &str,
+    info: &KeyInfo,
+    extra: &KeyExtra,
+) -> Result<Zeroizing<String>, CliError> {
+    let rest = serde_json::to_string(&KeyJson::with_extra(info, extra))
         .map_err(|e| CliError::Failed(format!("cannot encode JSON: {e}")))?;
     let rest = json_safe(&rest);
     let mut out = Zeroizing::new(String::with_capacity(first.len() + rest.len() + 2));
@@ -140,6 +166,7 @@ pub(crate) async fn hand_over(
     proxy: &Keys1Proxy<'_>,
     token: &Token,
     info: &KeyInfo,
+    extra: &KeyExtra,
     json: bool,
 ) -> Result<(), CliError> {
     let text = if json {
@@ -148,7 +175,7 @@ pub(crate) async fn hand_over(
         first.push_str("\"token\":\"");
         first.push_str(token.as_str());
         first.push('"');
-        key_object(&first, info)?
+        key_object(&first, info, extra)?
     } else {
         let mut line = Zeroizing::new(String::with_capacity(token.as_str().len() + 1));
         line.push_str(token.as_str());
@@ -189,9 +216,23 @@ pub(crate) fn expiry_text(expires: i64) -> String {
 }
 
 /// The line on standard error after a key was handed over.
-pub(crate) fn new_key_note(info: &KeyInfo) -> String {
+/// Said after a new key is handed over; with the hosts of a fleet key
+/// limited to some.
+pub(crate) fn new_key_note(info: &KeyInfo, extra: &KeyExtra) -> String {
+    let hosts = match extra.hosts.is_empty() {
+        true => String::new(),
+        false => format!(
+            " works on hosts {} and",
+            extra
+                .hosts
+                .iter()
+                .map(|h| safe(h, FIELD))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
     format!(
-        "key {} for {} expires {}; it will not be shown again.",
+        "key {} for {}{hosts} expires {}; it will not be shown again.",
         safe(&info.id, FIELD),
         safe(&info.user, FIELD),
         expiry_text(info.expires)
@@ -237,25 +278,53 @@ pub(crate) mod tests {
     #[test]
     fn key_object_puts_first_members_first() {
         let k = sample_key();
-        let text = key_object("\"token\":\"apikey|x\"", &k).unwrap();
+        let text = key_object("\"token\":\"apikey|x\"", &k, &KeyExtra::default()).unwrap();
         assert!(text.starts_with("{\"token\":\"apikey|x\",\"id\":\"3fZk9QpLm2Xa\""));
         assert!(text.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["token"], "apikey|x");
         assert_eq!(v["user"], "alice");
+        // A single host's key says nothing of hosts.
+        assert!(v.get("made_on").is_none() && v.get("hosts").is_none());
+    }
+
+    #[test]
+    fn a_fleet_keys_hosts_are_in_its_json_and_its_note() {
+        let k = sample_key();
+        let mut e = KeyExtra {
+            made_on: "adm-1".into(),
+            hosts: vec![],
+            last_host: String::new(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&key_object("\"token\":null", &k, &e).unwrap()).unwrap();
+        assert_eq!(v["made_on"], "adm-1");
+        assert_eq!(v["hosts"], serde_json::json!([]));
+        assert!(v.get("last_host").is_none());
+        e.hosts = vec!["web-*".into(), "db\u{1b}1".into()];
+        e.last_host = "web-2".into();
+        let v: serde_json::Value =
+            serde_json::from_str(&key_object("\"token\":null", &k, &e).unwrap()).unwrap();
+        assert_eq!(v["hosts"], serde_json::json!(["web-*", "db\u{1b}1"]));
+        assert_eq!(v["last_host"], "web-2");
+        assert_eq!(
+            new_key_note(&k, &e),
+            "key 3fZk9QpLm2Xa for alice works on hosts web-*,db\\x1b1 and expires \
+             2023-12-14T22:13:20Z; it will not be shown again."
+        );
     }
 
     #[test]
     fn note_after_generation() {
         let mut k = sample_key();
         assert_eq!(
-            new_key_note(&k),
+            new_key_note(&k, &KeyExtra::default()),
             "key 3fZk9QpLm2Xa for alice expires 2023-12-14T22:13:20Z; it will not be shown again."
         );
         k.expires = 0;
         k.user = "ev\u{1b}[1mil".into();
         assert_eq!(
-            new_key_note(&k),
+            new_key_note(&k, &KeyExtra::default()),
             "key 3fZk9QpLm2Xa for ev\\x1b[1mil expires never; it will not be shown again."
         );
     }

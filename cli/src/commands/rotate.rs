@@ -10,7 +10,14 @@ pub async fn run(args: RotateArgs) -> Result<(), CliError> {
     let proxy = client::connect().await?;
     let (raw, info) = proxy.rotate(&args.id).await?;
     let token = accept_token(&proxy, raw, &info).await?;
-    hand_over(&proxy, &token, &info, args.json).await?;
+    hand_over(
+        &proxy,
+        &token,
+        &info,
+        &apikey_proto::KeyExtra::default(),
+        args.json,
+    )
+    .await?;
     note(&format!(
         "key {} for {} replaces key {} and expires {}; it will not be shown again.",
         safe(&info.id, FIELD),

@@ -11,7 +11,14 @@ pub async fn run(args: SessionArgs) -> Result<(), CliError> {
     let name = args.name.as_deref().unwrap_or("");
     let (raw, info) = proxy.create_session_key(name).await?;
     let token = accept_token(&proxy, raw, &info).await?;
-    hand_over(&proxy, &token, &info, args.json).await?;
+    hand_over(
+        &proxy,
+        &token,
+        &info,
+        &apikey_proto::KeyExtra::default(),
+        args.json,
+    )
+    .await?;
     note(&format!(
         "session key {} for {} ends with this login session (at the latest {}); \
          it will not be shown again.",

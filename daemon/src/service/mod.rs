@@ -21,7 +21,9 @@ use apikey_proto::services::{is_valid_service, printable};
 use apikey_proto::token::{
     is_key_id, is_key_shaped, is_session_handle, new_key_id, new_session_handle,
 };
-use apikey_proto::{Expiry, KeyInfo, KeysError, Settings, StatusInfo, Token};
+use apikey_proto::{
+    Expiry, GenerateOptions, KeyExtra, KeyInfo, KeysError, Settings, StatusInfo, Token,
+};
 use std::sync::{Arc, Mutex};
 
 /// Longest key name.
@@ -112,12 +114,36 @@ impl KeyService {
         services: &[String],
         user: &str,
     ) -> Result<(Token, KeyInfo)> {
-        let outcome = self.generate_inner(c, name, expires, services, user);
+        self.generate_with(
+            c,
+            name,
+            expires,
+            services,
+            user,
+            &GenerateOptions::default(),
+        )
+        .map(|(token, info, _)| (token, info))
+    }
+
+    /// `generate` with options (GenerateWith): fleet mode's `hosts`.
+    pub fn generate_with(
+        &self,
+        c: &Caller,
+        name: &str,
+        expires: &str,
+        services: &[String],
+        user: &str,
+        options: &GenerateOptions,
+    ) -> Result<(Token, KeyInfo, KeyExtra)> {
+        let outcome = self.generate_inner(c, name, expires, services, user, options);
         let mut line = Line::new("generate")
             .num("caller_uid", c.uid)
             .num("caller_pid", c.pid);
+        if !options.hosts.is_empty() {
+            line = line.field("hosts", &options.hosts.join(","));
+        }
         line = match &outcome {
-            Ok((_, info)) => line
+            Ok((_, info, _)) => line
                 .field("user", &info.user)
                 .field("key", &info.id)
                 .field("outcome", "ok"),
@@ -138,8 +164,10 @@ impl KeyService {
         expires: &str,
         services: &[String],
         user: &str,
-    ) -> Result<(Token, KeyInfo)> {
+        options: &GenerateOptions,
+    ) -> Result<(Token, KeyInfo, KeyExtra)> {
         check_name(name)?;
+        let hosts = policy::key_hosts(&options.hosts, self.cfg.fleet.is_some())?;
         let requested = parse_expiry(expires)?;
         let policy = self.policy()?;
         let admin = self.is_admin(c);
@@ -161,13 +189,14 @@ impl KeyService {
         let scope = policy::key_scope(services, &self.cfg.key_services)?;
         let now = self.host.now();
         let key_expires = policy::new_key_expiry(now, requested, policy.expiry)?;
-        let (token, record) =
+        let (token, mut record) =
             self.new_record(c, proc_id.loginuid, &owner, name, scope, now, key_expires)?;
+        record.hosts = hosts;
         self.store
             .insert(&record, self.cfg.max_keys_per_user, now)
             .map_err(store_error)?;
-        let info = self.info(&record, &policy);
-        Ok((token, info))
+        record.made_on = self.host_name().to_string();
+        Ok((token, self.info(&record, &policy), self.extra(&record)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -194,6 +223,8 @@ impl KeyService {
             created_by_loginuid: loginuid,
             name: name.to_string(),
             services,
+            hosts: vec![],
+            made_on: String::new(),
             created: now,
             expires,
             last_used: None,
@@ -233,6 +264,47 @@ impl KeyService {
         after: &str,
         limit: u32,
     ) -> Result<(Vec<KeyInfo>, String)> {
+        let Page { keys, more, policy } = self.page(c, user, all, sessions, show, after, limit)?;
+        let infos = keys
+            .iter()
+            .map(|(position, key)| (*position, self.info(key, &policy)));
+        Ok(fill_page(infos, more, PAGE_BYTES, encoded_size))
+    }
+
+    /// `list_page` with each key's extras (ListPageWith).
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_page_with(
+        &self,
+        c: &Caller,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[String],
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<(KeyInfo, KeyExtra)>, String)> {
+        let Page { keys, more, policy } = self.page(c, user, all, sessions, show, after, limit)?;
+        let infos = keys
+            .iter()
+            .map(|(position, key)| (*position, (self.info(key, &policy), self.extra(key))));
+        Ok(fill_page(infos, more, PAGE_BYTES, |(info, extra)| {
+            encoded_size(info) + extra.encoded_size()
+        }))
+    }
+
+    /// The stored keys of one page, whether more follow, and the policy
+    /// they are shown under.
+    #[allow(clippy::too_many_arguments)]
+    fn page(
+        &self,
+        c: &Caller,
+        user: &str,
+        all: bool,
+        sessions: bool,
+        show: &[String],
+        after: &str,
+        limit: u32,
+    ) -> Result<Page> {
         let (mut q, policy) = self.list_query(c, user, all, sessions, show)?;
         q.after = match after {
             "" => 0,
@@ -245,10 +317,7 @@ impl KeyService {
         };
         q.limit = limit.clamp(1, PAGE_MAX);
         let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
-        let infos = keys
-            .iter()
-            .map(|(position, key)| (*position, self.info(key, &policy)));
-        Ok(fill_page(infos, more, PAGE_BYTES))
+        Ok(Page { keys, more, policy })
     }
 
     /// Who may list what, for both kinds of listing; with the policy it
@@ -290,6 +359,7 @@ impl KeyService {
         let mut q = crate::store::ListQuery {
             owner,
             sessions,
+            long_lived: true,
             expired: false,
             revoked: false,
             now: self.host.now(),
@@ -779,6 +849,7 @@ impl KeyService {
             at: now,
             service: service.to_string(),
             rhost: rhost.to_string(),
+            host: self.host_name().to_string(),
         });
         Ok(Ok(key))
     }
@@ -807,6 +878,9 @@ impl KeyService {
         if let Err(r) = policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
         {
             return Ok(Err(r.as_str()));
+        }
+        if !policy::host_in_scope(&key.hosts, self.host_name()) {
+            return Ok(Err("host-not-allowed"));
         }
         if key.kind == KeyKind::Session {
             // Its session's state may take a scan of /proc and a revocation.
@@ -911,6 +985,15 @@ impl KeyService {
         let today = now.div_euclid(86400);
         let mut quick_state = None;
         let found = match mode {
+            // Fleet keys belong to user names: the account here is the one
+            // with that name, whatever its uid, and one missing here is
+            // only not on this host (no revocation for the whole fleet).
+            Mode::MayBlock if self.store.shared() => {
+                match self.host.account_by_name(&key.owner_name) {
+                    Lookup::Gone => return Ok(Err("no-such-account-here")),
+                    other => other,
+                }
+            }
             Mode::MayBlock => self.host.account_by_uid(key.owner_uid),
             Mode::Inline => match self.host.quick_account_state(key.owner_uid, today) {
                 Some((a, state)) if a.name == key.owner_name => {
@@ -1111,8 +1194,18 @@ impl KeyService {
         }
     }
 
+    /// A key's last use: this host's not yet written, or the store's (in
+    /// a fleet, maybe another host's and later), whichever is later.
+    fn last_use(&self, k: &KeyRecord) -> Option<KeyUse> {
+        match (self.usage.pending(&k.id), &k.last_used) {
+            (Some(p), Some(s)) if s.at > p.at => Some(s.clone()),
+            (Some(p), _) => Some(p),
+            (None, s) => s.clone(),
+        }
+    }
+
     fn info(&self, k: &KeyRecord, policy: &Policy) -> KeyInfo {
-        let last = self.usage.pending(&k.id).or_else(|| k.last_used.clone());
+        let last = self.last_use(k);
         let (last_used, last_service, last_rhost) = match last {
             Some(u) => (u.at, u.service, u.rhost),
             None => (0, String::new(), String::new()),
@@ -1131,6 +1224,16 @@ impl KeyService {
             created_by_uid: k.created_by_uid,
             session: k.kind == KeyKind::Session,
             revoked: k.revoked.as_ref().map_or(0, |r| r.at),
+        }
+    }
+
+    /// What a listing shows of a key beyond its [`KeyInfo`].
+    fn extra(&self, k: &KeyRecord) -> KeyExtra {
+        let last = self.last_use(k);
+        KeyExtra {
+            made_on: k.made_on.clone(),
+            hosts: k.hosts.clone(),
+            last_host: last.map(|u| u.host).unwrap_or_default(),
         }
     }
 
@@ -1170,9 +1273,16 @@ impl KeyService {
     /// Inline, a check starts only if the audit lines it may log will not
     /// wait for a stalled syslog: an async worker of the bus must never
     /// block, or every call on the bus stops with it.
+    /// This host's name in the fleet; empty on a single host.
+    fn host_name(&self) -> &str {
+        self.cfg.fleet.as_ref().map_or("", |f| f.host.as_str())
+    }
+
     fn may_go_on(&self, mode: Mode) -> Inline<()> {
         match mode {
-            Mode::Inline if !self.audit.has_room() => Err(NeedsBlocking),
+            Mode::Inline if !self.audit.has_room() || self.store.lookups_block() => {
+                Err(NeedsBlocking)
+            }
             _ => Ok(()),
         }
     }
@@ -1289,20 +1399,29 @@ pub const PAGE_MAX: u32 = 1000;
 /// What a page of ListPage may take on the bus, about.
 pub const PAGE_BYTES: usize = 512 * 1024;
 
+/// One page of stored keys, whether more follow, and the policy they are
+/// shown under.
+struct Page {
+    keys: Vec<(i64, KeyRecord)>,
+    more: bool,
+    policy: Policy,
+}
+
 /// The keys of a page that fit in `budget` bytes on the bus (one always
 /// does), and the position to ask after next: the last key's when the
 /// store has `more` or the page was cut short, "" when the listing is done.
-fn fill_page(
-    keys: impl ExactSizeIterator<Item = (i64, KeyInfo)>,
+fn fill_page<T>(
+    keys: impl ExactSizeIterator<Item = (i64, T)>,
     more: bool,
     budget: usize,
-) -> (Vec<KeyInfo>, String) {
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, String) {
     let offered = keys.len();
     let mut page = Vec::with_capacity(offered);
     let mut bytes = 0;
     let mut last = None;
     for (position, info) in keys {
-        bytes += encoded_size(&info);
+        bytes += size(&info);
         if bytes > budget && !page.is_empty() {
             break;
         }
@@ -1351,6 +1470,7 @@ fn store_error(e: StoreError) -> KeysError {
             KeysError::Failed("the disk holding the key store is full; nothing was changed".into())
         }
         StoreError::NotActive => KeysError::NotFound("the key is not active".into()),
+        StoreError::Denied(m) => KeysError::Denied(m),
         StoreError::Failed(m) => KeysError::Failed(format!("the key store failed: {m}")),
     }
 }
@@ -1463,6 +1583,7 @@ mod page_tests {
             (1..=n).map(key).collect::<Vec<_>>().into_iter(),
             more,
             budget,
+            encoded_size,
         );
         let ids = keys.iter().map(|k| k.id.parse().unwrap()).collect();
         (ids, next)

@@ -2,7 +2,11 @@
 //! shared PostgreSQL database for fleets) can be added without touching
 //! the bus layer or the policy code.
 
+#[cfg(test)]
+pub(crate) mod contract_tests;
+pub mod fleet;
 mod migrations;
+pub mod postgres;
 pub mod sqlite;
 
 use apikey_proto::Expiry;
@@ -48,6 +52,11 @@ pub struct KeyRecord {
     pub name: String,
     /// Service patterns; empty means every service the site allows.
     pub services: Vec<String>,
+    /// Fleet mode: the host names or globs the key works on; empty means
+    /// every host.
+    pub hosts: Vec<String>,
+    /// Fleet mode: the host the key was made on; empty on a single host.
+    pub made_on: String,
     pub created: i64,
     /// The key's own expiry; the policy may cap it further.
     pub expires: Option<i64>,
@@ -74,6 +83,8 @@ pub struct KeyUse {
     pub at: i64,
     pub service: String,
     pub rhost: String,
+    /// Fleet mode: the host it was used on; empty on a single host.
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +165,9 @@ pub enum StoreError {
     DiskFull,
     /// Rotate named a key that does not exist or is no longer active.
     NotActive,
+    /// The shared store's grants refuse this host the change (fleet mode:
+    /// only issuer hosts make keys).
+    Denied(String),
     /// Anything else: the store could not complete the operation.
     Failed(String),
 }
@@ -164,6 +178,7 @@ impl fmt::Display for StoreError {
             StoreError::TooManyKeys(n) => write!(f, "the user already has {n} active keys"),
             StoreError::DiskFull => f.write_str("the disk holding the key store is full"),
             StoreError::NotActive => f.write_str("the key is not active"),
+            StoreError::Denied(m) => write!(f, "refused by the key store: {m}"),
             StoreError::Failed(m) => write!(f, "key store error: {m}"),
         }
     }
@@ -173,11 +188,52 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The policy from its stored `settings` rows; settings of a newer
+/// version are kept in the store and ignored here.
+pub fn policy_from_settings(
+    rows: impl IntoIterator<Item = (String, String)>,
+) -> StoreResult<Policy> {
+    let mut policy = Policy::default();
+    for (name, value) in rows {
+        let bad = || StoreError::Failed(format!("stored setting {name} = '{value}' is invalid"));
+        match name.as_str() {
+            "allow_user_keys" => policy.allow_user_keys = parse_yes_no(&value).ok_or_else(bad)?,
+            "expiry" => policy.expiry = value.parse().map_err(|_| bad())?,
+            "users_see_own" => policy.users_see_own = parse_yes_no(&value).ok_or_else(bad)?,
+            "session_timeout" => policy.session_timeout_secs = value.parse().map_err(|_| bad())?,
+            _ => {}
+        }
+    }
+    Ok(policy)
+}
+
+/// The rows [`policy_from_settings`] reads back.
+pub fn policy_settings(policy: &Policy) -> [(&'static str, String); 4] {
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    [
+        ("allow_user_keys", yes_no(policy.allow_user_keys)),
+        ("expiry", policy.expiry.to_string()),
+        ("users_see_own", yes_no(policy.users_see_own)),
+        ("session_timeout", policy.session_timeout_secs.to_string()),
+    ]
+}
+
+fn parse_yes_no(s: &str) -> Option<bool> {
+    match s {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// What one page of a listing holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListQuery {
     pub owner: Option<u32>,
     pub sessions: bool,
+    /// Long-lived keys too (fleet mode lists the local store's session
+    /// keys alone).
+    pub long_lived: bool,
     /// Keys past their expiry (not revoked) too.
     pub expired: bool,
     /// Revoked keys too.
@@ -207,6 +263,16 @@ pub struct Prune {
 /// Every write is durable before it returns: a caller told "done" keeps
 /// its revocation through a crash or a power cut.
 pub trait Store: Send + Sync {
+    /// True when key lookups may wait on the network (fleet mode): then
+    /// they are never made on an async worker.
+    fn lookups_block(&self) -> bool {
+        false
+    }
+    /// True when keys are shared with other hosts: owners are user names,
+    /// and an account missing here is not an account deleted everywhere.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Adds a key unless its owner already has `max_active` active keys
     /// (checked in the same transaction).
     fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()>;

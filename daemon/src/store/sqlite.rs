@@ -423,7 +423,7 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT rowid, {KEY_COLUMNS} FROM keys \
              WHERE rowid > ?1 AND {owner} \
-               AND (?3 OR kind = 'long') \
+               AND (?3 OR kind = 'long') AND (?8 OR kind = 'session') \
                AND CASE WHEN revoked IS NOT NULL THEN ?4 \
                         WHEN expires IS NOT NULL AND expires <= ?6 THEN ?5 \
                         ELSE 1 END \
@@ -440,7 +440,8 @@ impl Store for SqliteStore {
                     q.revoked,
                     q.expired,
                     q.now,
-                    i64::from(q.limit) + 1
+                    i64::from(q.limit) + 1,
+                    q.long_lived
                 ],
                 |r| Ok((r.get::<_, i64>(0)?, key_from_row_at(r, 1)?)),
             )
@@ -520,22 +521,8 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(map_err)?;
-        let mut policy = Policy::default();
-        for row in rows {
-            let (name, value) = row.map_err(map_err)?;
-            let bad =
-                || StoreError::Failed(format!("stored setting {name} = '{value}' is invalid"));
-            match name.as_str() {
-                "allow_user_keys" => policy.allow_user_keys = parse_bool(&value).ok_or_else(bad)?,
-                "expiry" => policy.expiry = value.parse().map_err(|_| bad())?,
-                "users_see_own" => policy.users_see_own = parse_bool(&value).ok_or_else(bad)?,
-                "session_timeout" => {
-                    policy.session_timeout_secs = value.parse().map_err(|_| bad())?
-                }
-                // A newer version's setting: keep it, ignore it.
-                _ => {}
-            }
-        }
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(map_err)?;
+        let policy = super::policy_from_settings(rows)?;
         *cached = Some(policy);
         Ok(policy)
     }
@@ -556,15 +543,7 @@ impl Store for SqliteStore {
                      ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 )
                 .map_err(map_err)?;
-            let rows = [
-                (
-                    "allow_user_keys",
-                    yes_no(policy.allow_user_keys).to_string(),
-                ),
-                ("expiry", policy.expiry.to_string()),
-                ("users_see_own", yes_no(policy.users_see_own).to_string()),
-                ("session_timeout", policy.session_timeout_secs.to_string()),
-            ];
+            let rows = super::policy_settings(policy);
             for (name, value) in rows {
                 stmt.execute(params![name, value]).map_err(map_err)?;
             }
@@ -1015,6 +994,7 @@ fn key_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<KeyRecord> {
             at,
             service: row.get::<_, Option<String>>(base + 12)?.unwrap_or_default(),
             rhost: row.get::<_, Option<String>>(base + 13)?.unwrap_or_default(),
+            host: String::new(),
         }),
         None => None,
     };
@@ -1040,6 +1020,8 @@ fn key_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<KeyRecord> {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
+        hosts: vec![],
+        made_on: String::new(),
         created: row.get(base + 9)?,
         expires: row.get(base + 10)?,
         last_used,
@@ -1113,62 +1095,16 @@ fn describe(e: &rusqlite::Error) -> String {
     }
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "yes" => Some(true),
-        "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apikey_proto::{Expiry, Token};
+    use apikey_proto::Expiry;
 
-    fn key(id: &str, owner: u32, created: i64) -> KeyRecord {
-        KeyRecord {
-            id: id.into(),
-            hash: Token::generate().unwrap().hash(),
-            kind: KeyKind::LongLived,
-            owner_uid: owner,
-            owner_name: format!("user{owner}"),
-            created_by_uid: owner,
-            created_by_loginuid: Some(owner),
-            name: "ci".into(),
-            services: vec!["sshd*".into()],
-            created,
-            expires: None,
-            last_used: None,
-            revoked: None,
-            binding: None,
-        }
-    }
-
-    fn by(at: i64) -> RevokeBy<'static> {
-        RevokeBy {
-            uid: 0,
-            at,
-            reason: "test",
-        }
-    }
+    use crate::store::contract_tests::key;
 
     #[test]
-    fn insert_then_find_by_hash_and_id() {
-        let s = SqliteStore::open_in_memory();
-        let k = key("aaaaaaaaaaaa", 1000, 10);
-        s.insert(&k, 5, 10).unwrap();
-        assert_eq!(s.by_hash(&k.hash).unwrap(), Some(k.clone()));
-        assert_eq!(s.by_id("aaaaaaaaaaaa").unwrap(), Some(k));
-        assert_eq!(s.by_id("bbbbbbbbbbbb").unwrap(), None);
+    fn the_store_contract_holds() {
+        crate::store::contract_tests::all(&|| Box::new(SqliteStore::open_in_memory()), &|k| k);
     }
 
     #[test]
@@ -1193,87 +1129,6 @@ mod tests {
         assert!(s.insert_batch(&[fresh.clone(), dup]).is_err());
         assert_eq!(s.by_hash(&fresh.hash).unwrap(), None);
         s.insert_batch(&[]).unwrap();
-    }
-
-    #[test]
-    fn quota_counts_only_active_keys() {
-        let s = SqliteStore::open_in_memory();
-        s.insert(&key("k00000000001", 1000, 0), 2, 0).unwrap();
-        let mut expiring = key("k00000000002", 1000, 0);
-        expiring.expires = Some(50);
-        s.insert(&expiring, 2, 0).unwrap();
-        assert_eq!(
-            s.insert(&key("k00000000003", 1000, 0), 2, 10),
-            Err(StoreError::TooManyKeys(2))
-        );
-        // Once the second has expired there is room again.
-        s.insert(&key("k00000000003", 1000, 0), 2, 60).unwrap();
-        // Another owner is unaffected.
-        s.insert(&key("k00000000004", 1001, 0), 2, 60).unwrap();
-    }
-
-    #[test]
-    fn revoke_reports_only_what_it_changed() {
-        let s = SqliteStore::open_in_memory();
-        for (i, owner) in [1000, 1000, 1001].into_iter().enumerate() {
-            s.insert(&key(&format!("k0000000000{i}"), owner, 0), 9, 0)
-                .unwrap();
-        }
-        let ids = vec!["k00000000000".to_string(), "nothere00000".to_string()];
-        assert_eq!(s.revoke(&ids, by(5)).unwrap(), vec!["k00000000000"]);
-        assert_eq!(s.revoke(&ids, by(6)).unwrap(), Vec::<String>::new());
-        let r = s.by_id("k00000000000").unwrap().unwrap().revoked.unwrap();
-        assert_eq!((r.at, r.reason.as_str()), (5, "test"));
-        assert_eq!(s.revoke_owner(Some(1000), by(7)).unwrap().len(), 1);
-        assert_eq!(s.list_active(None).unwrap().len(), 1);
-        assert_eq!(s.revoke_owner(None, by(8)).unwrap(), vec!["k00000000002"]);
-        assert!(s.list_active(None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn replace_is_atomic() {
-        let s = SqliteStore::open_in_memory();
-        s.insert(&key("old000000000", 1000, 0), 9, 0).unwrap();
-        let new = key("new000000000", 1000, 1);
-        s.replace("old000000000", &new, by(1)).unwrap();
-        assert!(s.by_id("old000000000").unwrap().unwrap().revoked.is_some());
-        // Replacing a revoked key changes nothing.
-        let newer = key("newer0000000", 1000, 2);
-        assert_eq!(
-            s.replace("old000000000", &newer, by(2)),
-            Err(StoreError::NotActive)
-        );
-        assert_eq!(s.by_id("newer0000000").unwrap(), None);
-    }
-
-    #[test]
-    fn uses_never_move_backwards() {
-        let s = SqliteStore::open_in_memory();
-        s.insert(&key("k00000000001", 1000, 0), 9, 0).unwrap();
-        let used = |at, svc: &str| KeyUse {
-            key_id: "k00000000001".into(),
-            at,
-            service: svc.into(),
-            rhost: "10.0.0.1".into(),
-        };
-        s.record_uses(&[used(20, "sshd")]).unwrap();
-        s.record_uses(&[used(10, "vsftpd")]).unwrap();
-        let k = s.by_id("k00000000001").unwrap().unwrap();
-        assert_eq!(k.last_used, Some(used(20, "sshd")));
-    }
-
-    #[test]
-    fn policy_round_trips_with_defaults() {
-        let s = SqliteStore::open_in_memory();
-        assert_eq!(s.policy().unwrap(), Policy::default());
-        let p = Policy {
-            allow_user_keys: true,
-            expiry: Expiry::Days(30),
-            users_see_own: false,
-            session_timeout_secs: 600,
-        };
-        s.save_policy(&p).unwrap();
-        assert_eq!(s.policy().unwrap(), p);
     }
 
     #[test]

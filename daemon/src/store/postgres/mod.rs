@@ -1,0 +1,678 @@
+//! Fleet mode's shared key store: long-lived keys, their last uses and the
+//! site policy in PostgreSQL, so that one key works on many hosts and one
+//! revocation stops it on all of them at the next attempt.
+//!
+//! The [`Store`](super::Store) interface is synchronous and called from
+//! threads that may block; this store drives tokio-postgres on a runtime
+//! of its own and bounds every call by the configured timeout, so a
+//! stopped or frozen database makes a login wait at most that long.
+//! A call that timed out drops its connection (a frozen backend would hold
+//! it forever); the next call connects afresh, which is also how a
+//! failover to a standby is followed.
+//!
+//! Owners are user names (uids may differ between hosts): each record's
+//! uids are this host's, looked up through [`Accounts`] when read, or
+//! [`NO_LOCAL_UID`] where the name has no account here.
+
+pub mod conninfo;
+mod schema;
+mod tls;
+
+use super::{
+    policy_from_settings, policy_settings, KeyKind, KeyRecord, KeyUse, ListQuery, Policy,
+    Revocation, RevokeBy, StoreError, StoreResult,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, Row, Statement};
+
+/// The uid of a key's owner or creator whose name has no account here:
+/// `(uid_t)-1`, which no account can have.
+pub const NO_LOCAL_UID: u32 = u32::MAX;
+
+/// This host's accounts, by name and by uid.
+pub trait Accounts: Send + Sync {
+    fn uid_of(&self, name: &str) -> Option<u32>;
+    fn name_of(&self, uid: u32) -> Option<String>;
+}
+
+/// How long other hosts' policy changes may take to be seen here.
+const POLICY_TTL: Duration = Duration::from_secs(5);
+
+const KEY_COLUMNS: &str = "k.id, k.hash, k.owner, k.created_by, k.made_on, k.name, \
+    k.services, k.hosts, k.created, k.expires, k.revoked, k.revoked_by, k.revoked_on, \
+    k.revoke_reason";
+
+/// The latest use on any host, for listings.
+const LAST_USE: &str = "LEFT JOIN LATERAL (SELECT u.at, u.service, u.rhost, u.host \
+    FROM apikey.key_uses u WHERE u.key_id = k.id ORDER BY u.at DESC LIMIT 1) u ON true";
+
+/// The password in `path`, which must be a regular file that only the
+/// daemon's user (or root) owns and can read.
+pub fn read_password_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let fail = |e: String| format!("password_file {}: {e}", path.display());
+    let meta = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(fail(format!(
+            "belongs to uid {}, not to the daemon (uid {me}) or root",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(fail(format!(
+            "is mode {:o}: others can read it; chmod 600 (or 400)",
+            meta.mode() & 0o777
+        )));
+    }
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
+    // One line; a trailing newline is not part of the password.
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    if password.is_empty() || password.contains('\n') {
+        return Err(fail("must hold the password alone, on one line".into()));
+    }
+    Ok(zeroize::Zeroizing::new(password.to_string()))
+}
+
+pub struct Settings {
+    pub conninfo: conninfo::ConnInfo,
+    pub password: Option<zeroize::Zeroizing<String>>,
+    pub host: String,
+    pub timeout: Duration,
+}
+
+pub struct PgKeys {
+    runtime: tokio::runtime::Runtime,
+    config: tokio_postgres::Config,
+    tls: tls::Connector,
+    timeout: Duration,
+    host: String,
+    /// Shared by every lookup; tokio-postgres pipelines their queries.
+    live: tokio::sync::Mutex<Option<Arc<Live>>>,
+    /// Held by one write for its whole transaction.
+    writer: tokio::sync::Mutex<Option<Client>>,
+    accounts: Arc<dyn Accounts>,
+    policy: Mutex<Option<(Policy, Instant)>>,
+    /// The schema and this host's registration were found in order.
+    ready: std::sync::atomic::AtomicBool,
+}
+
+/// One open connection and the statement of the login path.
+struct Live {
+    client: Client,
+    by_hash: Statement,
+}
+
+impl PgKeys {
+    /// A store that connects at its first call (and after every lost
+    /// connection), so a daemon started while the database is down serves
+    /// everything else and answers key logins as unavailable until it is up.
+    pub fn open(settings: Settings, accounts: Arc<dyn Accounts>) -> Result<PgKeys, String> {
+        let mut config: tokio_postgres::Config = settings
+            .conninfo
+            .rest
+            .parse()
+            .map_err(|e| format!("the database string cannot be read: {e}"))?;
+        if let Some(p) = &settings.password {
+            config.password(p.as_bytes());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("apikeyd");
+        }
+        config.connect_timeout(settings.timeout);
+        config.ssl_mode(tls::postgres_mode(settings.conninfo.tls.mode));
+        let tls = tls::Connector::new(&settings.conninfo.tls)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("apikeyd-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the database client: {e}"))?;
+        Ok(PgKeys {
+            runtime,
+            config,
+            tls,
+            timeout: settings.timeout,
+            host: settings.host,
+            live: tokio::sync::Mutex::new(None),
+            writer: tokio::sync::Mutex::new(None),
+            accounts,
+            policy: Mutex::new(None),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Connects now, bringing the schema up to date where this host's role
+    /// may, and checks this host is registered under its configured name;
+    /// waits up to `wait` (another host's migration may hold the lock).
+    pub fn connect_now(&self, wait: Duration) -> Result<(), String> {
+        self.runtime.block_on(async {
+            let work = async {
+                let (client, connection) = self.connect_raw().await.map_err(|e| {
+                    format!("cannot connect to the fleet database: {}", describe(&e))
+                })?;
+                self.runtime.spawn(connection);
+                self.make_ready(&client).await
+            };
+            tokio::time::timeout(wait, work).await.unwrap_or_else(|_| {
+                Err(format!(
+                    "the fleet database did not answer within {} s",
+                    wait.as_secs()
+                ))
+            })
+        })
+    }
+
+    /// Brings the schema up to date and nothing else (`apikeyd
+    /// --upgrade-fleet-schema`, run with the schema owner's role before
+    /// the hosts are registered); the version it is at.
+    pub fn upgrade_schema(&self, wait: Duration) -> Result<i32, String> {
+        self.runtime.block_on(async {
+            let work = async {
+                let (client, connection) = self.connect_raw().await.map_err(|e| {
+                    format!("cannot connect to the fleet database: {}", describe(&e))
+                })?;
+                self.runtime.spawn(connection);
+                schema::bring_up_to_date(&client).await?;
+                client
+                    .query_one("SELECT version FROM apikey.schema_version", &[])
+                    .await
+                    .map(|r| r.get::<_, i32>(0))
+                    .map_err(|e| describe(&e))
+            };
+            tokio::time::timeout(wait, work).await.unwrap_or_else(|_| {
+                Err(format!(
+                    "the fleet database did not answer within {} s",
+                    wait.as_secs()
+                ))
+            })
+        })
+    }
+
+    async fn make_ready(&self, client: &Client) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.ready.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        schema::bring_up_to_date(client).await?;
+        let registered: Option<String> = client
+            .query_one("SELECT apikey.my_host()", &[])
+            .await
+            .map_err(|e| describe(&e))?
+            .get(0);
+        match registered {
+            Some(name) if name == self.host => {
+                self.ready.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Some(name) => Err(format!(
+                "this host's database role is registered as host '{name}', but [fleet] host \
+                 names it '{}'",
+                self.host
+            )),
+            None => Err(format!(
+                "this host's database role is not in apikey.hosts; as the schema owner run \
+                 SELECT apikey.add_host('{}', '<this host's role>') (docs/fleet.md)",
+                self.host
+            )),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn connect_raw(&self) -> Result<(Client, tls::Driver), tokio_postgres::Error> {
+        self.tls.connect(&self.config).await
+    }
+
+    /// The current connection, or a new one.
+    async fn live(&self) -> StoreResult<Arc<Live>> {
+        let mut slot = self.live.lock().await;
+        if let Some(live) = slot.as_ref().filter(|l| !l.client.is_closed()) {
+            return Ok(live.clone());
+        }
+        *slot = None;
+        let (client, connection) = self.connect_raw().await.map_err(unavailable)?;
+        self.runtime.spawn(connection);
+        self.make_ready(&client).await.map_err(StoreError::Failed)?;
+        let by_hash = client
+            .prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM apikey.keys k WHERE k.hash = $1"
+            ))
+            .await
+            .map_err(unavailable)?;
+        let live = Arc::new(Live { client, by_hash });
+        *slot = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Runs one lookup within the timeout; one that did not answer in
+    /// time leaves its connection behind.
+    fn read<T, F>(&self, f: impl FnOnce(Arc<Live>) -> F) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.runtime.block_on(async {
+            let work = async {
+                let live = self.live().await?;
+                f(live).await.map_err(store_error)
+            };
+            match tokio::time::timeout(self.timeout, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    *self.live.lock().await = None;
+                    Err(self.late())
+                }
+            }
+        })
+    }
+
+    /// Runs `f` in a transaction of the writer connection, committed
+    /// before this returns (the database's own durability: with a
+    /// synchronous standby, on both), within the timeout.
+    fn write<T>(
+        &self,
+        f: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.runtime.block_on(async {
+            let mut slot = self.writer.lock().await;
+            let work = async {
+                if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                    let (client, connection) = self.connect_raw().await.map_err(unavailable)?;
+                    self.runtime.spawn(connection);
+                    self.make_ready(&client).await.map_err(StoreError::Failed)?;
+                    *slot = Some(client);
+                }
+                let client = slot.as_mut().expect("connected above");
+                let tx = client.transaction().await.map_err(store_error)?;
+                let value = f(&tx).await?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(value)
+            };
+            match tokio::time::timeout(self.timeout, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    *slot = None;
+                    Err(self.late())
+                }
+            }
+        })
+    }
+
+    fn late(&self) -> StoreError {
+        StoreError::Failed(format!(
+            "the fleet database did not answer within {} ms",
+            self.timeout.as_millis()
+        ))
+    }
+
+    fn key_from_row(&self, row: &Row, with_use: bool) -> StoreResult<KeyRecord> {
+        let hash: Vec<u8> = row.get(1);
+        let owner: String = row.get(2);
+        let created_by: String = row.get(3);
+        let id: String = row.get(0);
+        let last_used = match with_use {
+            true => row.get::<_, Option<i64>>(14).map(|at| KeyUse {
+                key_id: id.clone(),
+                at,
+                service: row.get(15),
+                rhost: row.get(16),
+                host: row.get(17),
+            }),
+            false => None,
+        };
+        let revoked = row.get::<_, Option<i64>>(10).map(|at| Revocation {
+            at,
+            by_uid: row
+                .get::<_, Option<String>>(11)
+                .and_then(|n| self.accounts.uid_of(&n))
+                .unwrap_or(NO_LOCAL_UID),
+            reason: row.get::<_, Option<String>>(13).unwrap_or_default(),
+        });
+        Ok(KeyRecord {
+            hash: hash
+                .try_into()
+                .map_err(|_| StoreError::Failed(format!("key {id}: stored hash is invalid")))?,
+            kind: KeyKind::LongLived,
+            owner_uid: self.accounts.uid_of(&owner).unwrap_or(NO_LOCAL_UID),
+            owner_name: owner,
+            created_by_uid: self.accounts.uid_of(&created_by).unwrap_or(NO_LOCAL_UID),
+            created_by_loginuid: None,
+            name: row.get(5),
+            services: row.get(6),
+            hosts: row.get(7),
+            made_on: row.get(4),
+            created: row.get(8),
+            expires: row.get(9),
+            last_used,
+            revoked,
+            binding: None,
+            id,
+        })
+    }
+
+    fn keys_from_rows(&self, rows: &[Row], with_use: bool) -> StoreResult<Vec<KeyRecord>> {
+        rows.iter()
+            .map(|r| self.key_from_row(r, with_use))
+            .collect()
+    }
+
+    /// The name a uid's keys are stored under.
+    fn owner_name(&self, uid: u32) -> StoreResult<String> {
+        self.accounts
+            .name_of(uid)
+            .ok_or_else(|| StoreError::Failed(format!("uid {uid} has no account name here")))
+    }
+
+    fn actor_name(&self, uid: u32) -> String {
+        self.accounts
+            .name_of(uid)
+            .unwrap_or_else(|| format!("uid {uid}"))
+    }
+
+    pub fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()> {
+        let created_by = self.actor_name(key.created_by_uid);
+        self.write(async |tx| {
+            // Hosts add keys for one owner one at a time, so the count holds.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('apikey owner ' || $1))",
+                &[&key.owner_name],
+            )
+            .await
+            .map_err(store_error)?;
+            let active: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM apikey.keys WHERE owner = $1 AND revoked IS NULL \
+                     AND (expires IS NULL OR expires > $2)",
+                    &[&key.owner_name, &now],
+                )
+                .await
+                .map_err(store_error)?
+                .get(0);
+            if active >= i64::from(max_active) {
+                return Err(StoreError::TooManyKeys(active as u32));
+            }
+            insert_row(tx, key, &created_by).await
+        })
+        .map_err(|e| self.explain_denied(e, "make keys"))
+    }
+
+    pub fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
+        let row =
+            self.read(
+                |live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await },
+            )?;
+        row.map(|r| self.key_from_row(&r, false)).transpose()
+    }
+
+    pub fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS} FROM apikey.keys k {LAST_USE} WHERE k.id = $1"
+        );
+        let row = self.read(|live| async move { live.client.query_opt(&sql, &[&id]).await })?;
+        row.map(|r| self.key_from_row(&r, true)).transpose()
+    }
+
+    pub fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>> {
+        let owner = owner.map(|uid| self.owner_name(uid)).transpose()?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS} FROM apikey.keys k {LAST_USE} \
+             WHERE k.revoked IS NULL AND ($1::text IS NULL OR k.owner = $1) \
+             ORDER BY k.owner, k.created, k.id"
+        );
+        let rows = self.read(|live| async move { live.client.query(&sql, &[&owner]).await })?;
+        self.keys_from_rows(&rows, true)
+    }
+
+    pub fn list_page(&self, q: &ListQuery) -> StoreResult<(Vec<(i64, KeyRecord)>, bool)> {
+        let owner = q.owner.map(|uid| self.owner_name(uid)).transpose()?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS}, k.seq \
+             FROM apikey.keys k {LAST_USE} \
+             WHERE k.seq > $1 AND ($2::text IS NULL OR k.owner = $2) \
+               AND CASE WHEN k.revoked IS NOT NULL THEN $3 \
+                        WHEN k.expires IS NOT NULL AND k.expires <= $5 THEN $4 \
+                        ELSE true END \
+             ORDER BY k.seq LIMIT $6"
+        );
+        let limit = i64::from(q.limit) + 1;
+        let rows = self.read(|live| async move {
+            live.client
+                .query(
+                    &sql,
+                    &[&q.after, &owner, &q.revoked, &q.expired, &q.now, &limit],
+                )
+                .await
+        })?;
+        let mut page = rows
+            .iter()
+            .map(|r| Ok((r.get::<_, i64>(SEQ_COLUMN), self.key_from_row(r, true)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let more = page.len() > q.limit as usize;
+        page.truncate(q.limit as usize);
+        Ok((page, more))
+    }
+
+    pub fn revoke(&self, ids: &[String], by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        self.revoke_where("k.id = ANY($4)", &ids, by)
+    }
+
+    pub fn revoke_owner(&self, owner: Option<u32>, by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
+        match owner {
+            Some(uid) => {
+                let name = self.owner_name(uid)?;
+                self.revoke_where("k.owner = $4", &name, by)
+            }
+            None => self.revoke_where("$4::text IS NULL", &None::<String>, by),
+        }
+    }
+
+    fn revoke_where<A: tokio_postgres::types::ToSql + Sync>(
+        &self,
+        clause: &str,
+        arg: &A,
+        by: RevokeBy<'_>,
+    ) -> StoreResult<Vec<String>> {
+        let by_name = self.actor_name(by.uid);
+        let sql = format!(
+            "UPDATE apikey.keys k SET revoked = $1, revoked_by = $2, revoke_reason = $3, \
+             revoked_on = apikey.my_host() WHERE k.revoked IS NULL AND {clause} RETURNING k.id"
+        );
+        self.write(async |tx| {
+            let rows = tx
+                .query(&sql, &[&by.at, &by_name, &by.reason, arg])
+                .await
+                .map_err(store_error)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    pub fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()> {
+        let by_name = self.actor_name(by.uid);
+        let created_by = self.actor_name(new.created_by_uid);
+        self.write(async |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE apikey.keys SET revoked = $1, revoked_by = $2, revoke_reason = $3, \
+                     revoked_on = apikey.my_host() WHERE id = $4 AND revoked IS NULL",
+                    &[&by.at, &by_name, &by.reason, &old_id],
+                )
+                .await
+                .map_err(store_error)?;
+            if changed != 1 {
+                return Err(StoreError::NotActive);
+            }
+            insert_row(tx, new, &created_by).await
+        })
+        .map_err(|e| self.explain_denied(e, "make keys"))
+    }
+
+    /// This host's last uses, one row per key and host: another host's row
+    /// is that host's to write (row-level security says so too).
+    pub fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write(async |tx| {
+            let stmt = tx
+                .prepare(
+                    "INSERT INTO apikey.key_uses (key_id, host, at, service, rhost) \
+                     SELECT $1, apikey.my_host(), $2, $3, $4 \
+                     WHERE EXISTS (SELECT 1 FROM apikey.keys WHERE id = $1) \
+                     ON CONFLICT (key_id, host) DO UPDATE \
+                     SET at = excluded.at, service = excluded.service, rhost = excluded.rhost \
+                     WHERE apikey.key_uses.at <= excluded.at",
+                )
+                .await
+                .map_err(store_error)?;
+            for u in uses {
+                tx.execute(&stmt, &[&u.key_id, &u.at, &u.service, &u.rhost])
+                    .await
+                    .map_err(store_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn policy(&self) -> StoreResult<Policy> {
+        if let Some(p) = self.policy_if_at_hand() {
+            return Ok(p);
+        }
+        let rows = self.read(|live| async move {
+            live.client
+                .query("SELECT name, value FROM apikey.settings", &[])
+                .await
+        })?;
+        let policy = policy_from_settings(rows.iter().map(|r| (r.get::<_, String>(0), r.get(1))))?;
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some((policy, Instant::now()));
+        Ok(policy)
+    }
+
+    /// The policy as last read, for at most [`POLICY_TTL`].
+    pub fn policy_if_at_hand(&self) -> Option<Policy> {
+        let cached = *self.policy.try_lock().ok()?;
+        cached
+            .filter(|(_, at)| at.elapsed() < POLICY_TTL)
+            .map(|(p, _)| p)
+    }
+
+    pub fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let rows = policy_settings(policy);
+        self.write(async |tx| {
+            for (name, value) in &rows {
+                tx.execute(
+                    "INSERT INTO apikey.settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    &[name, value],
+                )
+                .await
+                .map_err(store_error)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| self.explain_denied(e, "change the site policy"))?;
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some((*policy, Instant::now()));
+        Ok(())
+    }
+
+    /// A refusal by the database's grants, told with the hosts that may.
+    fn explain_denied(&self, e: StoreError, what: &str) -> StoreError {
+        let StoreError::Denied(_) = e else { return e };
+        let issuers = self
+            .read(|live| async move {
+                live.client
+                    .query(
+                        "SELECT name FROM apikey.hosts \
+                         WHERE pg_has_role(role, 'apikey_issuer', 'MEMBER') ORDER BY name",
+                        &[],
+                    )
+                    .await
+            })
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        StoreError::Denied(match issuers.is_empty() {
+            true => format!("this host may not {what}, and no host of the fleet may"),
+            false => format!(
+                "this host may not {what}; keys are made on {}",
+                issuers.join(", ")
+            ),
+        })
+    }
+}
+
+async fn insert_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &KeyRecord,
+    created_by: &str,
+) -> StoreResult<()> {
+    if key.kind != KeyKind::LongLived {
+        return Err(StoreError::Failed(
+            "session keys stay in the host's own store".into(),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, services, hosts, \
+         created, expires) VALUES ($1, $2, $3, $4, apikey.my_host(), $5, $6, $7, $8, $9)",
+        &[
+            &key.id,
+            &&key.hash[..],
+            &key.owner_name,
+            &created_by,
+            &key.name,
+            &key.services,
+            &key.hosts,
+            &key.created,
+            &key.expires,
+        ],
+    )
+    .await
+    .map(|_| ())
+    .map_err(store_error)
+}
+
+const USE_COLUMNS: &str = "u.at, u.service, u.rhost, u.host";
+const SEQ_COLUMN: usize = 18;
+
+/// Errors of a call: refusals by the grants and row-level security are
+/// `Denied`; everything else means the store cannot be used now.
+fn store_error(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::Denied(describe(&e)),
+        // Row-level security's WITH CHECK.
+        Some(c) if c.code() == "42501" => StoreError::Denied(describe(&e)),
+        _ => StoreError::Failed(describe(&e)),
+    }
+}
+
+fn unavailable(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Failed(format!("cannot reach the fleet database: {}", describe(&e)))
+}
+
+/// The server's message where there is one, not just "db error".
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! The shared store against a throwaway PostgreSQL cluster: the store
+//! contract, two hosts on one database, what the grants and row-level
+//! security refuse, and a database that stops and comes back.
+
+use super::*;
+use crate::store::contract_tests::{self, by, key};
+use crate::store::fleet::FleetStore;
+use crate::store::{SqliteStore, Store};
+use apikey_test_pg::{fleet_database, Cluster, SUPERUSER};
+use std::path::Path;
+
+/// Owners are `userN` with uid N on every host of these tests.
+struct NumberedUsers;
+
+impl Accounts for NumberedUsers {
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        match name {
+            "root" => Some(0),
+            _ => name.strip_prefix("user")?.parse().ok(),
+        }
+    }
+    fn name_of(&self, uid: u32) -> Option<String> {
+        Some(match uid {
+            0 => "root".into(),
+            n => format!("user{n}"),
+        })
+    }
+}
+
+const ISSUER: (&str, &str, bool) = ("host-a", "apikeyd_a", true);
+const VERIFIER: (&str, &str, bool) = ("host-b", "apikeyd_b", false);
+
+fn packaging() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging"))
+}
+
+fn keys_as(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeout_ms: u64) -> PgKeys {
+    PgKeys::open(
+        Settings {
+            conninfo: conninfo::parse(&cluster.conninfo(role, "apikey")).unwrap(),
+            password: None,
+            host: host.into(),
+            timeout: Duration::from_millis(timeout_ms),
+        },
+        Arc::new(NumberedUsers),
+    )
+    .unwrap()
+}
+
+fn fleet_as(cluster: &Cluster, who: (&str, &str, bool)) -> FleetStore {
+    FleetStore {
+        keys: keys_as(cluster, who, 2000),
+        local: SqliteStore::open_in_memory(),
+    }
+}
+
+/// A cluster with the fleet schema and hosts A (issuer) and B; `None`
+/// when the test may skip.
+fn cluster() -> Option<Cluster> {
+    if !apikey_test_skip::proceed_unless(apikey_test_pg::unmet().as_deref()) {
+        return None;
+    }
+    let cluster = Cluster::start().unwrap();
+    fleet_database(&cluster, packaging(), &[ISSUER, VERIFIER], |owner| {
+        let migrator = PgKeys::open(
+            Settings {
+                conninfo: conninfo::parse(owner)?,
+                password: None,
+                host: "migrator".into(),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(NumberedUsers),
+        )?;
+        assert_eq!(
+            migrator.upgrade_schema(Duration::from_secs(30))?,
+            schema::known()
+        );
+        Ok(())
+    })
+    .unwrap();
+    Some(cluster)
+}
+
+fn as_made_on_a(mut k: KeyRecord) -> KeyRecord {
+    k.made_on = "host-a".into();
+    // The creator's login uid is the making host's business.
+    k.created_by_loginuid = None;
+    k
+}
+
+#[test]
+fn the_store_contract_holds_on_postgresql() {
+    let Some(cluster) = cluster() else { return };
+    let fresh = || -> Box<dyn Store> {
+        cluster
+            .psql_as(
+                SUPERUSER,
+                "apikey",
+                "TRUNCATE apikey.keys, apikey.key_uses, apikey.settings",
+            )
+            .unwrap();
+        Box::new(fleet_as(&cluster, ISSUER))
+    };
+    contract_tests::all(&fresh, &as_made_on_a);
+}
+
+#[test]
+fn a_key_made_on_one_host_works_on_another_until_either_revokes_it() {
+    let Some(cluster) = cluster() else { return };
+    let (a, b) = (fleet_as(&cluster, ISSUER), fleet_as(&cluster, VERIFIER));
+    let k = key("shared000001", 1000, 10);
+    a.insert(&k, 9, 10).unwrap();
+    assert_eq!(b.by_hash(&k.hash).unwrap(), Some(as_made_on_a(k.clone())));
+    // Revoked on B: A sees it at its very next lookup.
+    assert_eq!(
+        b.revoke(std::slice::from_ref(&k.id), by(20)).unwrap(),
+        vec![k.id.clone()]
+    );
+    let seen = a.by_hash(&k.hash).unwrap().unwrap().revoked.unwrap();
+    assert_eq!((seen.at, seen.reason.as_str()), (20, "test"));
+    let row = cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "SELECT revoked_on, revoked_by FROM apikey.keys",
+        )
+        .unwrap();
+    assert_eq!(row, "host-b|root");
+    // Uses are kept per host; a listing shows the latest of any host.
+    let used = |at, rhost: &str, host: &str| KeyUse {
+        key_id: k.id.clone(),
+        at,
+        service: "sshd".into(),
+        rhost: rhost.into(),
+        host: host.into(),
+    };
+    a.record_uses(&[used(30, "10.0.0.1", "host-a")]).unwrap();
+    b.record_uses(&[used(40, "10.0.0.2", "host-b")]).unwrap();
+    a.record_uses(&[used(35, "10.0.0.3", "host-a")]).unwrap();
+    assert_eq!(
+        a.by_id(&k.id).unwrap().unwrap().last_used,
+        Some(used(40, "10.0.0.2", "host-b"))
+    );
+    let uses = cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "SELECT host, at FROM apikey.key_uses ORDER BY host",
+        )
+        .unwrap();
+    assert_eq!(uses, "host-a|35\nhost-b|40");
+}
+
+#[test]
+fn only_issuer_hosts_make_keys_or_change_the_policy() {
+    let Some(cluster) = cluster() else { return };
+    let b = fleet_as(&cluster, VERIFIER);
+    let e = b.insert(&key("bkey00000001", 1000, 0), 9, 0).unwrap_err();
+    assert_eq!(
+        e,
+        StoreError::Denied("this host may not make keys; keys are made on host-a".into())
+    );
+    let e = b.save_policy(&Policy::default()).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Denied(m) if m.contains("host-a")),
+        "{e:?}"
+    );
+    // Session keys are B's own, in its local store.
+    let mut session = key("sess00000001", 1000, 0);
+    session.kind = KeyKind::Session;
+    b.insert(&session, 9, 0).unwrap();
+    assert_eq!(b.by_hash(&session.hash).unwrap().unwrap().id, session.id);
+    assert_eq!(
+        cluster
+            .psql_as(SUPERUSER, "apikey", "SELECT count(*) FROM apikey.keys")
+            .unwrap(),
+        "0"
+    );
+}
+
+/// A root compromise of an ordinary host gives its database role, not
+/// more: straight from psql, it can neither add a key, nor bring a revoked
+/// one back, nor change one, nor write another host's uses.
+#[test]
+fn the_database_refuses_an_ordinary_hosts_role_whatever_it_sends() {
+    let Some(cluster) = cluster() else { return };
+    let a = fleet_as(&cluster, ISSUER);
+    a.insert(&key("akey00000001", 1000, 0), 9, 0).unwrap();
+    a.insert(&key("akey00000002", 1000, 0), 9, 0).unwrap();
+    a.revoke(&["akey00000002".to_string()], by(5)).unwrap();
+    a.record_uses(&[KeyUse {
+        key_id: "akey00000001".into(),
+        at: 7,
+        service: "sshd".into(),
+        rhost: "".into(),
+        host: "host-a".into(),
+    }])
+    .unwrap();
+    let b = VERIFIER.1;
+    for (sql, words) in [
+        (
+            "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, services, \
+             hosts, created) VALUES ('evil00000001', sha256('x'), 'user1000', 'root', \
+             'host-b', '', '{}', '{}', 0)",
+            "permission denied",
+        ),
+        ("UPDATE apikey.keys SET expires = NULL", "permission denied"),
+        (
+            "UPDATE apikey.keys SET hosts = '{host-b}'",
+            "permission denied",
+        ),
+        (
+            "UPDATE apikey.keys SET revoked = 1, revoked_on = 'host-a' WHERE id = 'akey00000001'",
+            "row-level security",
+        ),
+        (
+            "INSERT INTO apikey.settings VALUES ('allow_user_keys', 'yes')",
+            "permission denied",
+        ),
+        ("DELETE FROM apikey.keys", "permission denied"),
+        (
+            "SELECT apikey.add_host('host-c', 'apikeyd_b')",
+            "permission denied",
+        ),
+        (
+            "INSERT INTO apikey.key_uses VALUES ('akey00000001', 'host-a', 9, 'sshd', '')",
+            "row-level security",
+        ),
+    ] {
+        let e = cluster.psql_as(b, "apikey", sql).unwrap_err();
+        assert!(e.contains(words), "{sql}: {e}");
+    }
+    // Bringing a revoked key back, or updating another host's use, finds
+    // no row it may touch.
+    cluster
+        .psql_as(
+            b,
+            "apikey",
+            "UPDATE apikey.keys SET revoked = NULL, revoked_on = NULL WHERE id = 'akey00000002'",
+        )
+        .unwrap();
+    assert_eq!(
+        cluster
+            .psql_as(
+                SUPERUSER,
+                "apikey",
+                "SELECT revoked FROM apikey.keys WHERE id = 'akey00000002'"
+            )
+            .unwrap(),
+        "5"
+    );
+    cluster
+        .psql_as(
+            b,
+            "apikey",
+            "UPDATE apikey.key_uses SET at = 99 WHERE host = 'host-a'",
+        )
+        .unwrap();
+    assert_eq!(
+        cluster
+            .psql_as(SUPERUSER, "apikey", "SELECT at FROM apikey.key_uses")
+            .unwrap(),
+        "7"
+    );
+    // What it may do: revoke, as itself.
+    cluster
+        .psql_as(
+            b,
+            "apikey",
+            "UPDATE apikey.keys SET revoked = 9, revoked_on = 'host-b' WHERE id = 'akey00000001'",
+        )
+        .unwrap();
+    // A role the administrator never registered sees no keys at all.
+    cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "CREATE ROLE stray LOGIN IN ROLE apikey_host",
+        )
+        .unwrap();
+    assert_eq!(
+        cluster
+            .psql_as("stray", "apikey", "SELECT count(*) FROM apikey.keys")
+            .unwrap(),
+        "0"
+    );
+}
+
+#[test]
+fn a_stopped_database_answers_unavailable_at_once_and_is_used_again_when_back() {
+    let Some(mut cluster) = cluster() else { return };
+    let a = FleetStore {
+        keys: keys_as(&cluster, ISSUER, 1000),
+        local: SqliteStore::open_in_memory(),
+    };
+    let k = key("akey00000001", 1000, 0);
+    a.insert(&k, 9, 0).unwrap();
+    cluster.stop().unwrap();
+    let started = Instant::now();
+    let e = a.by_hash(&k.hash).unwrap_err();
+    assert!(matches!(e, StoreError::Failed(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    // Local session keys and sessions go on.
+    assert!(a.active_session_keys().unwrap().is_empty());
+    cluster.restart().unwrap();
+    assert_eq!(a.by_hash(&k.hash).unwrap().unwrap().id, k.id);
+}
+
+#[test]
+fn a_host_whose_role_is_not_registered_or_misnamed_is_told_so() {
+    let Some(cluster) = cluster() else { return };
+    let misnamed = keys_as(&cluster, ("host-z", VERIFIER.1, false), 2000);
+    let e = misnamed.connect_now(Duration::from_secs(5)).unwrap_err();
+    assert!(e.contains("registered as host 'host-b'"), "{e}");
+    cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "CREATE ROLE stray LOGIN IN ROLE apikey_host",
+        )
+        .unwrap();
+    let stray = keys_as(&cluster, ("host-s", "stray", false), 2000);
+    let e = stray.connect_now(Duration::from_secs(5)).unwrap_err();
+    assert!(e.contains("not in apikey.hosts"), "{e}");
+    // And every call says the same until it is fixed.
+    let e = stray.by_hash(&[1; 32]).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Failed(m) if m.contains("not in apikey.hosts")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_schema_newer_than_this_daemon_can_use_is_refused() {
+    let Some(cluster) = cluster() else { return };
+    let next = schema::known() + 1;
+    cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            &format!("UPDATE apikey.schema_version SET version = {next}, compatible_from = {next}"),
+        )
+        .unwrap();
+    let e = keys_as(&cluster, ISSUER, 2000)
+        .connect_now(Duration::from_secs(5))
+        .unwrap_err();
+    assert!(e.contains(&format!("at version {next}")), "{e}");
+    // One that older daemons can still use is used.
+    cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            &format!(
+                "UPDATE apikey.schema_version SET compatible_from = {}",
+                schema::known()
+            ),
+        )
+        .unwrap();
+    keys_as(&cluster, ISSUER, 2000)
+        .connect_now(Duration::from_secs(5))
+        .unwrap();
+}

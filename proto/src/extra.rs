@@ -1,0 +1,158 @@
+//! What a key has beyond [`KeyInfo`](crate::KeyInfo), as a dictionary
+//! (`a{sv}`) beside it: `KeyInfo`'s struct signature is part of the
+//! published interface and cannot grow, while a dictionary can, and a
+//! client ignores the entries it does not know.
+//!
+//! Entries (absent when empty):
+//! - `made_on` (s): fleet mode, the host the key was made on;
+//! - `hosts` (as): fleet mode, the host names or globs the key works on;
+//! - `last_host` (s): fleet mode, the host of the last use.
+
+use std::collections::HashMap;
+use zbus::{OwnedVariant as OwnedValue, Variant as Value};
+
+/// The dictionary as it travels.
+pub type ExtraDict = HashMap<String, OwnedValue>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyExtra {
+    pub made_on: String,
+    pub hosts: Vec<String>,
+    pub last_host: String,
+}
+
+fn owned(v: Value<'_>) -> OwnedValue {
+    // Strings and arrays of strings hold no file descriptors: cannot fail.
+    v.try_into().expect("a value without file descriptors")
+}
+
+impl KeyExtra {
+    pub fn to_dict(&self) -> ExtraDict {
+        let mut d = ExtraDict::new();
+        if !self.made_on.is_empty() {
+            d.insert("made_on".into(), owned(Value::from(self.made_on.as_str())));
+        }
+        if !self.hosts.is_empty() {
+            d.insert("hosts".into(), owned(Value::from(self.hosts.clone())));
+        }
+        if !self.last_host.is_empty() {
+            d.insert(
+                "last_host".into(),
+                owned(Value::from(self.last_host.as_str())),
+            );
+        }
+        d
+    }
+
+    /// Entries of the wrong type are taken as absent, unknown ones ignored.
+    pub fn from_dict(d: &ExtraDict) -> KeyExtra {
+        let text = |k: &str| {
+            d.get(k)
+                .and_then(|v| String::try_from(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        KeyExtra {
+            made_on: text("made_on"),
+            hosts: d
+                .get("hosts")
+                .and_then(|v| Vec::<String>::try_from(v.clone()).ok())
+                .unwrap_or_default(),
+            last_host: text("last_host"),
+        }
+    }
+
+    /// About what the dictionary takes in a bus message.
+    pub fn encoded_size(&self) -> usize {
+        let entry = |s: usize| s + 32;
+        let mut n = 8;
+        if !self.made_on.is_empty() {
+            n += entry(self.made_on.len());
+        }
+        if !self.hosts.is_empty() {
+            n += entry(self.hosts.iter().map(|h| h.len() + 8).sum());
+        }
+        if !self.last_host.is_empty() {
+            n += entry(self.last_host.len());
+        }
+        n
+    }
+}
+
+/// Options of `GenerateWith` (`a{sv}`): `hosts` (as).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    pub hosts: Vec<String>,
+}
+
+impl GenerateOptions {
+    pub fn to_dict(&self) -> ExtraDict {
+        let mut d = ExtraDict::new();
+        if !self.hosts.is_empty() {
+            d.insert("hosts".into(), owned(Value::from(self.hosts.clone())));
+        }
+        d
+    }
+
+    /// Unknown options are refused, not ignored: an option a daemon does
+    /// not know would otherwise make a key wider than asked.
+    pub fn from_dict(d: &ExtraDict) -> Result<GenerateOptions, String> {
+        let mut opts = GenerateOptions::default();
+        for (name, value) in d {
+            match name.as_str() {
+                "hosts" => {
+                    opts.hosts = Vec::<String>::try_from(value.clone())
+                        .map_err(|_| "option hosts must be an array of strings (as)".to_string())?
+                }
+                other => {
+                    return Err(format!(
+                        "unknown option '{}'",
+                        crate::services::printable(other, 40)
+                    ))
+                }
+            }
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extras_travel_and_empty_ones_stay_home() {
+        let e = KeyExtra {
+            made_on: "adm-1".into(),
+            hosts: vec!["web-*".into(), "db-1".into()],
+            last_host: "web-3".into(),
+        };
+        let d = e.to_dict();
+        assert_eq!(d.len(), 3);
+        assert_eq!(KeyExtra::from_dict(&d), e);
+        assert!(KeyExtra::default().to_dict().is_empty());
+        assert_eq!(KeyExtra::from_dict(&ExtraDict::new()), KeyExtra::default());
+        assert!(e.encoded_size() > KeyExtra::default().encoded_size() + 30);
+    }
+
+    #[test]
+    fn strange_entries_are_absent_and_unknown_options_refused() {
+        let mut d = ExtraDict::new();
+        d.insert("made_on".into(), owned(Value::from(7u32)));
+        d.insert("future".into(), owned(Value::from("x")));
+        assert_eq!(KeyExtra::from_dict(&d), KeyExtra::default());
+        let o = GenerateOptions {
+            hosts: vec!["web-*".into()],
+        };
+        assert_eq!(GenerateOptions::from_dict(&o.to_dict()), Ok(o));
+        let mut unknown = ExtraDict::new();
+        unknown.insert("from".into(), owned(Value::from("10.0.0.0/8")));
+        assert!(GenerateOptions::from_dict(&unknown)
+            .unwrap_err()
+            .contains("'from'"));
+        let mut bad = ExtraDict::new();
+        bad.insert("hosts".into(), owned(Value::from("web-1")));
+        assert!(GenerateOptions::from_dict(&bad)
+            .unwrap_err()
+            .contains("(as)"));
+    }
+}

@@ -1,0 +1,240 @@
+//! Fleet mode end to end: two real daemons on two private buses, as two
+//! hosts of one fleet sharing keys through a real PostgreSQL cluster, and
+//! the real module in pamtester logging in against each.
+
+mod pam_common;
+
+use std::time::Instant;
+
+use apikey_tests::fleet::{passwd_with_uid, passwd_wrapper, Fleet, HOST_B};
+use apikey_tests::pam::module;
+use apikey_tests::prelude::*;
+use pam_common::key_or_password_stack;
+use pam_common::pamtester::*;
+
+/// pamtester against `world`'s daemon with the recommended stack.
+fn services_for(world: &World) -> PamServices {
+    let services = PamServices::new();
+    services.add(SSHD, &key_or_password_stack(&module(world.daemon(), "")));
+    services
+}
+
+fn login(world: &World, user: &TestUser, password: &str) -> Run {
+    let services = services_for(world);
+    Pamtester::new(&services, world.dir()).login(SSHD, user.name(), password)
+}
+
+/// The `reason` of host `world`'s last refused verify line.
+fn last_refusal(world: &World) -> String {
+    pam_common::verify_lines(world)
+        .into_iter()
+        .rev()
+        .find(|l| l.get("outcome").map(String::as_str) == Some("refused"))
+        .and_then(|l| l.get("reason").cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_key_made_on_one_host_logs_in_on_another_until_either_host_revokes_it() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let mut fleet = Fleet::start("1s", |_| {});
+    let alice = TestUser::create("alice");
+    let (key, id) = fleet.a.new_key(&alice, &[]);
+    login(&fleet.a, &alice, &key).ok();
+    // Uses are kept to the second: host-b's comes later.
+    std::thread::sleep(Duration::from_millis(1100));
+    login(&fleet.b, &alice, &key).ok();
+
+    // What host-b wrote of its use reaches the database at its next flush
+    // (a clean stop flushes); host-a lists it with the host it was on.
+    fleet.b.daemon_mut().restart();
+    let listed = fleet.a.as_root().apikey(&["list", "--all", "--json"]);
+    listed.ok();
+    let keys = listed.json();
+    let k = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed:\n{keys}"));
+    assert_eq!(k["made_on"], "host-a", "{k}");
+    assert_eq!(k["last_host"], "host-b", "{k}");
+    assert_eq!(k["hosts"], serde_json::json!([]), "{k}");
+
+    // Revoked on host-b, refused on host-a at the very next attempt.
+    fleet.b.as_root().apikey(&["revoke", &id]).ok();
+    login(&fleet.a, &alice, &key).refused();
+    assert_eq!(last_refusal(&fleet.a), "revoked");
+    assert_eq!(
+        fleet.psql(&format!(
+            "SELECT revoked_on FROM apikey.keys WHERE id = '{id}'"
+        )),
+        "host-b"
+    );
+}
+
+#[test]
+fn a_key_limited_to_hosts_works_on_those_alone() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let fleet = Fleet::start("1s", |_| {});
+    let alice = TestUser::create("alice");
+    let (key, id) = fleet.a.new_key(&alice, &["--hosts", "host-a,web-*"]);
+    login(&fleet.a, &alice, &key).ok();
+    login(&fleet.b, &alice, &key).refused();
+    assert_eq!(last_refusal(&fleet.b), "host-not-allowed");
+    let listed = fleet.b.as_root().apikey(&["list", "--all"]);
+    listed.ok();
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not listed:\n{}", listed.stdout));
+    assert!(row.contains("host-a,web-*"), "{row}");
+    assert!(listed.stdout.lines().next().unwrap().contains("MADE ON"));
+    // Hosts need a fleet: a single host's daemon refuses them.
+    let single = World::new();
+    single
+        .as_root()
+        .apikey(&["settings", "--allow-user-keys", "yes"])
+        .ok();
+    let out = single
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["generate", "--hosts", "web-1"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stderr.contains("needs fleet mode"), "{}", out.stderr);
+}
+
+#[test]
+fn an_ordinary_host_makes_no_keys_and_says_where_they_are_made() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let fleet = Fleet::start("1s", |_| {});
+    let alice = TestUser::create("alice");
+    let out = fleet.b.as_user(&alice).logged_in().apikey(&["generate"]);
+    out.assert_code(77);
+    assert!(
+        out.stderr.contains("keys are made on host-a"),
+        "{}",
+        out.stderr
+    );
+    let out = fleet.b.as_root().apikey(&["settings", "--expires", "30d"]);
+    out.assert_code(77);
+    // Its session keys are its own, in its own store.
+    let session = fleet.b.as_user(&alice).logged_in().apikey(&["session"]);
+    session.ok();
+    assert_eq!(fleet.psql("SELECT count(*) FROM apikey.keys"), "0");
+}
+
+/// Keys belong to user names: alice's key works on a host where her
+/// account has another uid.
+#[test]
+fn an_owner_is_a_user_name_whatever_its_uid_on_each_host() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap"),
+        Need::Program("unshare")
+    );
+    let alice = TestUser::create("alice");
+    let scratch = tempfile::tempdir().unwrap();
+    let other_uid = alice.uid() + 40_000;
+    let passwd = passwd_with_uid(scratch.path(), alice.name(), other_uid);
+    let fleet = Fleet::start("1s", |c| c.wrapper = passwd_wrapper(&passwd));
+    let (key, id) = fleet.a.new_key(&alice, &[]);
+    let b = fleet.b.proxy_as_root();
+    let (owner, key_id) = fleet
+        .b
+        .block_on(b.verify(&key, alice.name(), SSHD, "10.0.0.9"))
+        .unwrap();
+    assert_eq!(
+        (owner.as_str(), key_id.as_str()),
+        (alice.name(), id.as_str())
+    );
+    let listed = fleet.b.keys_of(alice.name());
+    assert!(
+        listed.iter().any(|k| k.id == id && k.uid == other_uid),
+        "{listed:?}"
+    );
+    let on_a = fleet.a.keys_of(alice.name());
+    assert!(on_a.iter().any(|k| k.id == id && k.uid == alice.uid()));
+}
+
+#[test]
+fn a_database_that_is_down_or_frozen_costs_key_logins_at_most_the_timeout() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let mut fleet = Fleet::start("500ms", |_| {});
+    let alice = TestUser::create("alice");
+    let password = "akt-Pw-fleet-4kq";
+    alice.set_password(password);
+    let (key, _) = fleet.a.new_key(&alice, &[]);
+    login(&fleet.b, &alice, &key).ok();
+    let b = fleet.b.proxy_as_root();
+
+    // Stopped: refused connections answer at once.
+    fleet.cluster.stop().unwrap();
+    let started = Instant::now();
+    let e = fleet
+        .b
+        .block_on(b.verify(&key, alice.name(), SSHD, ""))
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, KeysError::Failed(_)), "{e:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    login(&fleet.b, &alice, &key).fails_with(AUTHINFO_UNAVAIL);
+    login(&fleet.b, &alice, password).ok();
+
+    // Back: keys work again, no restart.
+    fleet.cluster.restart().unwrap();
+    login(&fleet.b, &alice, &key).ok();
+
+    // Frozen: the server takes the query and never answers; the daemon's
+    // own deadline answers.
+    let frozen = fleet.backends_of(HOST_B.1);
+    assert!(!frozen.is_empty());
+    for pid in &frozen {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    let answer = fleet.b.block_on(b.verify(&key, alice.name(), SSHD, ""));
+    let took = started.elapsed();
+    for pid in &frozen {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+    assert!(matches!(answer, Err(KeysError::Failed(_))), "{answer:?}");
+    assert!(
+        took < Duration::from_millis(600),
+        "a frozen database held a verify {took:?} (timeout 500ms)"
+    );
+    // The frozen connection was left behind; the next call has a new one.
+    login(&fleet.b, &alice, &key).ok();
+    let stderr = fleet.b.daemon().stderr_text();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
