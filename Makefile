@@ -165,7 +165,10 @@ install: docs cockpit
 	install -d -m 0755 $(DESTDIR)$(DATADIR)/cockpit/apikey
 	install -m 0644 cockpit/dist/* $(DESTDIR)$(DATADIR)/cockpit/apikey/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)
-	install -m 0644 README.md docs/pam.md packaging/copyright $(DESTDIR)$(DOCDIR)/
+	install -m 0644 README.md docs/pam.md docs/fleet.md packaging/copyright $(DESTDIR)$(DOCDIR)/
+	install -d -m 0755 $(DESTDIR)$(DATADIR)/apikey/fleet/migrations
+	install -m 0644 packaging/fleet/roles.sql packaging/fleet/fleet-network.conf $(DESTDIR)$(DATADIR)/apikey/fleet/
+	install -m 0644 packaging/fleet/migrations/*.sql $(DESTDIR)$(DATADIR)/apikey/fleet/migrations/
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/apikey
 	[ -e $(DESTDIR)$(SYSCONFDIR)/apikey/apikeyd.toml ] || \
 	  install -m 0644 packaging/apikey/apikeyd.toml $(DESTDIR)$(SYSCONFDIR)/apikey/apikeyd.toml
@@ -244,7 +247,7 @@ uninstall:
 	  $(DESTDIR)$(DATADIR)/bash-completion/completions/apikey \
 	  $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_apikey \
 	  $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/apikey.fish
-	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/cockpit/apikey
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/cockpit/apikey $(DESTDIR)$(DATADIR)/apikey
 	@echo "kept $(SYSCONFDIR)/apikey, /var/lib/apikey (the keys) and the account apikeyd; remove them by hand to purge"
 
 # Packages (packaging/README.md). The tools are installed when missing,

@@ -36,6 +36,7 @@ needs='
 /usr/bin/mmdebstrap mmdebstrap
 /usr/bin/nsenter util-linux
 /usr/include/openssl/ssl.h libssl-dev
+/usr/bin/openssl openssl
 '
 
 missing=$(printf '%s\n' "$needs" | while read -r path pkg; do

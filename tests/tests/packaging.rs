@@ -148,6 +148,18 @@ fn common_files() -> BTreeMap<String, Entry> {
         0o644,
         Some(root.join("docs/pam.md")),
     );
+    add(
+        "usr/share/doc/apikey/fleet.md",
+        0o644,
+        Some(root.join("docs/fleet.md")),
+    );
+    for sql in fleet_files() {
+        add(
+            &format!("usr/share/apikey/fleet/{sql}"),
+            0o644,
+            Some(pkg.join("fleet").join(&sql)),
+        );
+    }
     for (section, page) in man_pages() {
         add(&format!("usr/share/man/{section}/{page}.gz"), 0o644, None);
     }
@@ -159,6 +171,23 @@ fn common_files() -> BTreeMap<String, Entry> {
         );
     }
     files
+}
+
+/// Fleet mode's files as packaging/fleet holds them: the roles, the
+/// migrations, the systemd drop-in.
+fn fleet_files() -> Vec<String> {
+    let dir = packaging_dir().join("fleet");
+    let mut names = vec!["roles.sql".to_string(), "fleet-network.conf".to_string()];
+    let migrations = std::fs::read_dir(dir.join("migrations")).expect("packaging/fleet/migrations");
+    for e in migrations.flatten() {
+        names.push(format!("migrations/{}", e.file_name().to_string_lossy()));
+    }
+    names.sort();
+    assert!(
+        names.iter().any(|n| n == "migrations/001-keys.sql"),
+        "{names:?}"
+    );
+    names
 }
 
 /// The Cockpit page as `make cockpit` built it: a flat directory.

@@ -51,6 +51,14 @@ pub struct Cluster {
     bin: PathBuf,
     pub port: u16,
     running: bool,
+    /// With TLS: the CA that signed the server's certificate (for
+    /// `localhost` only, not 127.0.0.1), and another CA that did not.
+    pub tls: Option<TestCas>,
+}
+
+pub struct TestCas {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
 }
 
 /// The superuser of every test cluster.
@@ -59,6 +67,16 @@ pub const SUPERUSER: &str = "postgres";
 impl Cluster {
     /// A new cluster, started; about a second.
     pub fn start() -> Result<Cluster, String> {
+        Cluster::start_with(false)
+    }
+
+    /// A cluster that also speaks TLS, with a certificate for the name
+    /// `localhost` signed by a CA of its own ([`Cluster::tls`]).
+    pub fn start_with_tls() -> Result<Cluster, String> {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no PostgreSQL server programs")?;
         let (uid, gid) = user_ids("postgres").ok_or("no postgres user")?;
         let dir = tempfile::Builder::new()
@@ -68,11 +86,12 @@ impl Cluster {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| e.to_string())?;
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             port: free_port()?,
             bin,
             dir,
             running: false,
+            tls: None,
         };
         cluster.as_postgres(
             "initdb",
@@ -88,7 +107,9 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
-        let mut cluster = cluster;
+        if tls {
+            cluster.tls = Some(make_certificates(cluster.dir.path(), uid, gid)?);
+        }
         cluster.pg_ctl_start()?;
         Ok(cluster)
     }
@@ -122,11 +143,17 @@ impl Cluster {
     }
 
     fn pg_ctl_start(&mut self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-k {} -h 127.0.0.1 -p {} -c fsync=off -c max_connections=200",
             self.socket_dir().display(),
             self.port
         );
+        if self.tls.is_some() {
+            let dir = self.dir.path().display();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+        }
         let log = self.dir.path().join("server.log");
         self.as_postgres(
             "pg_ctl",
@@ -207,7 +234,109 @@ impl Drop for Cluster {
         if self.running {
             let _ = self.stop();
         }
+        if let Some(cas) = &self.tls {
+            let _ = std::fs::remove_file(&cas.ca);
+            let _ = std::fs::remove_file(&cas.other_ca);
+        }
     }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+/// Two CAs and a server certificate for `localhost` signed by the first,
+/// its key readable by the server alone.
+fn make_certificates(dir: &Path, uid: u32, gid: u32) -> Result<TestCas, String> {
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=apikey test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ],
+        )?;
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    )?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n")
+        .map_err(|e| e.to_string())?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    )?;
+    for file in ["server.key", "server.crt"] {
+        let path = dir.join(file);
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+    }
+    // The clients' copies, outside the server's private directory.
+    let public = |name: &str| -> Result<PathBuf, String> {
+        let to = std::env::temp_dir().join(format!(
+            "apikey-pg-{}-{}-{name}",
+            std::process::id(),
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        ));
+        std::fs::copy(dir.join(name), &to).map_err(|e| e.to_string())?;
+        Ok(to)
+    };
+    Ok(TestCas {
+        ca: public("ca.crt")?,
+        other_ca: public("other-ca.crt")?,
+    })
 }
 
 fn free_port() -> Result<u16, String> {

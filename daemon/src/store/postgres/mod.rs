@@ -153,9 +153,10 @@ impl PgKeys {
     pub fn connect_now(&self, wait: Duration) -> Result<(), String> {
         self.runtime.block_on(async {
             let work = async {
-                let (client, connection) = self.connect_raw().await.map_err(|e| {
-                    format!("cannot connect to the fleet database: {}", describe(&e))
-                })?;
+                let (client, connection) = self
+                    .connect_raw()
+                    .await
+                    .map_err(|e| reach_failure(&describe(&e)))?;
                 self.runtime.spawn(connection);
                 self.make_ready(&client).await
             };
@@ -174,9 +175,10 @@ impl PgKeys {
     pub fn upgrade_schema(&self, wait: Duration) -> Result<i32, String> {
         self.runtime.block_on(async {
             let work = async {
-                let (client, connection) = self.connect_raw().await.map_err(|e| {
-                    format!("cannot connect to the fleet database: {}", describe(&e))
-                })?;
+                let (client, connection) = self
+                    .connect_raw()
+                    .await
+                    .map_err(|e| reach_failure(&describe(&e)))?;
                 self.runtime.spawn(connection);
                 schema::bring_up_to_date(&client).await?;
                 client
@@ -660,7 +662,27 @@ fn store_error(e: tokio_postgres::Error) -> StoreError {
 }
 
 fn unavailable(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Failed(format!("cannot reach the fleet database: {}", describe(&e)))
+    StoreError::Failed(reach_failure(&describe(&e)))
+}
+
+/// Why the database cannot be reached, with what to do when it is the
+/// shipped unit's sandbox that keeps the daemon off the network.
+pub(crate) fn reach_failure(why: &str) -> String {
+    let sandboxed = [
+        "Address family not supported",
+        "Operation not permitted",
+        "Network is unreachable",
+    ]
+    .iter()
+    .any(|s| why.contains(s));
+    match sandboxed {
+        true => format!(
+            "cannot reach the fleet database: {why} (the systemd unit allows no network \
+             by default: install /usr/share/apikey/fleet/fleet-network.conf as a drop-in, \
+             docs/fleet.md)"
+        ),
+        false => format!("cannot reach the fleet database: {why}"),
+    }
 }
 
 /// The server's message where there is one, not just "db error".

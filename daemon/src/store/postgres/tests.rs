@@ -364,3 +364,91 @@ fn a_schema_newer_than_this_daemon_can_use_is_refused() {
         .connect_now(Duration::from_secs(5))
         .unwrap();
 }
+
+/// TLS as libpq means it: verify-full checks the chain and the name,
+/// verify-ca the chain only, and a server the CA did not sign is refused.
+#[test]
+fn tls_checks_the_server_as_libpq_does() {
+    if !apikey_test_skip::proceed_unless(apikey_test_pg::unmet().as_deref()) {
+        return;
+    }
+    let cluster = Cluster::start_with_tls().unwrap();
+    fleet_database(&cluster, packaging(), &[ISSUER], |owner| {
+        let migrator = PgKeys::open(
+            Settings {
+                conninfo: conninfo::parse(owner)?,
+                password: None,
+                host: "migrator".into(),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(NumberedUsers),
+        )?;
+        migrator.upgrade_schema(Duration::from_secs(30)).map(|_| ())
+    })
+    .unwrap();
+    let cas = cluster.tls.as_ref().unwrap();
+    let connect = |host: &str, mode: &str, ca: &Path| {
+        let text = format!(
+            "host={host} port={} user=apikeyd_a dbname=apikey sslmode={mode} sslrootcert={}",
+            cluster.port,
+            ca.display()
+        );
+        let keys = keys_as_text(&text);
+        keys.connect_now(Duration::from_secs(5)).map(|_| keys)
+    };
+    // A lookup keeps its connection open, to be looked at.
+    let keys = connect("localhost", "verify-full", &cas.ca).unwrap();
+    assert_eq!(keys.by_hash(&[0; 32]).unwrap(), None);
+    let encrypted = cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.usename = 'apikeyd_a'",
+        )
+        .unwrap();
+    assert_eq!(encrypted, "t");
+    let e = connect("localhost", "verify-full", &cas.other_ca)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("certificate verify failed"), "{e}");
+    // The certificate names localhost, not the address.
+    let e = connect("127.0.0.1", "verify-full", &cas.ca)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("certificate verify failed"), "{e}");
+    assert!(connect("127.0.0.1", "verify-ca", &cas.ca).is_ok());
+    // require with a root certificate checks the chain, as libpq's does.
+    let e = connect("127.0.0.1", "require", &cas.other_ca)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.contains("certificate verify failed"), "{e}");
+}
+
+fn keys_as_text(text: &str) -> PgKeys {
+    PgKeys::open(
+        Settings {
+            conninfo: conninfo::parse(text).unwrap(),
+            password: None,
+            host: ISSUER.0.into(),
+            timeout: Duration::from_secs(5),
+        },
+        Arc::new(NumberedUsers),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_sandboxed_daemon_is_told_how_to_let_it_reach_the_database() {
+    for why in [
+        "error connecting to server: Address family not supported by protocol (os error 97)",
+        "error connecting to server: Operation not permitted (os error 1)",
+    ] {
+        assert!(reach_failure(why).contains("fleet-network.conf"), "{why}");
+    }
+    let refused = reach_failure("error connecting to server: Connection refused (os error 111)");
+    assert_eq!(
+        refused,
+        "cannot reach the fleet database: error connecting to server: Connection refused (os error 111)"
+    );
+}
