@@ -75,4 +75,11 @@ pub struct Args {
     /// whose role may also do it at start; the others wait for it
     #[arg(long, conflicts_with_all = ["stop", "pam_references"])]
     pub upgrade_fleet_schema: bool,
+    /// Fleet mode: copy this host's own long-lived keys (with their
+    /// revocations and last uses) and, if the fleet has none, its policy
+    /// into the fleet database, as made on this host; owners by the names
+    /// their uids have now. Connect as a role that is a member of
+    /// apikey_owner. Running it again copies only what is missing
+    #[arg(long, conflicts_with_all = ["stop", "pam_references", "upgrade_fleet_schema"])]
+    pub migrate_to_fleet: bool,
 }

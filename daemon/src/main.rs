@@ -70,6 +70,12 @@ fn main() -> ExitCode {
     if args.upgrade_fleet_schema {
         return upgrade_fleet_schema(&cfg);
     }
+    if args.migrate_to_fleet {
+        if let Some(db) = &args.database {
+            cfg.database = db.clone();
+        }
+        return migrate_to_fleet(&cfg);
+    }
     // Before the identity is dropped: started as root by bus activation,
     // the daemon makes the socket where its own user could not.
     let pam_listener = cfg.pam_socket.as_deref().and_then(|path| {
@@ -141,6 +147,30 @@ fn main() -> ExitCode {
         eprintln!("apikeyd: syslog took no audit lines for a while; some may be lost");
     }
     code
+}
+
+fn migrate_to_fleet(cfg: &Config) -> ExitCode {
+    let Some(fleet) = &cfg.fleet else {
+        eprintln!("apikeyd: the configuration has no [fleet] section");
+        return ExitCode::from(EX_CONFIG);
+    };
+    let local = match SqliteStore::open(&cfg.database) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("apikeyd: cannot use the key store {e}");
+            return ExitCode::from(EX_CANTCREAT);
+        }
+    };
+    match apikeyd::fleet_start::migrate_to_fleet(fleet, &local) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("apikeyd: {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
 }
 
 fn upgrade_fleet_schema(cfg: &Config) -> ExitCode {

@@ -134,6 +134,48 @@ mod tests {
         assert!(e.encoded_size() > KeyExtra::default().encoded_size() + 30);
     }
 
+    /// The estimate a page is filled by is never below what the
+    /// dictionary takes on the bus, and never far above.
+    #[test]
+    fn the_size_estimate_covers_the_encoding_closely() {
+        let encoded = |e: &KeyExtra| {
+            let ctxt = zbus::wire::serialized::Context::new(zbus::wire::Endian::Little, 0);
+            zbus::wire::to_bytes(ctxt, &e.to_dict()).unwrap().len()
+        };
+        let full = KeyExtra {
+            made_on: "adm-1".into(),
+            hosts: vec!["web-*".into(), "db-1".into()],
+            last_host: "web-3".into(),
+        };
+        let cases = [
+            KeyExtra::default(),
+            KeyExtra {
+                made_on: "adm-1".into(),
+                ..KeyExtra::default()
+            },
+            KeyExtra {
+                hosts: full.hosts.clone(),
+                ..KeyExtra::default()
+            },
+            KeyExtra {
+                last_host: "a-rather-longer-host-name.example.org".into(),
+                ..KeyExtra::default()
+            },
+            KeyExtra {
+                hosts: (0..64).map(|i| format!("host-{i}.example.org")).collect(),
+                ..full.clone()
+            },
+            full,
+        ];
+        for e in &cases {
+            let (estimate, actual) = (e.encoded_size(), encoded(e));
+            assert!(
+                actual <= estimate && estimate <= actual + actual / 4 + 16,
+                "{e:?}: estimated {estimate}, encoded {actual}"
+            );
+        }
+    }
+
     #[test]
     fn strange_entries_are_absent_and_unknown_options_refused() {
         let mut d = ExtraDict::new();

@@ -31,25 +31,39 @@ pub fn fleet_toml(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeou
 
 /// `apikeyd --upgrade-fleet-schema` as the migrating role.
 pub fn upgrade_schema(cluster_owner_conninfo: &str) -> Result<String, String> {
+    run_as_migrator(
+        cluster_owner_conninfo,
+        "migrator",
+        &["--upgrade-fleet-schema"],
+    )
+}
+
+/// The migrator's conninfo (a member of apikey_owner, made by
+/// `fleet_database`).
+pub fn migrator_conninfo(cluster: &Cluster) -> String {
+    cluster.conninfo("apikey_migrator", "apikey")
+}
+
+/// `apikeyd ARGS` with a configuration whose [fleet] connects as the
+/// migrator and names this host `host`; its standard output.
+pub fn run_as_migrator(conninfo: &str, host: &str, args: &[&str]) -> Result<String, String> {
     let dir = tmp::temp_dir("fleet-migrate");
     let config = dir.path().join("apikeyd.toml");
     std::fs::write(
         &config,
-        format!(
-            "[fleet]\ndatabase = \"{cluster_owner_conninfo}\"\nhost = \"migrator\"\ntimeout = \"10s\"\n"
-        ),
+        format!("[fleet]\ndatabase = \"{conninfo}\"\nhost = \"{host}\"\ntimeout = \"10s\"\n"),
     )
     .map_err(|e| e.to_string())?;
     let out = Command::new(bins::apikeyd())
         .arg("--config")
         .arg(&config)
-        .arg("--upgrade-fleet-schema")
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     match out.status.success() {
         true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         false => Err(format!(
-            "apikeyd --upgrade-fleet-schema: {}\n{}",
+            "apikeyd {args:?}: {}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )),
@@ -81,7 +95,15 @@ impl Fleet {
     /// Both hosts, user keys allowed fleet-wide; `edit_b` changes host-b's
     /// configuration before it starts.
     pub fn start(timeout: &str, edit_b: impl FnOnce(&mut DaemonConfig)) -> Fleet {
-        let cluster = fleet_cluster();
+        Fleet::start_on(fleet_cluster(), timeout, edit_b)
+    }
+
+    /// [`Fleet::start`] on a cluster made by [`fleet_cluster`].
+    pub fn start_on(
+        cluster: Cluster,
+        timeout: &str,
+        edit_b: impl FnOnce(&mut DaemonConfig),
+    ) -> Fleet {
         let a = World::with_config(|c| c.extra_toml = fleet_toml(&cluster, HOST_A, timeout));
         // Before host-b starts, so that it reads the policy with this in.
         a.as_root()

@@ -6,7 +6,10 @@ mod pam_common;
 
 use std::time::Instant;
 
-use apikey_tests::fleet::{passwd_with_uid, passwd_wrapper, Fleet, HOST_B};
+use apikey_tests::fleet::{
+    fleet_cluster, migrator_conninfo, passwd_with_uid, passwd_wrapper, run_as_migrator, Fleet,
+    HOST_B,
+};
 use apikey_tests::pam::module;
 use apikey_tests::prelude::*;
 use pam_common::key_or_password_stack;
@@ -167,9 +170,17 @@ fn an_owner_is_a_user_name_whatever_its_uid_on_each_host() {
         (alice.name(), id.as_str())
     );
     let listed = fleet.b.keys_of(alice.name());
+    let seen_by_b =
+        std::fs::read_to_string(format!("/proc/{}/root/etc/passwd", fleet.b.daemon().pid()))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{}:", alice.name())))
+            .collect::<Vec<_>>()
+            .join("\n");
     assert!(
         listed.iter().any(|k| k.id == id && k.uid == other_uid),
-        "{listed:?}"
+        "{listed:?}\nhost-b's passwd: {seen_by_b}\nhost-b's log:\n{}",
+        fleet.b.daemon().stderr_text()
     );
     let on_a = fleet.a.keys_of(alice.name());
     assert!(on_a.iter().any(|k| k.id == id && k.uid == alice.uid()));
@@ -237,4 +248,66 @@ fn a_database_that_is_down_or_frozen_costs_key_logins_at_most_the_timeout() {
     login(&fleet.b, &alice, &key).ok();
     let stderr = fleet.b.daemon().stderr_text();
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A single host's keys move into the fleet with `apikeyd
+/// --migrate-to-fleet`, and log in on the fleet's hosts afterwards.
+#[test]
+fn a_single_hosts_keys_move_into_the_fleet() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let alice = TestUser::create("alice");
+    let mut single = World::new();
+    single
+        .as_root()
+        .apikey(&["settings", "--allow-user-keys", "yes"])
+        .ok();
+    let (key, id) = single.new_key(&alice, &["--services", "sshd*"]);
+    let (gone, gone_id) = single.new_key(&alice, &[]);
+    single.as_root().apikey(&["revoke", &gone_id]).ok();
+    single.daemon_mut().stop();
+    let db = single.daemon().db_path().to_string_lossy().into_owned();
+
+    let cluster = fleet_cluster();
+    let migrate = |cluster: &apikey_tests::fleet::Cluster| {
+        run_as_migrator(
+            &migrator_conninfo(cluster),
+            "old-host",
+            &["--database", &db, "--migrate-to-fleet"],
+        )
+        .unwrap()
+    };
+    let said = migrate(&cluster);
+    assert!(
+        said.contains("copied 2 keys of host old-host into the fleet (1 of them revoked)"),
+        "{said}"
+    );
+    assert!(said.contains("this host's is the fleet's now"), "{said}");
+    let said = migrate(&cluster);
+    assert!(
+        said.contains("copied 0 keys") && said.contains("2 were there already"),
+        "{said}"
+    );
+
+    let fleet = Fleet::start_on(cluster, "1s", |_| {});
+    login(&fleet.b, &alice, &key).ok();
+    login(&fleet.a, &alice, &gone).refused();
+    let listed = fleet
+        .a
+        .as_root()
+        .apikey(&["list", "--all", "--revoked", "--json"]);
+    listed.ok();
+    let keys = listed.json();
+    let moved = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {keys}"));
+    assert_eq!(moved["made_on"], "old-host");
+    assert_eq!(moved["services"], serde_json::json!(["sshd*"]));
 }

@@ -452,3 +452,68 @@ fn a_sandboxed_daemon_is_told_how_to_let_it_reach_the_database() {
         "cannot reach the fleet database: error connecting to server: Connection refused (os error 111)"
     );
 }
+
+/// `--migrate-to-fleet`: a host's keys arrive with their revocations and
+/// last uses, as made on that host, once however often it runs.
+#[test]
+fn a_hosts_own_keys_move_into_the_fleet_once() {
+    let Some(cluster) = cluster() else { return };
+    let local = SqliteStore::open_in_memory();
+    let active = key("old000000001", 1000, 5);
+    let revoked = key("old000000002", 1001, 6);
+    let mut renamed = key("old000000003", 1002, 7);
+    renamed.owner_name = "someone-else".into();
+    for k in [&active, &revoked, &renamed] {
+        local.insert(k, 9, 0).unwrap();
+    }
+    local.revoke(&[revoked.id.clone()], by(8)).unwrap();
+    local
+        .record_uses(&[KeyUse {
+            key_id: active.id.clone(),
+            at: 9,
+            service: "sshd".into(),
+            rhost: "10.0.0.1".into(),
+            host: String::new(),
+        }])
+        .unwrap();
+    let mut policy = Policy::default();
+    policy.allow_user_keys = true;
+    let all: Vec<KeyRecord> = [&active, &revoked, &renamed]
+        .iter()
+        .map(|k| local.by_id(&k.id).unwrap().unwrap())
+        .collect();
+    let migrator = keys_as(&cluster, ("host-old", "apikey_migrator", false), 5000);
+    migrator.upgrade_schema(Duration::from_secs(10)).unwrap();
+    migrator.skip_registration();
+    let done = migrator.import(&all, &policy).unwrap();
+    assert_eq!((done.added, done.added_revoked, done.already), (2, 1, 0));
+    assert_eq!(
+        done.skipped,
+        vec![(
+            renamed.id.clone(),
+            "uid 1002 was renamed from someone-else to user1002".to_string()
+        )]
+    );
+    assert!(done.policy_copied);
+    let again = migrator.import(&all, &Policy::default()).unwrap();
+    assert_eq!(
+        (again.added, again.already, again.policy_copied),
+        (0, 2, false)
+    );
+
+    let b = fleet_as(&cluster, VERIFIER);
+    let moved = b.by_hash(&active.hash).unwrap().unwrap();
+    assert_eq!(
+        (moved.made_on.as_str(), moved.owner_name.as_str()),
+        ("host-old", "user1000")
+    );
+    let used = b.by_id(&active.id).unwrap().unwrap().last_used.unwrap();
+    assert_eq!((used.at, used.host.as_str()), (9, "host-old"));
+    let r = b.by_id(&revoked.id).unwrap().unwrap().revoked.unwrap();
+    assert_eq!((r.at, r.by_uid, r.reason.as_str()), (8, 0, "test"));
+    assert!(b.policy().unwrap().allow_user_keys);
+    // An ordinary host's role cannot do it.
+    let plain = keys_as(&cluster, VERIFIER, 5000);
+    let e = plain.import(&all, &policy).unwrap_err();
+    assert!(e.contains("member of apikey_owner"), "{e}");
+}
