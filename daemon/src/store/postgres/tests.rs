@@ -466,7 +466,9 @@ fn a_hosts_own_keys_move_into_the_fleet_once() {
     for k in [&active, &revoked, &renamed] {
         local.insert(k, 9, 0).unwrap();
     }
-    local.revoke(&[revoked.id.clone()], by(8)).unwrap();
+    local
+        .revoke(std::slice::from_ref(&revoked.id), by(8))
+        .unwrap();
     local
         .record_uses(&[KeyUse {
             key_id: active.id.clone(),
@@ -476,8 +478,10 @@ fn a_hosts_own_keys_move_into_the_fleet_once() {
             host: String::new(),
         }])
         .unwrap();
-    let mut policy = Policy::default();
-    policy.allow_user_keys = true;
+    let policy = Policy {
+        allow_user_keys: true,
+        ..Policy::default()
+    };
     let all: Vec<KeyRecord> = [&active, &revoked, &renamed]
         .iter()
         .map(|k| local.by_id(&k.id).unwrap().unwrap())
