@@ -41,7 +41,17 @@ struct RawFleet {
     host: String,
     #[serde(default = "default_fleet_timeout")]
     timeout: String,
+    #[serde(default = "default_offline_grace")]
+    offline_grace: String,
 }
+
+fn default_offline_grace() -> String {
+    "0s".into()
+}
+
+/// The longest `offline_grace`: a revocation missed during an outage
+/// must not live on for long.
+pub const MAX_OFFLINE_GRACE_SECS: u64 = 15 * 60;
 
 fn default_fleet_timeout() -> String {
     "1s".into()
@@ -129,6 +139,9 @@ pub struct FleetConfig {
     pub host: String,
     /// Every database call answers within this; unavailable otherwise.
     pub timeout_ms: u64,
+    /// While the database cannot be reached, keys verified online this
+    /// recently are still accepted (0: never).
+    pub offline_grace_secs: u64,
 }
 
 #[derive(Debug)]
@@ -273,11 +286,16 @@ fn validate_fleet(raw: RawFleet) -> Result<FleetConfig, (&'static str, String)> 
     if !(10..=60_000).contains(&timeout) {
         return Err(("timeout", "must be between 10ms and 60s".into()));
     }
+    let offline_grace = parse_duration(&raw.offline_grace).map_err(|e| ("offline_grace", e))?;
+    if offline_grace > MAX_OFFLINE_GRACE_SECS {
+        return Err(("offline_grace", "must be at most 15m".into()));
+    }
     Ok(FleetConfig {
         database: raw.database,
         password_file: Some(raw.password_file).filter(|p| !p.as_os_str().is_empty()),
         host,
         timeout_ms: timeout,
+        offline_grace_secs: offline_grace,
     })
 }
 
@@ -447,7 +465,10 @@ apikey-auth = ["nginx*"]
         let c = parse("[fleet]\ndatabase = \"postgresql://db/apikey\"\n").unwrap();
         let fleet = c.fleet.unwrap();
         assert_eq!(fleet.timeout_ms, 1000);
+        assert_eq!(fleet.offline_grace_secs, 0);
         assert_eq!(fleet.password_file, None);
+        let c = parse("[fleet]\ndatabase = \"host=db\"\noffline_grace = \"15m\"\n").unwrap();
+        assert_eq!(c.fleet.unwrap().offline_grace_secs, 900);
         assert!(is_host_name(&fleet.host), "{}", fleet.host);
         assert_eq!(Config::default().fleet, None);
         for (text, words) in [
@@ -479,6 +500,14 @@ apikey-auth = ["nginx*"]
             (
                 "[fleet]\ndatabase = \"host=db\"\nreplicas = 2\n",
                 "unknown field `replicas`",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\noffline_grace = \"16m\"\n",
+                "at most 15m",
+            ),
+            (
+                "[fleet]\ndatabase = \"host=db\"\noffline_grace = \"1\"\n",
+                "needs a unit",
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -19,6 +19,7 @@ pub fn open(
     accounts: Arc<dyn Accounts>,
 ) -> Result<FleetStore, String> {
     let keys = shared_keys(fleet, accounts, Duration::from_millis(fleet.timeout_ms))?;
+    keys.listen();
     // Down now is not wrong: logins with keys answer unavailable (passwords
     // keep working) until the database is back, without a restart.
     match keys.connect_now(START_WAIT) {
@@ -104,6 +105,7 @@ fn shared_keys(
             password,
             host: fleet.host.clone(),
             timeout,
+            offline_grace: Duration::from_secs(fleet.offline_grace_secs),
         },
         accounts,
     )

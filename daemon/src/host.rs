@@ -661,6 +661,21 @@ mod tests {
         assert_eq!(host.quick_account_state(4_000_000_000, today), None);
     }
 
+    /// Fleet mode's owners are names: the system host gives their uids
+    /// here, and the names of uids.
+    #[test]
+    fn fleet_names_and_uids_are_the_systems() {
+        use crate::store::postgres::Accounts;
+        let host = SystemHost::new();
+        assert_eq!(host.uid_of("root"), Some(0));
+        assert_eq!(host.uid_of("no-such-user-here"), None);
+        assert_eq!(host.name_of(0).as_deref(), Some("root"));
+        assert_eq!(host.name_of(4_000_000_000), None);
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(host.uid_of("nobody"), Some(nobody.uid.as_raw()));
+        assert_eq!(host.name_of(nobody.uid.as_raw()).as_deref(), Some("nobody"));
+    }
+
     /// Only debug builds (the tests') take another boot id from the
     /// environment, and only a non-empty one.
     #[test]

@@ -133,10 +133,12 @@ impl Fleet {
     }
 }
 
-/// A [`DaemonConfig::wrapper`] that shows the daemon `passwd` as its
-/// /etc/passwd (a bind mount in a mount namespace of its own): another
-/// host, where the same user names have other uids.
-pub fn passwd_wrapper(passwd: &Path) -> Vec<String> {
+/// A [`DaemonConfig::wrapper`] that shows the daemon `etc` as its /etc
+/// (a bind mount in a mount namespace of its own): another host, where the
+/// same user names have other uids. The whole directory, not one file: a
+/// file bind-mounted over /etc/passwd is unmounted as soon as useradd in
+/// another test renames a new passwd over the original.
+pub fn etc_wrapper(etc: &Path) -> Vec<String> {
     vec![
         crate::skip::program("unshare")
             .to_string_lossy()
@@ -146,20 +148,27 @@ pub fn passwd_wrapper(passwd: &Path) -> Vec<String> {
         "private".into(),
         "/bin/sh".into(),
         "-c".into(),
-        r#"mount --bind "$1" /etc/passwd && shift && exec "$@""#.into(),
+        r#"mount --bind "$1" /etc && shift && exec "$@""#.into(),
         "sh".into(),
-        passwd.to_string_lossy().into_owned(),
+        etc.to_string_lossy().into_owned(),
     ]
 }
 
-/// /etc/passwd with `user`'s uid changed to `uid`, in `dir`.
-pub fn passwd_with_uid(dir: &Path, user: &str, uid: u32) -> PathBuf {
-    let text = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+/// A copy of /etc in `dir` whose passwd gives `user` the uid `uid`.
+pub fn etc_with_uid(dir: &Path, user: &str, uid: u32) -> PathBuf {
+    let etc = dir.join("etc");
+    let copied = Command::new("cp")
+        .args(["-a", "/etc"])
+        .arg(&etc)
+        .status()
+        .expect("cp -a /etc");
+    assert!(copied.success(), "cp -a /etc failed");
+    let text = std::fs::read_to_string(etc.join("passwd")).expect("read the passwd copy");
+    let uid_text = uid.to_string();
     let changed: Vec<String> = text
         .lines()
         .map(|l| {
             let mut f: Vec<&str> = l.split(':').collect();
-            let uid_text = uid.to_string();
             if f.first() == Some(&user) && f.len() > 2 {
                 f[2] = &uid_text;
                 return f.join(":");
@@ -167,7 +176,12 @@ pub fn passwd_with_uid(dir: &Path, user: &str, uid: u32) -> PathBuf {
             l.to_string()
         })
         .collect();
-    let path = dir.join("passwd");
-    std::fs::write(&path, changed.join("\n") + "\n").expect("write passwd copy");
-    path
+    assert!(
+        changed
+            .iter()
+            .any(|l| l.starts_with(&format!("{user}:x:{uid}:"))),
+        "{user} is not in the copy of /etc/passwd"
+    );
+    std::fs::write(etc.join("passwd"), changed.join("\n") + "\n").expect("write passwd copy");
+    etc
 }

@@ -7,8 +7,7 @@ mod pam_common;
 use std::time::Instant;
 
 use apikey_tests::fleet::{
-    fleet_cluster, migrator_conninfo, passwd_with_uid, passwd_wrapper, run_as_migrator, Fleet,
-    HOST_B,
+    etc_with_uid, etc_wrapper, fleet_cluster, migrator_conninfo, run_as_migrator, Fleet, HOST_B,
 };
 use apikey_tests::pam::module;
 use apikey_tests::prelude::*;
@@ -157,8 +156,8 @@ fn an_owner_is_a_user_name_whatever_its_uid_on_each_host() {
     let alice = TestUser::create("alice");
     let scratch = tempfile::tempdir().unwrap();
     let other_uid = alice.uid() + 40_000;
-    let passwd = passwd_with_uid(scratch.path(), alice.name(), other_uid);
-    let fleet = Fleet::start("1s", |c| c.wrapper = passwd_wrapper(&passwd));
+    let etc = etc_with_uid(scratch.path(), alice.name(), other_uid);
+    let fleet = Fleet::start("1s", |c| c.wrapper = etc_wrapper(&etc));
     let (key, id) = fleet.a.new_key(&alice, &[]);
     let b = fleet.b.proxy_as_root();
     let (owner, key_id) = fleet
@@ -310,4 +309,34 @@ fn a_single_hosts_keys_move_into_the_fleet() {
         .unwrap_or_else(|| panic!("{id} not listed: {keys}"));
     assert_eq!(moved["made_on"], "old-host");
     assert_eq!(moved["services"], serde_json::json!(["sshd*"]));
+}
+
+/// offline_grace: through an outage host-b still accepts a key it
+/// verified a moment ago, but not one revoked on host-a just before.
+#[test]
+fn with_offline_grace_a_recent_key_outlives_an_outage_and_a_revoked_one_does_not() {
+    require!(
+        Need::World,
+        Need::Postgres,
+        Need::Program("pamtester"),
+        Need::Program("bwrap")
+    );
+    let mut fleet = Fleet::start("500ms", |c| {
+        c.extra_toml.push_str("offline_grace = \"1m\"\n")
+    });
+    let alice = TestUser::create("alice");
+    let (kept, _) = fleet.a.new_key(&alice, &[]);
+    let (gone, gone_id) = fleet.a.new_key(&alice, &[]);
+    login(&fleet.b, &alice, &kept).ok();
+    login(&fleet.b, &alice, &gone).ok();
+    fleet.a.as_root().apikey(&["revoke", &gone_id]).ok();
+    // The revocation reaches host-b by notification within milliseconds.
+    std::thread::sleep(Duration::from_millis(500));
+    fleet.cluster.stop().unwrap();
+    login(&fleet.b, &alice, &kept).ok();
+    login(&fleet.b, &alice, &gone).fails_with(AUTHINFO_UNAVAIL);
+    // host-a has no grace: unavailable.
+    login(&fleet.a, &alice, &kept).fails_with(AUTHINFO_UNAVAIL);
+    fleet.cluster.restart().unwrap();
+    login(&fleet.a, &alice, &kept).ok();
 }

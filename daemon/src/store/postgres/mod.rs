@@ -15,6 +15,7 @@
 //! [`NO_LOCAL_UID`] where the name has no account here.
 
 pub mod conninfo;
+mod grace;
 pub mod import;
 mod schema;
 mod tls;
@@ -37,8 +38,12 @@ pub trait Accounts: Send + Sync {
     fn name_of(&self, uid: u32) -> Option<String>;
 }
 
-/// How long other hosts' policy changes may take to be seen here.
+/// How long the policy read is used before it is read again, in case a
+/// change was not heard (the listener reconnecting, a schema 1 database).
 const POLICY_TTL: Duration = Duration::from_secs(5);
+
+/// How soon a broken notification connection is made again.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 const KEY_COLUMNS: &str = "k.id, k.hash, k.owner, k.created_by, k.made_on, k.name, \
     k.services, k.hosts, k.created, k.expires, k.revoked, k.revoked_by, k.revoked_on, \
@@ -85,6 +90,25 @@ pub struct Settings {
     pub password: Option<zeroize::Zeroizing<String>>,
     pub host: String,
     pub timeout: Duration,
+    /// How long a key verified online may be accepted while the database
+    /// cannot be reached (`offline_grace`; zero: never).
+    pub offline_grace: Duration,
+}
+
+/// What the notification listener shares with the calls.
+struct Heard {
+    /// Keys verified online, for `offline_grace`.
+    grace: Mutex<grace::GraceCache>,
+    /// True while LISTEN is in place: only then are keys remembered.
+    listening: std::sync::atomic::AtomicBool,
+    /// The policy as last read, and when; cleared by a change heard.
+    policy: Mutex<Option<(Policy, Instant)>>,
+    /// The last policy read, kept through an outage for `offline_grace`.
+    last_policy: Mutex<Option<(Policy, Instant)>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct PgKeys {
@@ -98,7 +122,8 @@ pub struct PgKeys {
     /// Held by one write for its whole transaction.
     writer: tokio::sync::Mutex<Option<Client>>,
     accounts: Arc<dyn Accounts>,
-    policy: Mutex<Option<(Policy, Instant)>>,
+    heard: Arc<Heard>,
+    offline_grace: Duration,
     /// The schema and this host's registration were found in order.
     ready: std::sync::atomic::AtomicBool,
 }
@@ -143,9 +168,62 @@ impl PgKeys {
             live: tokio::sync::Mutex::new(None),
             writer: tokio::sync::Mutex::new(None),
             accounts,
-            policy: Mutex::new(None),
+            heard: Arc::new(Heard {
+                grace: Mutex::new(grace::GraceCache::new(settings.offline_grace)),
+                listening: std::sync::atomic::AtomicBool::new(false),
+                policy: Mutex::new(None),
+                last_policy: Mutex::new(None),
+            }),
+            offline_grace: settings.offline_grace,
             ready: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Hears revocations and policy changes as other hosts commit them
+    /// (schema 2's notifications), on a connection of its own that is made
+    /// again whenever it breaks. Everything remembered for the grace goes
+    /// at each new connection: what was sent meanwhile is lost.
+    pub fn listen(&self) {
+        let heard = self.heard.clone();
+        let tls = self.tls.clone();
+        let config = self.config.clone();
+        let runtime = self.runtime.handle().clone();
+        self.runtime.spawn(async move {
+            let mut said = false;
+            loop {
+                match tls.connect_listening(&config).await {
+                    Ok((client, mut notes, driver)) => {
+                        runtime.spawn(driver);
+                        let listening = client
+                            .batch_execute("LISTEN apikey_revoked; LISTEN apikey_policy")
+                            .await;
+                        if listening.is_ok() {
+                            locked(&heard.grace).clear();
+                            *locked(&heard.policy) = None;
+                            heard
+                                .listening
+                                .store(true, std::sync::atomic::Ordering::SeqCst);
+                            said = false;
+                            while let Some(note) = notes.recv().await {
+                                heard.hear(note.channel(), note.payload());
+                            }
+                        }
+                        heard
+                            .listening
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(e) if !said => {
+                        eprintln!(
+                            "apikeyd: fleet mode: not hearing revocations now ({}); trying again",
+                            describe(&e)
+                        );
+                        said = true;
+                    }
+                    Err(_) => {}
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+            }
+        });
     }
 
     /// Connects now, bringing the schema up to date where this host's role
@@ -414,19 +492,59 @@ impl PgKeys {
     }
 
     pub fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
-        let row =
-            self.read(
-                |live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await },
-            )?;
-        row.map(|r| self.key_from_row(&r, false)).transpose()
+        let row = self
+            .read(|live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await });
+        match row {
+            Ok(row) => {
+                let key = row.map(|r| self.key_from_row(&r, false)).transpose()?;
+                self.remember(key.as_ref());
+                Ok(key)
+            }
+            Err(e) => self.in_grace(e, |g, now, wall| g.by_hash(hash, now, wall)),
+        }
     }
 
     pub fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, {USE_COLUMNS} FROM apikey.keys k {LAST_USE} WHERE k.id = $1"
         );
-        let row = self.read(|live| async move { live.client.query_opt(&sql, &[&id]).await })?;
-        row.map(|r| self.key_from_row(&r, true)).transpose()
+        let row = self.read(|live| async move { live.client.query_opt(&sql, &[&id]).await });
+        match row {
+            Ok(row) => {
+                let key = row.map(|r| self.key_from_row(&r, true)).transpose()?;
+                self.remember(key.as_ref());
+                Ok(key)
+            }
+            Err(e) => self.in_grace(e, |g, now, wall| g.by_id(id, now, wall)),
+        }
+    }
+
+    /// A key looked up online, for `offline_grace`: only while
+    /// revocations are heard.
+    fn remember(&self, key: Option<&KeyRecord>) {
+        use std::sync::atomic::Ordering;
+        if let Some(k) = key {
+            if !self.offline_grace.is_zero() && self.heard.listening.load(Ordering::SeqCst) {
+                locked(&self.heard.grace).remember(k, Instant::now());
+            }
+        }
+    }
+
+    /// A lookup the database could not answer: the key as verified within
+    /// `offline_grace`, or the failure.
+    fn in_grace(
+        &self,
+        e: StoreError,
+        find: impl FnOnce(&grace::GraceCache, Instant, i64) -> Option<KeyRecord>,
+    ) -> StoreResult<Option<KeyRecord>> {
+        let StoreError::Failed(_) = e else {
+            return Err(e);
+        };
+        let wall = apikey_proto::timefmt::now();
+        match find(&locked(&self.heard.grace), Instant::now(), wall) {
+            Some(key) => Ok(Some(key)),
+            None => Err(e),
+        }
     }
 
     pub fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>> {
@@ -557,26 +675,35 @@ impl PgKeys {
         if let Some(p) = self.policy_if_at_hand() {
             return Ok(p);
         }
-        let rows = self.read(|live| async move {
+        let rows = match self.read(|live| async move {
             live.client
                 .query("SELECT name, value FROM apikey.settings", &[])
                 .await
-        })?;
+        }) {
+            Ok(rows) => rows,
+            Err(e) => {
+                return match *locked(&self.heard.last_policy) {
+                    Some((p, at)) if at.elapsed() < self.offline_grace => Ok(p),
+                    _ => Err(e),
+                }
+            }
+        };
         let policy = policy_from_settings(rows.iter().map(|r| (r.get::<_, String>(0), r.get(1))))?;
-        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some((policy, Instant::now()));
+        *locked(&self.heard.policy) = Some((policy, Instant::now()));
+        *locked(&self.heard.last_policy) = Some((policy, Instant::now()));
         Ok(policy)
     }
 
     /// The policy as last read, for at most [`POLICY_TTL`].
     pub fn policy_if_at_hand(&self) -> Option<Policy> {
-        let cached = *self.policy.try_lock().ok()?;
+        let cached = *self.heard.policy.try_lock().ok()?;
         cached
             .filter(|(_, at)| at.elapsed() < POLICY_TTL)
             .map(|(p, _)| p)
     }
 
     pub fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
-        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *locked(&self.heard.policy) = None;
         let rows = policy_settings(policy);
         self.write(async |tx| {
             for (name, value) in &rows {
@@ -591,7 +718,7 @@ impl PgKeys {
             Ok(())
         })
         .map_err(|e| self.explain_denied(e, "change the site policy"))?;
-        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some((*policy, Instant::now()));
+        *locked(&self.heard.policy) = Some((*policy, Instant::now()));
         Ok(())
     }
 
@@ -621,6 +748,29 @@ impl PgKeys {
                 issuers.join(", ")
             ),
         })
+    }
+}
+
+impl PgKeys {
+    /// Whether LISTEN is in place, and how many keys are remembered.
+    #[cfg(test)]
+    fn hearing(&self) -> (bool, usize) {
+        (
+            self.heard
+                .listening
+                .load(std::sync::atomic::Ordering::SeqCst),
+            locked(&self.heard.grace).len(),
+        )
+    }
+}
+
+impl Heard {
+    fn hear(&self, channel: &str, payload: &str) {
+        match channel {
+            "apikey_revoked" => locked(&self.grace).forget_id(payload),
+            "apikey_policy" => *locked(&self.policy) = None,
+            _ => {}
+        }
     }
 }
 

@@ -41,6 +41,7 @@ fn keys_as(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeout_ms: u
             password: None,
             host: host.into(),
             timeout: Duration::from_millis(timeout_ms),
+            offline_grace: Duration::ZERO,
         },
         Arc::new(NumberedUsers),
     )
@@ -68,6 +69,7 @@ fn cluster() -> Option<Cluster> {
                 password: None,
                 host: "migrator".into(),
                 timeout: Duration::from_secs(10),
+                offline_grace: Duration::ZERO,
             },
             Arc::new(NumberedUsers),
         )?;
@@ -380,6 +382,7 @@ fn tls_checks_the_server_as_libpq_does() {
                 password: None,
                 host: "migrator".into(),
                 timeout: Duration::from_secs(10),
+                offline_grace: Duration::ZERO,
             },
             Arc::new(NumberedUsers),
         )?;
@@ -432,6 +435,7 @@ fn keys_as_text(text: &str) -> PgKeys {
             password: None,
             host: ISSUER.0.into(),
             timeout: Duration::from_secs(5),
+            offline_grace: Duration::ZERO,
         },
         Arc::new(NumberedUsers),
     )
@@ -520,4 +524,81 @@ fn a_hosts_own_keys_move_into_the_fleet_once() {
     let plain = keys_as(&cluster, VERIFIER, 5000);
     let e = plain.import(&all, &policy).unwrap_err();
     assert!(e.contains("member of apikey_owner"), "{e}");
+}
+
+/// Waits up to 5 s for `what` of `keys`' listener to hold.
+fn until(keys: &PgKeys, what: impl Fn((bool, usize)) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !what(keys.hearing()) {
+        assert!(Instant::now() < deadline, "listener: {:?}", keys.hearing());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// offline_grace: keys verified online are accepted through an outage,
+/// except one whose revocation was heard; after the listener connects
+/// again nothing from before is trusted.
+#[test]
+fn keys_verified_recently_outlive_an_outage_but_not_a_revocation() {
+    let Some(mut cluster) = cluster() else { return };
+    let a = fleet_as(&cluster, ISSUER);
+    let b = PgKeys::open(
+        Settings {
+            conninfo: conninfo::parse(&cluster.conninfo(VERIFIER.1, "apikey")).unwrap(),
+            password: None,
+            host: VERIFIER.0.into(),
+            timeout: Duration::from_millis(500),
+            offline_grace: Duration::from_secs(60),
+        },
+        Arc::new(NumberedUsers),
+    )
+    .unwrap();
+    b.listen();
+    until(&b, |(listening, _)| listening);
+    let (kept, revoked) = (key("kept00000001", 1000, 0), key("gone00000001", 1000, 0));
+    a.insert(&kept, 9, 0).unwrap();
+    a.insert(&revoked, 9, 0).unwrap();
+    assert!(b.by_hash(&kept.hash).unwrap().is_some());
+    assert!(b.by_id(&revoked.id).unwrap().is_some());
+    assert_eq!(b.policy().unwrap(), Policy::default());
+    until(&b, |(_, n)| n == 2);
+    a.revoke(std::slice::from_ref(&revoked.id), by(5)).unwrap();
+    until(&b, |(_, n)| n == 1);
+
+    cluster.stop().unwrap();
+    assert_eq!(b.by_hash(&kept.hash).unwrap().unwrap().id, kept.id);
+    assert_eq!(b.by_id(&kept.id).unwrap().unwrap().id, kept.id);
+    assert!(matches!(
+        b.by_hash(&revoked.hash),
+        Err(StoreError::Failed(_))
+    ));
+    assert!(matches!(b.by_hash(&[3; 32]), Err(StoreError::Failed(_))));
+    assert_eq!(b.policy().unwrap(), Policy::default());
+
+    // Back, the listener connects again and forgets what it remembered.
+    cluster.restart().unwrap();
+    until(&b, |(listening, n)| listening && n == 0);
+    cluster.stop().unwrap();
+    assert!(matches!(b.by_hash(&kept.hash), Err(StoreError::Failed(_))));
+}
+
+/// A policy change made on one host is heard at once on another.
+#[test]
+fn a_policy_change_is_heard_at_once() {
+    let Some(cluster) = cluster() else { return };
+    let a = fleet_as(&cluster, ISSUER);
+    let b = keys_as(&cluster, VERIFIER, 2000);
+    b.listen();
+    until(&b, |(listening, _)| listening);
+    assert!(!b.policy().unwrap().allow_user_keys);
+    let changed = Policy {
+        allow_user_keys: true,
+        ..Policy::default()
+    };
+    a.save_policy(&changed).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while b.policy().unwrap() != changed {
+        assert!(Instant::now() < deadline, "the change was not heard");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

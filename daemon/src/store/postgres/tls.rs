@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 pub type Driver = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+#[derive(Clone)]
 pub enum Connector {
     Plain,
     OpenSsl(MakeTlsConnector),
@@ -88,6 +89,54 @@ impl Connector {
             }
         })
     }
+}
+
+impl Connector {
+    /// A connection whose notifications (LISTEN) come on the receiver;
+    /// it ends, and the receiver with it, when the connection breaks.
+    pub async fn connect_listening(
+        &self,
+        config: &Config,
+    ) -> Result<
+        (
+            Client,
+            tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+            Driver,
+        ),
+        tokio_postgres::Error,
+    > {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(match self {
+            Connector::Plain => {
+                let (client, conn) = config.connect(NoTls).await?;
+                (client, rx, forward(conn, tx))
+            }
+            Connector::OpenSsl(tls) => {
+                let (client, conn) = config.connect(tls.clone()).await?;
+                (client, rx, forward(conn, tx))
+            }
+        })
+    }
+}
+
+/// Drives a connection, passing its notifications on.
+fn forward<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>,
+) -> Driver
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                if tx.send(n).is_err() {
+                    return;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
