@@ -23,13 +23,20 @@ fn logged() -> Logged {
 /// A world logging to a syslog socket of its own, over the store `store`
 /// opens in the test's directory.
 fn logged_over(store: impl FnOnce(&std::path::Path) -> SqliteStore) -> Logged {
+    logged_configured(store, crate::config::Config::default())
+}
+
+fn logged_configured(
+    store: impl FnOnce(&std::path::Path) -> SqliteStore,
+    cfg: crate::config::Config,
+) -> Logged {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_nonblocking(true).unwrap();
     // A stalled syslog is given up on in a fifth of a second, not five.
     let audit = Audit::open(&path).with_flush_wait(Duration::from_millis(200));
-    let w = world_logging_to(store(dir.path()), audit);
+    let w = crate::service_tests::world_configured(store(dir.path()), audit, cfg);
     Logged { dir, socket, w }
 }
 
@@ -90,6 +97,45 @@ fn settings_generate_and_revoke_are_logged_with_who_and_what() {
         )),
         "{lines:?}"
     );
+}
+
+/// In a fleet, a key limited to hosts says so in its line; a key for
+/// every host's line has no hosts.
+#[test]
+fn a_key_limited_to_hosts_is_logged_with_them() {
+    let cfg = crate::config::Config {
+        fleet: Some(crate::config::FleetConfig {
+            database: "host=db".into(),
+            password_file: None,
+            host: "web-1".into(),
+            timeout_ms: 1000,
+            offline_grace_secs: 0,
+        }),
+        ..crate::config::Config::default()
+    };
+    let l = logged_configured(|_| SqliteStore::open_in_memory(), cfg);
+    let w = &l.w;
+    w.allow_users();
+    let hosts = apikey_proto::GenerateOptions {
+        hosts: vec!["web-*".into(), "db-1".into()],
+    };
+    let (_, info, extra) = w
+        .svc
+        .generate_with(&w.alice(), "", "", &[], "", &hosts)
+        .unwrap();
+    assert_eq!(extra.made_on, "web-1");
+    assert_eq!(extra.hosts, hosts.hosts);
+    w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    let lines = l.events("generate");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!(
+            r#"hosts="web-*,db-1" user="alice" key="{}""#,
+            info.id
+        )),
+        "{lines:?}"
+    );
+    assert!(!lines[1].contains("hosts="), "{lines:?}");
 }
 
 /// A user field that looks like a key never reaches the log (S11).

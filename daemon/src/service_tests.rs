@@ -1122,6 +1122,32 @@ mod inline {
     }
 }
 
+/// ListPageWith lists what ListPage does, each key with its extras.
+#[test]
+fn listing_with_extras_lists_the_same_keys() {
+    let w = world();
+    w.allow_users();
+    for name in ["a", "b"] {
+        w.svc.generate(&w.alice(), name, "", &none(), "").unwrap();
+    }
+    let admin = w.admin();
+    let (plain, next) = w
+        .svc
+        .list_page(&admin, "", true, false, &none(), "", 10)
+        .unwrap();
+    let (with, next_with) = w
+        .svc
+        .list_page_with(&admin, "", true, false, &none(), "", 10)
+        .unwrap();
+    assert_eq!((next.as_str(), next_with.as_str()), ("", ""));
+    assert_eq!(with.len(), 2);
+    for ((info, extra), same) in with.iter().zip(&plain) {
+        assert_eq!(info, same);
+        // A single host's keys have nothing beyond KeyInfo.
+        assert_eq!(extra, &apikey_proto::KeyExtra::default());
+    }
+}
+
 /// ListPage pages through every key once, a page at most `limit` long,
 /// and ends with an empty position; a position no listing gave is refused.
 #[test]

@@ -22,11 +22,14 @@ pub fn unmet() -> Option<String> {
 
 /// The `[fleet]` section of a daemon that is `host` with database role
 /// `role`.
-pub fn fleet_toml(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeout: &str) -> String {
-    format!(
-        "[fleet]\ndatabase = \"{}\"\nhost = \"{host}\"\ntimeout = \"{timeout}\"\n",
-        cluster.conninfo(role, "apikey")
-    )
+pub fn fleet_toml(cluster: &Cluster, who: (&str, &str, bool), timeout: &str) -> String {
+    fleet_toml_for(&cluster.conninfo(who.1, "apikey"), who.0, timeout)
+}
+
+/// The `[fleet]` section of a daemon that is `host` connecting by
+/// `conninfo`.
+pub fn fleet_toml_for(conninfo: &str, host: &str, timeout: &str) -> String {
+    format!("[fleet]\ndatabase = \"{conninfo}\"\nhost = \"{host}\"\ntimeout = \"{timeout}\"\n")
 }
 
 /// `apikeyd --upgrade-fleet-schema` as the migrating role.
@@ -38,6 +41,12 @@ pub fn upgrade_schema(cluster_owner_conninfo: &str) -> Result<String, String> {
     )
 }
 
+/// The environment that makes a (debug) apikeyd act as a release that
+/// knew the fleet schema up to `version` only.
+pub fn release_knowing(version: i32) -> (String, String) {
+    ("APIKEYD_TEST_SCHEMA_KNOWN".into(), version.to_string())
+}
+
 /// The migrator's conninfo (a member of apikey_owner, made by
 /// `fleet_database`).
 pub fn migrator_conninfo(cluster: &Cluster) -> String {
@@ -47,6 +56,16 @@ pub fn migrator_conninfo(cluster: &Cluster) -> String {
 /// `apikeyd ARGS` with a configuration whose [fleet] connects as the
 /// migrator and names this host `host`; its standard output.
 pub fn run_as_migrator(conninfo: &str, host: &str, args: &[&str]) -> Result<String, String> {
+    run_as_migrator_with(conninfo, host, args, &[])
+}
+
+/// [`run_as_migrator`] with more environment.
+pub fn run_as_migrator_with(
+    conninfo: &str,
+    host: &str,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Result<String, String> {
     let dir = tmp::temp_dir("fleet-migrate");
     let config = dir.path().join("apikeyd.toml");
     std::fs::write(
@@ -58,6 +77,7 @@ pub fn run_as_migrator(conninfo: &str, host: &str, args: &[&str]) -> Result<Stri
         .arg("--config")
         .arg(&config)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .map_err(|e| e.to_string())?;
     match out.status.success() {
@@ -76,19 +96,29 @@ fn packaging() -> PathBuf {
 
 /// A cluster with the fleet database, host-a and host-b registered.
 pub fn fleet_cluster() -> Cluster {
+    fleet_cluster_at(None)
+}
+
+/// [`fleet_cluster`] with the schema only as far as a release that knew
+/// up to `version` takes it.
+pub fn fleet_cluster_at(version: Option<i32>) -> Cluster {
     let cluster = Cluster::start().expect("a throwaway PostgreSQL cluster");
+    let env: Vec<_> = version.map(release_knowing).into_iter().collect();
     apikey_test_pg::fleet_database(&cluster, &packaging(), &[HOST_A, HOST_B], |owner| {
-        upgrade_schema(owner).map(|said| assert!(said.contains("version"), "{said}"))
+        run_as_migrator_with(owner, "migrator", &["--upgrade-fleet-schema"], &env)
+            .map(|said| assert!(said.contains("version"), "{said}"))
     })
     .expect("the fleet database");
     cluster
 }
 
-/// Fields drop in order: the daemons before the cluster they talk to.
+/// Fields drop in order: the daemons before the clusters they talk to.
 pub struct Fleet {
     pub a: World,
     pub b: World,
     pub cluster: Cluster,
+    /// A streaming standby of `cluster`, where there is one.
+    pub standby: Option<Cluster>,
 }
 
 impl Fleet {
@@ -104,16 +134,75 @@ impl Fleet {
         timeout: &str,
         edit_b: impl FnOnce(&mut DaemonConfig),
     ) -> Fleet {
-        let a = World::with_config(|c| c.extra_toml = fleet_toml(&cluster, HOST_A, timeout));
+        let conninfo = |role: &str| cluster.conninfo(role, "apikey");
+        let (a, b) = Fleet::hosts(&conninfo, timeout, |_| {}, edit_b);
+        Fleet {
+            a,
+            b,
+            cluster,
+            standby: None,
+        }
+    }
+
+    /// [`Fleet::start_on`] with `edit` applied to both hosts.
+    pub fn start_both_on(
+        cluster: Cluster,
+        timeout: &str,
+        edit: impl Fn(&mut DaemonConfig),
+    ) -> Fleet {
+        let conninfo = |role: &str| cluster.conninfo(role, "apikey");
+        let (a, b) = Fleet::hosts(&conninfo, timeout, &edit, &edit);
+        Fleet {
+            a,
+            b,
+            cluster,
+            standby: None,
+        }
+    }
+
+    /// Both hosts on a primary and its synchronous standby, named in one
+    /// connection string that asks for the writable one.
+    pub fn start_replicated(timeout: &str) -> Fleet {
+        let cluster = fleet_cluster();
+        let standby = cluster.start_standby().expect("a streaming standby");
+        cluster
+            .require_a_synchronous_standby()
+            .expect("synchronous replication");
+        let conninfo = |role: &str| {
+            format!(
+                "host=127.0.0.1,127.0.0.1 port={},{} user={role} dbname=apikey \
+                 sslmode=disable target_session_attrs=read-write",
+                cluster.port, standby.port
+            )
+        };
+        let (a, b) = Fleet::hosts(&conninfo, timeout, |_| {}, |_| {});
+        Fleet {
+            a,
+            b,
+            cluster,
+            standby: Some(standby),
+        }
+    }
+
+    fn hosts(
+        conninfo: &dyn Fn(&str) -> String,
+        timeout: &str,
+        edit_a: impl FnOnce(&mut DaemonConfig),
+        edit_b: impl FnOnce(&mut DaemonConfig),
+    ) -> (World, World) {
+        let a = World::with_config(|c| {
+            c.extra_toml = fleet_toml_for(&conninfo(HOST_A.1), HOST_A.0, timeout);
+            edit_a(c)
+        });
         // Before host-b starts, so that it reads the policy with this in.
         a.as_root()
             .apikey(&["settings", "--allow-user-keys", "yes"])
             .ok();
         let b = World::with_config(|c| {
-            c.extra_toml = fleet_toml(&cluster, HOST_B, timeout);
+            c.extra_toml = fleet_toml_for(&conninfo(HOST_B.1), HOST_B.0, timeout);
             edit_b(c)
         });
-        Fleet { a, b, cluster }
+        (a, b)
     }
 
     pub fn psql(&self, sql: &str) -> String {

@@ -287,9 +287,7 @@ impl KeyService {
         let infos = keys
             .iter()
             .map(|(position, key)| (*position, (self.info(key, &policy), self.extra(key))));
-        Ok(fill_page(infos, more, PAGE_BYTES, |(info, extra)| {
-            encoded_size(info) + extra.encoded_size()
-        }))
+        Ok(fill_page(infos, more, PAGE_BYTES, encoded_size_with))
     }
 
     /// The stored keys of one page, whether more follow, and the policy
@@ -1436,6 +1434,11 @@ fn fill_page<T>(
     (page, next)
 }
 
+/// A record and the dictionary beside it (ListPageWith).
+fn encoded_size_with((info, extra): &(KeyInfo, KeyExtra)) -> usize {
+    encoded_size(info) + extra.encoded_size()
+}
+
 /// About what a key's record takes in a bus message: its strings with
 /// their length words and padding, and the fixed fields.
 fn encoded_size(k: &KeyInfo) -> usize {
@@ -1600,6 +1603,31 @@ mod page_tests {
         info.last_service = "sshd".into();
         info.last_rhost = "10.0.0.1".into();
         assert_eq!(encoded_size(&info), 20 + 13 + 14 + 13 + 14 + 12 + 16 + 96);
+    }
+
+    /// A fleet key's extras count against the page's budget too.
+    #[test]
+    fn a_keys_extras_take_room_in_its_page() {
+        let info = key(1).1;
+        let big = KeyExtra {
+            made_on: "adm-1".into(),
+            hosts: (0..64).map(|i| format!("web-{i}.example.org")).collect(),
+            last_host: "web-3".into(),
+        };
+        let size = encoded_size_with(&(info.clone(), big.clone()));
+        assert_eq!(size, encoded_size(&info) + big.encoded_size());
+        let keys = |extra: &KeyExtra| {
+            (1..=4)
+                .map(|i| (i, (key(i).1, extra.clone())))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let budget = 4 * encoded_size(&info) + 8 * 4;
+        let (plain, _) = fill_page(keys(&KeyExtra::default()), false, budget, encoded_size_with);
+        assert_eq!(plain.len(), 4);
+        let (cut, next) = fill_page(keys(&big), false, budget, encoded_size_with);
+        assert!(cut.len() < 4, "{}", cut.len());
+        assert_eq!(next, cut.len().to_string());
     }
 
     /// Pages are cut where the next key would pass the byte budget, never

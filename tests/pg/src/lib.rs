@@ -194,6 +194,78 @@ impl Cluster {
         self.pg_ctl_start()
     }
 
+    /// A streaming standby of this cluster, started, on a port of its own:
+    /// a base backup that follows the primary from then on.
+    pub fn start_standby(&self) -> Result<Cluster, String> {
+        let (uid, gid) = user_ids("postgres").ok_or("no postgres user")?;
+        let dir = tempfile::Builder::new()
+            .prefix("apikey-pg-standby.")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        let mut standby = Cluster {
+            port: free_port()?,
+            bin: self.bin.clone(),
+            dir,
+            running: false,
+            tls: None,
+        };
+        let primary = format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} application_name=standby",
+            self.port
+        );
+        standby.as_postgres(
+            "pg_basebackup",
+            &[
+                "-d",
+                &primary,
+                "-D",
+                &standby.data().to_string_lossy(),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        )?;
+        standby.pg_ctl_start()?;
+        Ok(standby)
+    }
+
+    /// Commits wait for a standby to have them (synchronous replication).
+    pub fn require_a_synchronous_standby(&self) -> Result<(), String> {
+        self.psql_as(
+            SUPERUSER,
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        )?;
+        self.psql_as(SUPERUSER, "postgres", "SELECT pg_reload_conf()")?;
+        // Until the standby is streaming and counted as synchronous.
+        for _ in 0..100 {
+            let state = self.psql_as(
+                SUPERUSER,
+                "postgres",
+                "SELECT sync_state FROM pg_stat_replication",
+            )?;
+            if state == "sync" {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err("the standby never became synchronous".into())
+    }
+
+    /// Promotes a standby to a primary, waiting until it takes writes.
+    pub fn promote(&self) -> Result<(), String> {
+        self.as_postgres(
+            "pg_ctl",
+            &["-D", &self.data().to_string_lossy(), "-w", "promote"],
+        )?;
+        Ok(())
+    }
+
     /// Runs SQL through psql as `role` in database `db`; stdout, or the
     /// error psql printed.
     pub fn psql_as(&self, role: &str, db: &str, sql: &str) -> Result<String, String> {
