@@ -3,7 +3,7 @@
 //! out (S11), and how refusals are limited and summarised (S7).
 
 use crate::audit::Audit;
-use crate::service_tests::{world_logging_to, World, ALICE};
+use crate::service_tests::{World, ALICE};
 use crate::store::SqliteStore;
 use apikey_proto::KeysError;
 use std::os::unix::net::UnixDatagram;
