@@ -16,6 +16,7 @@
 //! pam_unix, and writes its own /proc/self/loginuid (see
 //! [`ensure_login_session`]).
 
+mod fleet;
 mod load;
 mod machine;
 mod nginx;
@@ -68,6 +69,9 @@ struct Plan {
     nginx_window: Window,
     /// How long the soak runs (`soak.rs`); 0 leaves it out.
     soak_seconds: u64,
+    /// Fleet mode: keys in each database, and revocations timed.
+    fleet_sizes: Vec<u64>,
+    fleet_trials: usize,
 }
 
 impl Plan {
@@ -94,6 +98,8 @@ impl Plan {
                 measure: Duration::from_secs(2),
             },
             soak_seconds: 600,
+            fleet_sizes: vec![1_000, 1_000_000],
+            fleet_trials: 300,
         }
     }
 
@@ -118,6 +124,8 @@ impl Plan {
                 measure: Duration::from_millis(300),
             },
             soak_seconds: 6,
+            fleet_sizes: vec![1_000, 10_000],
+            fleet_trials: 10,
         }
     }
 }
@@ -396,6 +404,26 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
         (site.result.rss_kib, site.result.hwm_kib) = machine::rss_kib(site.daemon.pid());
     }
 
+    progress("fleet mode: PostgreSQL next to SQLite");
+    let fleet_sites = plan
+        .fleet_sizes
+        .iter()
+        .map(|&n| fleet::FleetSite::start(&rt, n, &config, &users))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fleet = rt.block_on(fleet::measure(
+        &sites[0].callers,
+        sites[0].result.keys,
+        &fleet_sites,
+        Rounds {
+            count: plan.rounds,
+            window: plan.window,
+        },
+        plan.first_warmup,
+        users[0].name(),
+        plan.fleet_trials,
+    ));
+    drop(fleet_sites);
+
     // The PAM and write parts run against the largest store.
     let big = sites.last().expect("at least one store size");
     let store_keys = big.result.keys;
@@ -550,6 +578,7 @@ fn run(plan: &Plan, opts: &Opts) -> Result<(), String> {
         audit_lines,
         seconds: started.elapsed().as_secs_f64(),
         loadavg_end: machine::loadavg(),
+        fleet,
     };
 
     let mut table = report.table();

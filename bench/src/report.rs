@@ -70,6 +70,7 @@ pub struct Report {
     pub audit_lines: u64,
     pub seconds: f64,
     pub loadavg_end: String,
+    pub fleet: crate::fleet::FleetResult,
 }
 
 struct Target {
@@ -119,7 +120,7 @@ impl Report {
             .iter()
             .map(|d| d.idle.errors + d.busy.errors + u64::from(d.writer_error.is_some()))
             .sum();
-        sizes + web + w.generate.errors + w.revoke.errors + during
+        sizes + web + w.generate.errors + w.revoke.errors + during + self.fleet.errors()
     }
 
     fn samples_of(s: &SizeResult) -> impl Iterator<Item = &Sample> {
@@ -155,6 +156,7 @@ impl Report {
                 .filter_map(|d| d.writer_error.clone()),
         );
         out.extend(self.web.iter().filter_map(|r| r.first_error.clone()));
+        out.extend(self.fleet.first_errors());
         out
     }
 
@@ -285,6 +287,16 @@ impl Report {
                 met: Some(r >= 0.8),
             });
         }
+        t.extend(
+            self.fleet
+                .targets(self.quick)
+                .into_iter()
+                .map(|(what, measured, met)| Target {
+                    what,
+                    measured,
+                    met,
+                }),
+        );
         t
     }
 
@@ -447,6 +459,7 @@ impl Report {
                 "rss_peak_kib": self.hwm_end_kib,
                 "audit_lines": self.audit_lines,
             },
+            "fleet": self.fleet.to_json(),
             "targets": targets,
             "errors": {
                 "count": self.errors(),
@@ -670,7 +683,8 @@ impl Report {
             mib(self.hwm_end_kib),
             self.audit_lines
         );
-        let _ = writeln!(s, "\nTargets (issues 7 and 16)");
+        s.push_str(&self.fleet.table());
+        let _ = writeln!(s, "\nTargets (issues 7, 16 and 18)");
         for t in self.targets() {
             let verdict = match t.met {
                 Some(true) => "met   ",

@@ -15,12 +15,13 @@ const SECTIONS: &[&str] = &[
     "pam",
     "nginx_auth_pam",
     "writes",
+    "fleet",
     "targets",
 ];
 
 #[test]
 fn the_quick_bench_runs_every_part_and_reports_every_section() {
-    require!(Need::World);
+    require!(Need::World, Need::Postgres);
     // `cargo build --workspace` puts it in the directory above the test
     // binaries' deps/, where the harness finds its own helpers.
     let bench = std::env::current_exe()
@@ -103,8 +104,22 @@ fn the_quick_bench_runs_every_part_and_reports_every_section() {
         "{text}"
     );
     // The table went to stdout too.
+    let fleet = report["fleet"]["postgresql"]
+        .as_array()
+        .expect("fleet rows");
+    assert_eq!(fleet.len(), 2, "two database sizes: {text}");
+    for size in fleet {
+        for row in size["verify"].as_array().expect("verify rows") {
+            assert!(calls(row) > 0, "{row}");
+        }
+    }
+    assert_eq!(
+        calls(&report["fleet"]["revocation_visible_on_other_host"]),
+        10,
+        "{text}"
+    );
     assert!(
-        out.stdout.contains("Targets (issues 7 and 16)"),
+        out.stdout.contains("Targets (issues 7, 16 and 18)"),
         "{}",
         out.stdout
     );

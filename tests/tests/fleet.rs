@@ -229,20 +229,31 @@ fn a_database_that_is_down_or_frozen_costs_key_logins_at_most_the_timeout() {
         )
         .unwrap();
     }
-    let started = Instant::now();
-    let answer = fleet.b.block_on(b.verify(&key, alice.name(), SSHD, ""));
-    let took = started.elapsed();
+    // The daemon keeps a few connections for lookups: one call after
+    // another meets each frozen one (unavailable, within the timeout)
+    // while new ones, served by new server processes, work.
+    let mut unavailable = 0;
+    for _ in 0..6 {
+        let started = Instant::now();
+        let answer = fleet.b.block_on(b.verify(&key, alice.name(), SSHD, ""));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(600),
+            "a frozen database held a verify {took:?} (timeout 500ms): {answer:?}"
+        );
+        match answer {
+            Err(KeysError::Failed(_)) => unavailable += 1,
+            Ok(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
     for pid in &frozen {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*pid),
             nix::sys::signal::Signal::SIGCONT,
         );
     }
-    assert!(matches!(answer, Err(KeysError::Failed(_))), "{answer:?}");
-    assert!(
-        took < Duration::from_millis(600),
-        "a frozen database held a verify {took:?} (timeout 500ms)"
-    );
+    assert!(unavailable > 0, "no call met a frozen connection");
     // The frozen connection was left behind; the next call has a new one.
     login(&fleet.b, &alice, &key).ok();
     let stderr = fleet.b.daemon().stderr_text();

@@ -42,6 +42,9 @@ pub trait Accounts: Send + Sync {
 /// change was not heard (the listener reconnecting, a schema 1 database).
 const POLICY_TTL: Duration = Duration::from_secs(5);
 
+/// Connections for lookups.
+const READERS: usize = 4;
+
 /// How soon a broken notification connection is made again.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
@@ -117,8 +120,10 @@ pub struct PgKeys {
     tls: tls::Connector,
     timeout: Duration,
     host: String,
-    /// Shared by every lookup; tokio-postgres pipelines their queries.
-    live: tokio::sync::Mutex<Option<Arc<Live>>>,
+    /// Lookups' connections, taken in turn; tokio-postgres pipelines the
+    /// queries of each, and several let the server use more than one core.
+    live: Vec<tokio::sync::Mutex<Option<Arc<Live>>>>,
+    next_live: std::sync::atomic::AtomicUsize,
     /// Held by one write for its whole transaction.
     writer: tokio::sync::Mutex<Option<Client>>,
     accounts: Arc<dyn Accounts>,
@@ -165,7 +170,10 @@ impl PgKeys {
             tls,
             timeout: settings.timeout,
             host: settings.host,
-            live: tokio::sync::Mutex::new(None),
+            live: (0..READERS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next_live: std::sync::atomic::AtomicUsize::new(0),
             writer: tokio::sync::Mutex::new(None),
             accounts,
             heard: Arc::new(Heard {
@@ -319,9 +327,9 @@ impl PgKeys {
         self.tls.connect(&self.config).await
     }
 
-    /// The current connection, or a new one.
-    async fn live(&self) -> StoreResult<Arc<Live>> {
-        let mut slot = self.live.lock().await;
+    /// Lookup connection `turn`, or a new one in its place.
+    async fn live(&self, turn: usize) -> StoreResult<Arc<Live>> {
+        let mut slot = self.live[turn].lock().await;
         if let Some(live) = slot.as_ref().filter(|l| !l.client.is_closed()) {
             return Ok(live.clone());
         }
@@ -346,15 +354,19 @@ impl PgKeys {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
+        let turn = self
+            .next_live
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % READERS;
         self.runtime.block_on(async {
             let work = async {
-                let live = self.live().await?;
+                let live = self.live(turn).await?;
                 f(live).await.map_err(store_error)
             };
             match tokio::time::timeout(self.timeout, work).await {
                 Ok(result) => result,
                 Err(_) => {
-                    *self.live.lock().await = None;
+                    *self.live[turn].lock().await = None;
                     Err(self.late())
                 }
             }
