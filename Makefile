@@ -97,6 +97,10 @@ test: test-deps
 	$(CARGO) build --workspace --all-targets
 	$(MAKE) --no-print-directory packages
 	$(CARGO) nextest run --workspace --no-fail-fast
+	# The login tests once more with every daemon a fleet host on a
+	# PostgreSQL database of its own (fleet mode's backend).
+	APIKEY_TEST_STORE=postgresql $(CARGO) nextest run -p apikey-tests --no-fail-fast \
+	  --test pam_codes --test sshd --test vsftpd --test nginx --test authorization
 	$(CARGO) test --workspace --doc
 
 # The bench creates test users and runs its own bus and daemon: root runs

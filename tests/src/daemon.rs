@@ -242,6 +242,21 @@ pub struct Daemon {
     /// The PAM socket's directory: apart from `dir`, which is private,
     /// because workers of other users (nginx) connect to the socket.
     socket_dir: TempDir,
+    /// With `APIKEY_TEST_STORE=postgresql`: the fleet database this daemon
+    /// keeps its keys in, as the issuer host of a fleet of one. Dropped
+    /// after the daemon (fields drop in order).
+    fleet: Option<crate::fleet::Cluster>,
+}
+
+/// Set to `postgresql`, every daemon the harness starts without a
+/// configuration of its own is a fleet host on a database of its own, so
+/// that the suite's tests run against that backend too.
+pub const STORE_ENV: &str = "APIKEY_TEST_STORE";
+
+fn fleet_backend_wanted(config: &DaemonConfig) -> bool {
+    std::env::var(STORE_ENV).as_deref() == Ok("postgresql")
+        && config.file_text.is_none()
+        && !config.extra_toml.contains("[fleet]")
 }
 
 impl Daemon {
@@ -274,6 +289,7 @@ impl Daemon {
                     .expect("chmod the PAM socket's directory");
                 d
             },
+            fleet: fleet_backend_wanted(config).then(crate::fleet::fleet_cluster),
         };
         daemon.write_config();
         daemon.spawn(&binary)?;
@@ -300,6 +316,13 @@ impl Daemon {
             ),
             Some(text) => text.clone(),
             None => self.config.to_toml(&self.db_path, &syslog, &socket),
+        };
+        let text = match &self.fleet {
+            Some(cluster) => format!(
+                "{text}\n{}",
+                crate::fleet::fleet_toml(cluster, crate::fleet::HOST_A, "2s")
+            ),
+            None => text,
         };
         std::fs::write(&self.config_path, text).expect("write apikeyd.toml");
     }
@@ -455,6 +478,11 @@ impl Daemon {
     /// The bus the daemon serves.
     pub fn bus_address(&self) -> &str {
         &self.bus_address
+    }
+
+    /// The fleet database this daemon uses (`APIKEY_TEST_STORE`), if any.
+    pub fn fleet_cluster(&self) -> Option<&crate::fleet::Cluster> {
+        self.fleet.as_ref()
     }
 
     pub fn db_path(&self) -> &Path {

@@ -139,6 +139,21 @@ impl World {
     /// the daemon on it: how tests reach expiry and idle times without
     /// waiting. The key must not have an expiry of its own.
     pub fn age_key(&mut self, id: &str, secs: i64) {
+        if let Some(cluster) = self.daemon().fleet_cluster() {
+            let changed = cluster
+                .psql_as(
+                    crate::fleet::SUPERUSER,
+                    "apikey",
+                    &format!(
+                        "UPDATE apikey.keys SET created = created - {secs} \
+                         WHERE id = '{id}' AND expires IS NULL RETURNING id; \
+                         UPDATE apikey.key_uses SET at = at - {secs} WHERE key_id = '{id}'"
+                    ),
+                )
+                .expect("age the key");
+            assert_eq!(changed, id, "no key {id} without an expiry of its own");
+            return;
+        }
         self.daemon_mut().stop();
         {
             let db = rusqlite::Connection::open(self.daemon().db_path()).expect("open the store");
@@ -152,6 +167,39 @@ impl World {
             assert_eq!(changed, 1, "no key {id} without an expiry of its own");
         }
         self.daemon_mut().restart();
+    }
+
+    /// Who made key `id`, as stored: the maker's uid and the login uid it
+    /// acted for (either backend).
+    pub fn key_maker(&self, id: &str) -> (u32, Option<u32>) {
+        if let Some(cluster) = self.daemon().fleet_cluster() {
+            let row = cluster
+                .psql_as(
+                    crate::fleet::SUPERUSER,
+                    "apikey",
+                    &format!(
+                        "SELECT created_by, coalesce(created_by_login, '') \
+                         FROM apikey.keys WHERE id = '{id}'"
+                    ),
+                )
+                .expect("read the key's maker");
+            let (by, login) = row.split_once('|').expect("one row");
+            let uid = |name: &str| {
+                nix::unistd::User::from_name(name)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.uid.as_raw())
+            };
+            return (uid(by).expect("the maker's account"), uid(login));
+        }
+        self.daemon()
+            .open_db_readonly()
+            .query_row(
+                "SELECT created_by_uid, created_by_loginuid FROM keys WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("read the key's maker")
     }
 
     /// "Let users create API keys", set through the bus as root.

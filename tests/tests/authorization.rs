@@ -439,15 +439,7 @@ fn an_administrator_under_sudo_makes_keys_for_a_service_account() {
     assert_eq!(ids(&out.ok().json()), vec![key.id.clone()]);
 
     // The record names who made it: root, acting for alice.
-    let db = world.daemon().open_db_readonly();
-    let (by_uid, by_loginuid): (u32, Option<u32>) = db
-        .query_row(
-            "SELECT created_by_uid, created_by_loginuid FROM keys WHERE id = ?1",
-            [&key.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((by_uid, by_loginuid), (0, Some(alice.uid())));
+    assert_eq!(world.key_maker(&key.id), (0, Some(alice.uid())));
 
     assert!(root_accepts(&world, &token, svc.name()));
     assert!(!root_accepts(&world, &token, alice.name()));

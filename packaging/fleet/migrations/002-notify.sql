@@ -1,8 +1,13 @@
 -- Schema version 2: every host hears of revocations and policy changes
 -- as they are committed (LISTEN apikey_revoked, apikey_policy), so that
 -- keys it accepts while the database is away (offline_grace) never
--- include one revoked before, and a policy change is seen at once.
+-- include one revoked before, and a policy change is seen at once; and a
+-- key records the login of whoever made it (an administrator under sudo
+-- making a key for a service account is root acting for that login).
 -- Only adds: daemons of version 1 keep working beside it.
+
+ALTER TABLE apikey.keys ADD COLUMN created_by_login text;
+GRANT INSERT (created_by_login) ON apikey.keys TO apikey_issuer;
 
 CREATE FUNCTION apikey.notify_key_ended() RETURNS trigger
     LANGUAGE plpgsql

@@ -59,6 +59,7 @@ impl PgKeys {
                     owner.clone(),
                     self.actor_name(k.created_by_uid),
                     k.revoked.as_ref().map(|r| self.actor_name(r.by_uid)),
+                    k.created_by_loginuid.map(|uid| self.actor_name(uid)),
                 )
             })
             .collect();
@@ -86,14 +87,15 @@ impl PgKeys {
                     .await
                     .map_err(fail)?;
                 let (mut added, mut revoked) = (0, 0);
-                for (k, owner, created_by, revoked_by) in &rows {
+                for (k, owner, created_by, revoked_by, login) in &rows {
                     let r = k.revoked.as_ref();
                     let n = tx
                         .execute(
                             "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, \
                              services, hosts, created, expires, revoked, revoked_by, revoked_on, \
-                             revoke_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, '{}', $8, $9, \
-                             $10, $11, CASE WHEN $10::bigint IS NULL THEN NULL ELSE $5 END, $12) \
+                             revoke_reason, created_by_login) VALUES ($1, $2, $3, $4, $5, $6, \
+                             $7, '{}', $8, $9, $10, $11, \
+                             CASE WHEN $10::bigint IS NULL THEN NULL ELSE $5 END, $12, $13) \
                              ON CONFLICT DO NOTHING",
                             &[
                                 &k.id,
@@ -108,6 +110,7 @@ impl PgKeys {
                                 &r.map(|r| r.at),
                                 revoked_by,
                                 &r.map(|r| r.reason.as_str()),
+                                login,
                             ],
                         )
                         .await

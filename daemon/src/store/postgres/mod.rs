@@ -339,7 +339,8 @@ impl PgKeys {
         self.make_ready(&client).await.map_err(StoreError::Failed)?;
         let by_hash = client
             .prepare(&format!(
-                "SELECT {KEY_COLUMNS} FROM apikey.keys k WHERE k.hash = $1"
+                "SELECT {KEY_COLUMNS}{} FROM apikey.keys k WHERE k.hash = $1",
+                creator_column()
             ))
             .await
             .map_err(unavailable)?;
@@ -443,7 +444,11 @@ impl PgKeys {
             owner_uid: self.accounts.uid_of(&owner).unwrap_or(NO_LOCAL_UID),
             owner_name: owner,
             created_by_uid: self.accounts.uid_of(&created_by).unwrap_or(NO_LOCAL_UID),
-            created_by_loginuid: None,
+            created_by_loginuid: row
+                .try_get::<_, Option<String>>("created_by_login")
+                .ok()
+                .flatten()
+                .and_then(|n| self.accounts.uid_of(&n)),
             name: row.get(5),
             services: row.get(6),
             hosts: row.get(7),
@@ -478,6 +483,7 @@ impl PgKeys {
 
     pub fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()> {
         let created_by = self.actor_name(key.created_by_uid);
+        let created_by_login = key.created_by_loginuid.map(|uid| self.actor_name(uid));
         self.write(async |tx| {
             // Hosts add keys for one owner one at a time, so the count holds.
             tx.execute(
@@ -498,7 +504,7 @@ impl PgKeys {
             if active >= i64::from(max_active) {
                 return Err(StoreError::TooManyKeys(active as u32));
             }
-            insert_row(tx, key, &created_by).await
+            insert_row(tx, key, &created_by, created_by_login.as_deref()).await
         })
         .map_err(|e| self.explain_denied(e, "make keys"))
     }
@@ -518,7 +524,8 @@ impl PgKeys {
 
     pub fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS}, {USE_COLUMNS} FROM apikey.keys k {LAST_USE} WHERE k.id = $1"
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS}{} FROM apikey.keys k {LAST_USE} WHERE k.id = $1",
+            creator_column()
         );
         let row = self.read(|live| async move { live.client.query_opt(&sql, &[&id]).await });
         match row {
@@ -562,9 +569,10 @@ impl PgKeys {
     pub fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>> {
         let owner = owner.map(|uid| self.owner_name(uid)).transpose()?;
         let sql = format!(
-            "SELECT {KEY_COLUMNS}, {USE_COLUMNS} FROM apikey.keys k {LAST_USE} \
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS}{} FROM apikey.keys k {LAST_USE} \
              WHERE k.revoked IS NULL AND ($1::text IS NULL OR k.owner = $1) \
-             ORDER BY k.owner, k.created, k.id"
+             ORDER BY k.owner, k.created, k.id",
+            creator_column()
         );
         let rows = self.read(|live| async move { live.client.query(&sql, &[&owner]).await })?;
         self.keys_from_rows(&rows, true)
@@ -573,13 +581,14 @@ impl PgKeys {
     pub fn list_page(&self, q: &ListQuery) -> StoreResult<(Vec<(i64, KeyRecord)>, bool)> {
         let owner = q.owner.map(|uid| self.owner_name(uid)).transpose()?;
         let sql = format!(
-            "SELECT {KEY_COLUMNS}, {USE_COLUMNS}, k.seq \
+            "SELECT {KEY_COLUMNS}, {USE_COLUMNS}, k.seq{} \
              FROM apikey.keys k {LAST_USE} \
              WHERE k.seq > $1 AND ($2::text IS NULL OR k.owner = $2) \
                AND CASE WHEN k.revoked IS NOT NULL THEN $3 \
                         WHEN k.expires IS NOT NULL AND k.expires <= $5 THEN $4 \
                         ELSE true END \
-             ORDER BY k.seq LIMIT $6"
+             ORDER BY k.seq LIMIT $6",
+            creator_column()
         );
         let limit = i64::from(q.limit) + 1;
         let rows = self.read(|live| async move {
@@ -639,6 +648,7 @@ impl PgKeys {
     pub fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()> {
         let by_name = self.actor_name(by.uid);
         let created_by = self.actor_name(new.created_by_uid);
+        let created_by_login = new.created_by_loginuid.map(|uid| self.actor_name(uid));
         self.write(async |tx| {
             let changed = tx
                 .execute(
@@ -651,7 +661,7 @@ impl PgKeys {
             if changed != 1 {
                 return Err(StoreError::NotActive);
             }
-            insert_row(tx, new, &created_by).await
+            insert_row(tx, new, &created_by, created_by_login.as_deref()).await
         })
         .map_err(|e| self.explain_denied(e, "make keys"))
     }
@@ -786,37 +796,63 @@ impl Heard {
     }
 }
 
+/// `created_by` and `created_by_login` are names: the maker, and the
+/// login it acted for (schema 2 on; `None` where there was none).
 async fn insert_row(
     tx: &tokio_postgres::Transaction<'_>,
     key: &KeyRecord,
     created_by: &str,
+    created_by_login: Option<&str>,
 ) -> StoreResult<()> {
     if key.kind != KeyKind::LongLived {
         return Err(StoreError::Failed(
             "session keys stay in the host's own store".into(),
         ));
     }
-    tx.execute(
+    let columns = match creator_column().is_empty() {
+        true => "",
+        false => ", created_by_login",
+    };
+    let value = match columns.is_empty() {
+        true => "",
+        false => ", $10",
+    };
+    let sql = format!(
         "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, services, hosts, \
-         created, expires) VALUES ($1, $2, $3, $4, apikey.my_host(), $5, $6, $7, $8, $9)",
-        &[
-            &key.id,
-            &&key.hash[..],
-            &key.owner_name,
-            &created_by,
-            &key.name,
-            &key.services,
-            &key.hosts,
-            &key.created,
-            &key.expires,
-        ],
-    )
-    .await
-    .map(|_| ())
-    .map_err(store_error)
+         created, expires{columns}) VALUES ($1, $2, $3, $4, apikey.my_host(), $5, $6, $7, $8, \
+         $9{value})"
+    );
+    let hash = key.hash.as_slice();
+    let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &key.id,
+        &hash,
+        &key.owner_name,
+        &created_by,
+        &key.name,
+        &key.services,
+        &key.hosts,
+        &key.created,
+        &key.expires,
+    ];
+    if !columns.is_empty() {
+        args.push(&created_by_login);
+    }
+    tx.execute(&sql, &args)
+        .await
+        .map(|_| ())
+        .map_err(store_error)
 }
 
 const USE_COLUMNS: &str = "u.at, u.service, u.rhost, u.host";
+
+/// The login of a key's maker, selected last (and read by name) where the
+/// schema has it: schema 2 on.
+fn creator_column() -> &'static str {
+    match schema::known() >= 2 {
+        true => ", k.created_by_login",
+        false => "",
+    }
+}
 const SEQ_COLUMN: usize = 18;
 
 /// Errors of a call: refusals by the grants and row-level security are

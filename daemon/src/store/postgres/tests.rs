@@ -85,8 +85,6 @@ fn cluster() -> Option<Cluster> {
 
 fn as_made_on_a(mut k: KeyRecord) -> KeyRecord {
     k.made_on = "host-a".into();
-    // The creator's login uid is the making host's business.
-    k.created_by_loginuid = None;
     k
 }
 
