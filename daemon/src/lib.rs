@@ -29,6 +29,8 @@ pub mod usage;
 #[cfg(test)]
 mod audit_line_tests;
 #[cfg(test)]
+mod fleet_service_tests;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod session_key_tests;
