@@ -98,7 +98,17 @@ impl Default for DaemonConfig {
 /// reaches the tmpfs through `/proc/<daemon pid>/root/<dir>`. Each start
 /// gets a fresh, empty tmpfs: a restart loses the store.
 pub fn tmpfs_wrapper(dir: &Path, size: &str) -> Vec<String> {
-    vec![
+    mount_namespace_wrapper(
+        r#"mount -t tmpfs -o "size=$1,mode=0700" apikey-test "$2" && shift 2 && exec "$@""#,
+        &[size.into(), dir.to_string_lossy().into_owned()],
+    )
+}
+
+/// A [`DaemonConfig::wrapper`] that runs the shell `script` with `args`
+/// (then the daemon's command line) in a mount namespace of its own;
+/// the script mounts and ends by exec'ing what follows its arguments.
+pub fn mount_namespace_wrapper(script: &str, args: &[String]) -> Vec<String> {
+    let mut wrapper = vec![
         crate::skip::program("unshare")
             .to_string_lossy()
             .into_owned(),
@@ -107,11 +117,11 @@ pub fn tmpfs_wrapper(dir: &Path, size: &str) -> Vec<String> {
         "private".into(),
         "/bin/sh".into(),
         "-c".into(),
-        r#"mount -t tmpfs -o "size=$1,mode=0700" apikey-test "$2" && shift 2 && exec "$@""#.into(),
+        script.into(),
         "sh".into(),
-        size.into(),
-        dir.to_string_lossy().into_owned(),
-    ]
+    ];
+    wrapper.extend_from_slice(args);
+    wrapper
 }
 
 impl DaemonConfig {

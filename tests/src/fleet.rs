@@ -228,19 +228,10 @@ impl Fleet {
 /// file bind-mounted over /etc/passwd is unmounted as soon as useradd in
 /// another test renames a new passwd over the original.
 pub fn etc_wrapper(etc: &Path) -> Vec<String> {
-    vec![
-        crate::skip::program("unshare")
-            .to_string_lossy()
-            .into_owned(),
-        "--mount".into(),
-        "--propagation".into(),
-        "private".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        r#"mount --bind "$1" /etc && shift && exec "$@""#.into(),
-        "sh".into(),
-        etc.to_string_lossy().into_owned(),
-    ]
+    crate::daemon::mount_namespace_wrapper(
+        r#"mount --bind "$1" /etc && shift && exec "$@""#,
+        &[etc.to_string_lossy().into_owned()],
+    )
 }
 
 /// A copy of /etc in `dir` whose passwd gives `user` the uid `uid`.

@@ -9,22 +9,9 @@ use std::time::Instant;
 use apikey_tests::fleet::{
     etc_with_uid, etc_wrapper, fleet_cluster, migrator_conninfo, run_as_migrator, Fleet, HOST_B,
 };
-use apikey_tests::pam::module;
 use apikey_tests::prelude::*;
-use pam_common::key_or_password_stack;
+use pam_common::login;
 use pam_common::pamtester::*;
-
-/// pamtester against `world`'s daemon with the recommended stack.
-fn services_for(world: &World) -> PamServices {
-    let services = PamServices::new();
-    services.add(SSHD, &key_or_password_stack(&module(world.daemon(), "")));
-    services
-}
-
-fn login(world: &World, user: &TestUser, password: &str) -> Run {
-    let services = services_for(world);
-    Pamtester::new(&services, world.dir()).login(SSHD, user.name(), password)
-}
 
 /// The `reason` of host `world`'s last refused verify line.
 fn last_refusal(world: &World) -> String {

@@ -8,16 +8,9 @@ mod pam_common;
 use std::time::Instant;
 
 use apikey_tests::fleet::Fleet;
-use apikey_tests::pam::module;
 use apikey_tests::prelude::*;
-use pam_common::key_or_password_stack;
+use pam_common::login;
 use pam_common::pamtester::*;
-
-fn login(world: &World, user: &TestUser, password: &str) -> Run {
-    let services = PamServices::new();
-    services.add(SSHD, &key_or_password_stack(&module(world.daemon(), "")));
-    Pamtester::new(&services, world.dir()).login(SSHD, user.name(), password)
-}
 
 #[test]
 fn a_failover_loses_no_acknowledged_key_or_revocation_and_the_hosts_follow_it() {

@@ -8,16 +8,9 @@ mod pam_common;
 use apikey_tests::fleet::{
     fleet_cluster_at, migrator_conninfo, release_knowing, run_as_migrator, Fleet, SUPERUSER,
 };
-use apikey_tests::pam::module;
 use apikey_tests::prelude::*;
-use pam_common::key_or_password_stack;
+use pam_common::login;
 use pam_common::pamtester::*;
-
-fn login(world: &World, user: &TestUser, password: &str) -> Run {
-    let services = PamServices::new();
-    services.add(SSHD, &key_or_password_stack(&module(world.daemon(), "")));
-    Pamtester::new(&services, world.dir()).login(SSHD, user.name(), password)
-}
 
 #[test]
 fn two_releases_share_one_database_through_a_rolling_upgrade() {

@@ -58,6 +58,17 @@ impl Site {
 
 pub use apikey_tests::pam::key_or_password_stack;
 
+/// A login through pamtester with docs/pam.md's key-or-password stack,
+/// against `world`'s daemon.
+pub fn login(world: &World, user: &TestUser, password: &str) -> pamtester::Run {
+    let services = PamServices::new();
+    services.add(
+        pamtester::SSHD,
+        &key_or_password_stack(&apikey_tests::pam::module(world.daemon(), "")),
+    );
+    pamtester::Pamtester::new(&services, world.dir()).login(pamtester::SSHD, user.name(), password)
+}
+
 /// One of the tests' own programs (`src/bin/akt-*.rs`), which Cargo builds
 /// with the test binaries into the directory above their `deps/`; copied
 /// where test users can run it when that directory is private.

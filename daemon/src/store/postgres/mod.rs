@@ -238,6 +238,15 @@ impl PgKeys {
     /// may, and checks this host is registered under its configured name;
     /// waits up to `wait` (another host's migration may hold the lock).
     pub fn connect_now(&self, wait: Duration) -> Result<(), String> {
+        self.on_new_connection(wait, async |client| self.make_ready(client).await)
+    }
+
+    /// `f` on a connection of its own, made now, all within `wait`.
+    fn on_new_connection<T>(
+        &self,
+        wait: Duration,
+        f: impl AsyncFnOnce(&Client) -> Result<T, String>,
+    ) -> Result<T, String> {
         self.runtime.block_on(async {
             let work = async {
                 let (client, connection) = self
@@ -245,7 +254,7 @@ impl PgKeys {
                     .await
                     .map_err(|e| reach_failure(&describe(&e)))?;
                 self.runtime.spawn(connection);
-                self.make_ready(&client).await
+                f(&client).await
             };
             tokio::time::timeout(wait, work).await.unwrap_or_else(|_| {
                 Err(format!(
@@ -260,26 +269,13 @@ impl PgKeys {
     /// --upgrade-fleet-schema`, run with the schema owner's role before
     /// the hosts are registered); the version it is at.
     pub fn upgrade_schema(&self, wait: Duration) -> Result<i32, String> {
-        self.runtime.block_on(async {
-            let work = async {
-                let (client, connection) = self
-                    .connect_raw()
-                    .await
-                    .map_err(|e| reach_failure(&describe(&e)))?;
-                self.runtime.spawn(connection);
-                schema::bring_up_to_date(&client).await?;
-                client
-                    .query_one("SELECT version FROM apikey.schema_version", &[])
-                    .await
-                    .map(|r| r.get::<_, i32>(0))
-                    .map_err(|e| describe(&e))
-            };
-            tokio::time::timeout(wait, work).await.unwrap_or_else(|_| {
-                Err(format!(
-                    "the fleet database did not answer within {} s",
-                    wait.as_secs()
-                ))
-            })
+        self.on_new_connection(wait, async |client| {
+            schema::bring_up_to_date(client).await?;
+            client
+                .query_one("SELECT version FROM apikey.schema_version", &[])
+                .await
+                .map(|r| r.get::<_, i32>(0))
+                .map_err(|e| describe(&e))
         })
     }
 

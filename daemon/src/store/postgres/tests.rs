@@ -34,18 +34,35 @@ fn packaging() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging"))
 }
 
-fn keys_as(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeout_ms: u64) -> PgKeys {
+/// The shared store as host `host` connecting by `text`.
+fn open_as(text: &str, host: &str, timeout: Duration, grace: Duration) -> Result<PgKeys, String> {
     PgKeys::open(
         Settings {
-            conninfo: conninfo::parse(&cluster.conninfo(role, "apikey")).unwrap(),
+            conninfo: conninfo::parse(text)?,
             password: None,
             host: host.into(),
-            timeout: Duration::from_millis(timeout_ms),
-            offline_grace: Duration::ZERO,
+            timeout,
+            offline_grace: grace,
         },
         Arc::new(NumberedUsers),
     )
+}
+
+fn keys_as(cluster: &Cluster, (host, role, _): (&str, &str, bool), timeout_ms: u64) -> PgKeys {
+    let text = cluster.conninfo(role, "apikey");
+    open_as(
+        &text,
+        host,
+        Duration::from_millis(timeout_ms),
+        Duration::ZERO,
+    )
     .unwrap()
+}
+
+/// `fleet_database`'s migration step, as the owner's role.
+fn migrate(owner: &str) -> Result<i32, String> {
+    open_as(owner, "migrator", Duration::from_secs(10), Duration::ZERO)?
+        .upgrade_schema(Duration::from_secs(30))
 }
 
 fn fleet_as(cluster: &Cluster, who: (&str, &str, bool)) -> FleetStore {
@@ -63,20 +80,7 @@ fn cluster() -> Option<Cluster> {
     }
     let cluster = Cluster::start().unwrap();
     fleet_database(&cluster, packaging(), &[ISSUER, VERIFIER], |owner| {
-        let migrator = PgKeys::open(
-            Settings {
-                conninfo: conninfo::parse(owner)?,
-                password: None,
-                host: "migrator".into(),
-                timeout: Duration::from_secs(10),
-                offline_grace: Duration::ZERO,
-            },
-            Arc::new(NumberedUsers),
-        )?;
-        assert_eq!(
-            migrator.upgrade_schema(Duration::from_secs(30))?,
-            schema::known()
-        );
+        assert_eq!(migrate(owner)?, schema::known());
         Ok(())
     })
     .unwrap();
@@ -374,17 +378,7 @@ fn tls_checks_the_server_as_libpq_does() {
     }
     let cluster = Cluster::start_with_tls().unwrap();
     fleet_database(&cluster, packaging(), &[ISSUER], |owner| {
-        let migrator = PgKeys::open(
-            Settings {
-                conninfo: conninfo::parse(owner)?,
-                password: None,
-                host: "migrator".into(),
-                timeout: Duration::from_secs(10),
-                offline_grace: Duration::ZERO,
-            },
-            Arc::new(NumberedUsers),
-        )?;
-        migrator.upgrade_schema(Duration::from_secs(30)).map(|_| ())
+        migrate(owner).map(|_| ())
     })
     .unwrap();
     let cas = cluster.tls.as_ref().unwrap();
@@ -427,17 +421,7 @@ fn tls_checks_the_server_as_libpq_does() {
 }
 
 fn keys_as_text(text: &str) -> PgKeys {
-    PgKeys::open(
-        Settings {
-            conninfo: conninfo::parse(text).unwrap(),
-            password: None,
-            host: ISSUER.0.into(),
-            timeout: Duration::from_secs(5),
-            offline_grace: Duration::ZERO,
-        },
-        Arc::new(NumberedUsers),
-    )
-    .unwrap()
+    open_as(text, ISSUER.0, Duration::from_secs(5), Duration::ZERO).unwrap()
 }
 
 #[test]
@@ -540,15 +524,11 @@ fn until(keys: &PgKeys, what: impl Fn((bool, usize)) -> bool) {
 fn keys_verified_recently_outlive_an_outage_but_not_a_revocation() {
     let Some(mut cluster) = cluster() else { return };
     let a = fleet_as(&cluster, ISSUER);
-    let b = PgKeys::open(
-        Settings {
-            conninfo: conninfo::parse(&cluster.conninfo(VERIFIER.1, "apikey")).unwrap(),
-            password: None,
-            host: VERIFIER.0.into(),
-            timeout: Duration::from_millis(500),
-            offline_grace: Duration::from_secs(60),
-        },
-        Arc::new(NumberedUsers),
+    let b = open_as(
+        &cluster.conninfo(VERIFIER.1, "apikey"),
+        VERIFIER.0,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
     )
     .unwrap();
     b.listen();
