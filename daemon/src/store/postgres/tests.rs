@@ -580,3 +580,46 @@ fn a_policy_change_is_heard_at_once() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The database password comes from a file only the daemon (or root) can
+/// read, alone on its line.
+#[test]
+fn the_password_file_must_be_private_and_hold_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db-password");
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("s3cret\n", 0o600);
+    assert_eq!(read_password_file(&path).unwrap().as_str(), "s3cret");
+    write("s3cret", 0o400);
+    assert_eq!(read_password_file(&path).unwrap().as_str(), "s3cret");
+    for (text, mode, words) in [
+        ("s3cret\n", 0o640, "others can read it"),
+        ("s3cret\n", 0o604, "others can read it"),
+        ("", 0o600, "alone, on one line"),
+        ("\n", 0o600, "alone, on one line"),
+        ("one\ntwo\n", 0o600, "alone, on one line"),
+    ] {
+        write(text, mode);
+        let e = read_password_file(&path).unwrap_err();
+        assert!(e.contains(words), "{text:?} {mode:o}: {e}");
+        assert!(!e.contains("s3cret") && !e.contains("two"), "{e}");
+    }
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(read_password_file(&link)
+        .unwrap_err()
+        .contains("not a regular file"));
+    let e = read_password_file(&dir.path().join("missing")).unwrap_err();
+    assert!(e.contains("missing"), "{e}");
+    // Someone else's file, however private, is refused (root gives it away).
+    if apikey_test_skip::proceed_unless(apikey_test_skip::unmet_root()) {
+        write("s3cret\n", 0o600);
+        std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        let e = read_password_file(&path).unwrap_err();
+        assert!(e.contains("belongs to uid 4242"), "{e}");
+    }
+}
