@@ -434,12 +434,11 @@ pub struct VerifyArgs {
 pub fn parse_hosts(text: &str) -> Result<HostList, String> {
     let mut patterns: Vec<String> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.*?".contains(&b);
-        if item.len() > 253 || !item.bytes().all(allowed) {
+        if !apikey_proto::hosts::is_host_pattern(item) {
             return Err(format!(
-                "'{}' is not a host name or a glob of one (letters, digits, '-', '_', '.', \
-                 '*' and '?')",
-                safe(item, 64)
+                "'{}' {}",
+                safe(item, 64),
+                apikey_proto::hosts::HOST_PATTERN_RULE
             ));
         }
         if !patterns.iter().any(|p| p == item) {

@@ -105,7 +105,7 @@ fn settings_generate_and_revoke_are_logged_with_who_and_what() {
 fn a_key_limited_to_hosts_is_logged_with_them() {
     let cfg = crate::config::Config {
         fleet: Some(crate::config::FleetConfig {
-            database: "host=db".into(),
+            conninfo: crate::store::postgres::conninfo::parse("host=db").unwrap(),
             password_file: None,
             host: "web-1".into(),
             timeout_ms: 1000,

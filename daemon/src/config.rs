@@ -131,8 +131,9 @@ pub struct Config {
 /// `[fleet]`: where the shared store is and how this host appears in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetConfig {
-    /// A libpq-style URL or key=value string, without a password.
-    pub database: String,
+    /// The libpq-style URL or key=value string, without a password, as
+    /// read (checked once, here).
+    pub conninfo: crate::store::postgres::conninfo::ConnInfo,
     /// The database password, in a file only the daemon may read.
     pub password_file: Option<PathBuf>,
     /// This host's name in the fleet; the system's host name by default.
@@ -260,9 +261,8 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
 }
 
 fn validate_fleet(raw: RawFleet) -> Result<FleetConfig, (&'static str, String)> {
-    if let Err(e) = crate::store::postgres::conninfo::parse(&raw.database) {
-        return Err(("database", e));
-    }
+    let conninfo =
+        crate::store::postgres::conninfo::parse(&raw.database).map_err(|e| ("database", e))?;
     if !raw.password_file.as_os_str().is_empty() && !raw.password_file.is_absolute() {
         return Err(("password_file", "must be an absolute path".into()));
     }
@@ -273,7 +273,7 @@ fn validate_fleet(raw: RawFleet) -> Result<FleetConfig, (&'static str, String)> 
             .unwrap_or_default(),
         false => raw.host,
     };
-    if !is_host_name(&host) {
+    if !apikey_proto::hosts::is_host_name(&host) {
         return Err((
             "host",
             format!(
@@ -291,7 +291,7 @@ fn validate_fleet(raw: RawFleet) -> Result<FleetConfig, (&'static str, String)> 
         return Err(("offline_grace", "must be at most 15m".into()));
     }
     Ok(FleetConfig {
-        database: raw.database,
+        conninfo,
         password_file: Some(raw.password_file).filter(|p| !p.as_os_str().is_empty()),
         host,
         timeout_ms: timeout,
@@ -307,15 +307,6 @@ fn parse_millis(text: &str) -> Result<u64, String> {
             .map_err(|_| format!("'{text}' is not a duration such as 500ms or 2s")),
         None => parse_duration(text).map(|s| s.saturating_mul(1000)),
     }
-}
-
-/// A name a host may have in the fleet; also what `--hosts` globs match.
-pub fn is_host_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn check_patterns(patterns: &[String]) -> Result<(), String> {
@@ -469,7 +460,11 @@ apikey-auth = ["nginx*"]
         assert_eq!(fleet.password_file, None);
         let c = parse("[fleet]\ndatabase = \"host=db\"\noffline_grace = \"15m\"\n").unwrap();
         assert_eq!(c.fleet.unwrap().offline_grace_secs, 900);
-        assert!(is_host_name(&fleet.host), "{}", fleet.host);
+        assert!(
+            apikey_proto::hosts::is_host_name(&fleet.host),
+            "{}",
+            fleet.host
+        );
         assert_eq!(Config::default().fleet, None);
         for (text, words) in [
             ("[fleet]\n", "missing field `database`"),

@@ -4,7 +4,7 @@
 
 use crate::config::FleetConfig;
 use crate::store::fleet::FleetStore;
-use crate::store::postgres::{self, conninfo, Accounts, PgKeys, Settings};
+use crate::store::postgres::{self, Accounts, PgKeys, Settings};
 use crate::store::SqliteStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +93,6 @@ fn shared_keys(
     accounts: Arc<dyn Accounts>,
     timeout: Duration,
 ) -> Result<PgKeys, String> {
-    let conninfo = conninfo::parse(&fleet.database).map_err(|e| format!("database {e}"))?;
     let password = fleet
         .password_file
         .as_deref()
@@ -101,7 +100,7 @@ fn shared_keys(
         .transpose()?;
     PgKeys::open(
         Settings {
-            conninfo,
+            conninfo: fleet.conninfo.clone(),
             password,
             host: fleet.host.clone(),
             timeout,

@@ -3,6 +3,7 @@
 //! on its own and the bus layer only gathers facts.
 
 use crate::store::{KeyKind, KeyRecord, Policy, SessionBinding};
+use apikey_proto::hosts::{is_host_pattern, HOST_PATTERN_RULE};
 use apikey_proto::login_auth;
 use apikey_proto::services::{any_matches, is_never_key_service, is_valid_pattern, pattern_within};
 use apikey_proto::{Expiry, KeysError};
@@ -422,15 +423,11 @@ pub fn key_hosts(patterns: &[String], fleet: bool) -> Result<Vec<String>, KeysEr
             "at most {MAX_KEY_HOSTS} host patterns per key"
         )));
     }
-    for p in patterns {
-        let plain = p.replace(['*', '?'], "x");
-        if !crate::config::is_host_name(&plain) {
-            return Err(KeysError::InvalidArgument(format!(
-                "'{}' is not a host name or a glob of one (letters, digits, '-', '_', '.', \
-                 '*' and '?')",
-                apikey_proto::services::printable(p, 40)
-            )));
-        }
+    if let Some(p) = patterns.iter().find(|p| !is_host_pattern(p)) {
+        return Err(KeysError::InvalidArgument(format!(
+            "'{}' {HOST_PATTERN_RULE}",
+            apikey_proto::services::printable(p, 40)
+        )));
     }
     let mut kept: Vec<String> = vec![];
     for p in patterns {

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod errors;
 pub mod extra;
+pub mod hosts;
 pub mod login_auth;
 pub mod names;
 pub mod proxy;

@@ -196,7 +196,8 @@ impl KeyService {
             .insert(&record, self.cfg.max_keys_per_user, now)
             .map_err(store_error)?;
         record.made_on = self.host_name().to_string();
-        Ok((token, self.info(&record, &policy), self.extra(&record)))
+        let (info, extra) = self.info_and_extra(&record, &policy);
+        Ok((token, info, extra))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -286,7 +287,7 @@ impl KeyService {
         let Page { keys, more, policy } = self.page(c, user, all, sessions, show, after, limit)?;
         let infos = keys
             .iter()
-            .map(|(position, key)| (*position, (self.info(key, &policy), self.extra(key))));
+            .map(|(position, key)| (*position, self.info_and_extra(key, &policy)));
         Ok(fill_page(infos, more, PAGE_BYTES, encoded_size_with))
     }
 
@@ -1203,7 +1204,11 @@ impl KeyService {
     }
 
     fn info(&self, k: &KeyRecord, policy: &Policy) -> KeyInfo {
-        let last = self.last_use(k);
+        self.info_with(k, policy, self.last_use(k))
+    }
+
+    /// [`info`](Self::info) with the key's last use already looked up.
+    fn info_with(&self, k: &KeyRecord, policy: &Policy, last: Option<KeyUse>) -> KeyInfo {
         let (last_used, last_service, last_rhost) = match last {
             Some(u) => (u.at, u.service, u.rhost),
             None => (0, String::new(), String::new()),
@@ -1225,14 +1230,16 @@ impl KeyService {
         }
     }
 
-    /// What a listing shows of a key beyond its [`KeyInfo`].
-    fn extra(&self, k: &KeyRecord) -> KeyExtra {
+    /// A key as ListPageWith shows it: its [`KeyInfo`] and what it has
+    /// beyond that, from one look at its last use.
+    fn info_and_extra(&self, k: &KeyRecord, policy: &Policy) -> (KeyInfo, KeyExtra) {
         let last = self.last_use(k);
-        KeyExtra {
+        let extra = KeyExtra {
             made_on: k.made_on.clone(),
             hosts: k.hosts.clone(),
-            last_host: last.map(|u| u.host).unwrap_or_default(),
-        }
+            last_host: last.as_ref().map(|u| u.host.clone()).unwrap_or_default(),
+        };
+        (self.info_with(k, policy, last), extra)
     }
 
     fn revoke_by<'a>(&self, c: &Caller, reason: &'a str) -> RevokeBy<'a> {
@@ -1268,19 +1275,18 @@ impl KeyService {
         policy::is_admin(c.uid, &c.gids, &gids)
     }
 
-    /// Inline, a check starts only if the audit lines it may log will not
-    /// wait for a stalled syslog: an async worker of the bus must never
-    /// block, or every call on the bus stops with it.
     /// This host's name in the fleet; empty on a single host.
     fn host_name(&self) -> &str {
         self.cfg.fleet.as_ref().map_or("", |f| f.host.as_str())
     }
 
+    /// Inline, a check starts only if the audit lines it may log will not
+    /// wait for a stalled syslog and its lookups will not wait on the
+    /// network (a shared store): an async worker of the bus must never
+    /// block, or every call on the bus stops with it.
     fn may_go_on(&self, mode: Mode) -> Inline<()> {
         match mode {
-            Mode::Inline if !self.audit.has_room() || self.store.lookups_block() => {
-                Err(NeedsBlocking)
-            }
+            Mode::Inline if !self.audit.has_room() || self.store.shared() => Err(NeedsBlocking),
             _ => Ok(()),
         }
     }

@@ -27,10 +27,6 @@ fn session_only(key: Option<KeyRecord>) -> Option<KeyRecord> {
 }
 
 impl Store for FleetStore {
-    fn lookups_block(&self) -> bool {
-        true
-    }
-
     fn shared(&self) -> bool {
         true
     }

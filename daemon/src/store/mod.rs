@@ -263,13 +263,10 @@ pub struct Prune {
 /// Every write is durable before it returns: a caller told "done" keeps
 /// its revocation through a crash or a power cut.
 pub trait Store: Send + Sync {
-    /// True when key lookups may wait on the network (fleet mode): then
-    /// they are never made on an async worker.
-    fn lookups_block(&self) -> bool {
-        false
-    }
-    /// True when keys are shared with other hosts: owners are user names,
-    /// and an account missing here is not an account deleted everywhere.
+    /// True when keys are shared with other hosts (fleet mode): owners are
+    /// user names, an account missing here is not an account deleted
+    /// everywhere, and key lookups may wait on the network, so they are
+    /// never made on an async worker.
     fn shared(&self) -> bool {
         false
     }

@@ -76,23 +76,30 @@ impl Cluster {
         Cluster::start_with(true)
     }
 
-    fn start_with(tls: bool) -> Result<Cluster, String> {
-        let bin = bin_dir().ok_or("no PostgreSQL server programs")?;
+    /// A cluster not yet made: a directory of the server's own (mode 0700,
+    /// owned by postgres) and a free port.
+    fn unmade(prefix: &str, bin: PathBuf) -> Result<Cluster, String> {
         let (uid, gid) = user_ids("postgres").ok_or("no postgres user")?;
         let dir = tempfile::Builder::new()
-            .prefix("apikey-pg.")
+            .prefix(prefix)
             .tempdir()
             .map_err(|e| e.to_string())?;
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| e.to_string())?;
-        let mut cluster = Cluster {
+        Ok(Cluster {
             port: free_port()?,
             bin,
             dir,
             running: false,
             tls: None,
-        };
+        })
+    }
+
+    fn start_with(tls: bool) -> Result<Cluster, String> {
+        let bin = bin_dir().ok_or("no PostgreSQL server programs")?;
+        let (uid, gid) = user_ids("postgres").ok_or("no postgres user")?;
+        let mut cluster = Cluster::unmade("apikey-pg.", bin)?;
         cluster.as_postgres(
             "initdb",
             &[
@@ -197,21 +204,7 @@ impl Cluster {
     /// A streaming standby of this cluster, started, on a port of its own:
     /// a base backup that follows the primary from then on.
     pub fn start_standby(&self) -> Result<Cluster, String> {
-        let (uid, gid) = user_ids("postgres").ok_or("no postgres user")?;
-        let dir = tempfile::Builder::new()
-            .prefix("apikey-pg-standby.")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| e.to_string())?;
-        let mut standby = Cluster {
-            port: free_port()?,
-            bin: self.bin.clone(),
-            dir,
-            running: false,
-            tls: None,
-        };
+        let mut standby = Cluster::unmade("apikey-pg-standby.", self.bin.clone())?;
         let primary = format!(
             "host=127.0.0.1 port={} user={SUPERUSER} application_name=standby",
             self.port

@@ -62,8 +62,6 @@ impl Form {
     }
 }
 
-const TAKEN: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
-
 pub fn parse(text: &str) -> Result<ConnInfo, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -102,7 +100,6 @@ pub fn parse(text: &str) -> Result<ConnInfo, String> {
             _ => kept.push((k, v)),
         }
     }
-    debug_assert!(kept.iter().all(|(k, _)| !TAKEN.contains(&k.as_str())));
     if tls.cert.is_some() != tls.key.is_some() {
         return Err("sslcert and sslkey go together".into());
     }

@@ -315,10 +315,6 @@ impl PgKeys {
         }
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     async fn connect_raw(&self) -> Result<(Client, tls::Driver), tokio_postgres::Error> {
         self.tls.connect(&self.config).await
     }
@@ -805,13 +801,10 @@ async fn insert_row(
             "session keys stay in the host's own store".into(),
         ));
     }
-    let columns = match creator_column().is_empty() {
-        true => "",
-        false => ", created_by_login",
-    };
-    let value = match columns.is_empty() {
-        true => "",
-        false => ", $10",
+    let with_login = !creator_column().is_empty();
+    let (columns, value) = match with_login {
+        true => (", created_by_login", ", $10"),
+        false => ("", ""),
     };
     let sql = format!(
         "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, services, hosts, \
@@ -830,7 +823,7 @@ async fn insert_row(
         &key.created,
         &key.expires,
     ];
-    if !columns.is_empty() {
+    if with_login {
         args.push(&created_by_login);
     }
     tx.execute(&sql, &args)
@@ -856,9 +849,8 @@ const SEQ_COLUMN: usize = 18;
 fn store_error(e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     match e.code() {
+        // Grants and row-level security's WITH CHECK alike.
         Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::Denied(describe(&e)),
-        // Row-level security's WITH CHECK.
-        Some(c) if c.code() == "42501" => StoreError::Denied(describe(&e)),
         _ => StoreError::Failed(describe(&e)),
     }
 }

@@ -30,10 +30,14 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The newest version this daemon knows.
+/// The newest version this daemon knows (read once: every query that
+/// names a column of a later version asks).
 pub fn known() -> i32 {
-    let newest = MIGRATIONS.last().map_or(0, |m| m.version);
-    test_known().map_or(newest, |v| v.min(newest))
+    static KNOWN: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *KNOWN.get_or_init(|| {
+        let newest = MIGRATIONS.last().map_or(0, |m| m.version);
+        test_known().map_or(newest, |v| v.min(newest))
+    })
 }
 
 /// Debug builds (the tests') may act as an earlier release that knew
