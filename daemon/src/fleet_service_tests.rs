@@ -7,21 +7,38 @@ use crate::config::Config;
 use crate::service::KeyService;
 use crate::service_tests::{world, ALICE};
 use crate::store::{
-    KeyRecord, KeyUse, ListQuery, Policy, RevokeBy, SessionRecord, SqliteStore, Store, StoreResult,
+    KeyRecord, KeyUse, ListQuery, LookupFuture, Policy, RevokeBy, SessionRecord, SqliteStore,
+    Store, StoreError, StoreResult,
 };
+use apikey_proto::KeysError;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A store that says it is shared, otherwise the SQLite store it wraps.
-struct Shared(Arc<SqliteStore>);
+/// A store that says it is shared, otherwise the SQLite store it wraps;
+/// its lookups can also be awaited (as the database's are), counted, and
+/// made to fail.
+struct Shared(Arc<SqliteStore>, AtomicUsize, AtomicBool);
 
 impl Store for Shared {
     fn shared(&self) -> bool {
         true
     }
+    fn by_hash_async<'a>(&'a self, hash: &'a [u8; 32]) -> LookupFuture<'a> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let answer = match self.2.load(Ordering::SeqCst) {
+            true => Err(StoreError::Failed("the database is down".into())),
+            false => self.0.by_hash(hash),
+        };
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Some(answer)
+        })
+    }
     fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()> {
         self.0.insert(key, max_active, now)
     }
     fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0.by_hash(hash)
     }
     fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
@@ -47,6 +64,9 @@ impl Store for Shared {
     }
     fn policy(&self) -> StoreResult<Policy> {
         self.0.policy()
+    }
+    fn policy_if_at_hand(&self) -> Option<Policy> {
+        self.0.policy_if_at_hand()
     }
     fn save_policy(&self, policy: &Policy) -> StoreResult<()> {
         self.0.save_policy(policy)
@@ -74,16 +94,33 @@ impl Store for Shared {
 /// A key of alice's made on this host, then the same host seen through a
 /// shared store.
 fn shared_world() -> (crate::service_tests::World, KeyService, String, String) {
+    let (w, shared, _, token, id) = counted_world();
+    (w, shared, token, id)
+}
+
+/// [`shared_world`] with the shared store at hand.
+fn counted_world() -> (
+    crate::service_tests::World,
+    KeyService,
+    Arc<Shared>,
+    String,
+    String,
+) {
     let w = world();
     w.allow_users();
     let (token, info) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    let store = Arc::new(Shared(
+        w.store.clone(),
+        AtomicUsize::new(0),
+        AtomicBool::new(false),
+    ));
     let shared = KeyService::new(
         Config::default(),
-        Arc::new(Shared(w.store.clone())),
+        store.clone(),
         w.host.clone(),
         Audit::open(std::path::Path::new("/nonexistent/apikey-test-log")),
     );
-    (w, shared, token.as_str().to_string(), info.id)
+    (w, shared, store, token.as_str().to_string(), info.id)
 }
 
 fn verify(svc: &KeyService, w: &crate::service_tests::World, token: &str) -> bool {
@@ -144,4 +181,83 @@ fn the_last_use_shown_is_the_latest_of_any_host() {
     // Elsewhere at the same second as here: here's is shown.
     w.store.record_uses(&[elsewhere(now + 20)]).unwrap();
     assert_eq!(shown(), (now + 20, "10.0.0.1".to_string()));
+}
+
+fn on_worker(
+    svc: &KeyService,
+    w: &crate::service_tests::World,
+    token: &str,
+) -> Result<crate::service::VerifyAnswer, Option<Box<crate::service::FoundKey>>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(svc.try_verify_async(&w.root(), token.as_bytes(), "alice", "sshd", "10.0.0.1"))
+}
+
+/// A fleet Verify whose every other step has a quick answer is answered
+/// on the bus worker that awaited the lookup: accepted, refused with the
+/// source's delay, or unavailable, each from one lookup.
+#[test]
+fn a_fleet_verify_is_answered_where_its_lookup_was_awaited() {
+    let (w, shared, store, token, id) = counted_world();
+    w.host.quick.store(true, Ordering::SeqCst);
+    let answer = on_worker(&shared, &w, &token).ok().unwrap();
+    assert_eq!(answer.result.ok(), Some(("alice".to_string(), id.clone())));
+    assert_eq!(store.1.load(Ordering::SeqCst), 1);
+    let mut wrong = token.clone();
+    wrong.replace_range(10..12, "zz");
+    let mut refused = vec![];
+    for _ in 0..12 {
+        let answer = on_worker(&shared, &w, &wrong).ok().unwrap();
+        assert!(matches!(answer.result, Err(KeysError::Refused(_))));
+        refused.push(answer.delay_ms);
+    }
+    assert_eq!(
+        refused[9..],
+        [0, 250, 500],
+        "past the free failures, delayed"
+    );
+    store.2.store(true, Ordering::SeqCst);
+    let before = store.1.load(Ordering::SeqCst);
+    let answer = on_worker(&shared, &w, &token).ok().unwrap();
+    assert!(
+        matches!(&answer.result, Err(KeysError::Failed(m)) if m.contains("cannot be read")),
+        "{:?}",
+        answer.result
+    );
+    assert_eq!(
+        store.1.load(Ordering::SeqCst),
+        before + 1,
+        "one lookup, not a second"
+    );
+}
+
+/// What needs a thread that may block (here the owner's account, which
+/// the local files do not answer) gets the lookup already made, and the
+/// answer is the blocking path's.
+#[test]
+fn a_fleet_verify_that_must_block_takes_its_lookup_along() {
+    let (w, shared, store, token, id) = counted_world();
+    w.host.quick.store(false, Ordering::SeqCst);
+    let Err(Some(found)) = on_worker(&shared, &w, &token) else {
+        panic!("the owner's account needs an NSS call here");
+    };
+    let answer = shared.verify_found(
+        &w.root(),
+        Some(&found),
+        token.as_bytes(),
+        "alice",
+        "sshd",
+        "10.0.0.1",
+    );
+    assert_eq!(answer.result.ok(), Some(("alice".to_string(), id)));
+    assert_eq!(store.1.load(Ordering::SeqCst), 1);
+    // A revocation is seen however the lookup was made.
+    w.store
+        .revoke_owner(None, crate::store::contract_tests::by(1))
+        .unwrap();
+    w.host.quick.store(true, Ordering::SeqCst);
+    let answer = on_worker(&shared, &w, &token).ok().unwrap();
+    assert!(matches!(answer.result, Err(KeysError::Refused(_))));
 }

@@ -13,12 +13,16 @@ use std::time::Duration;
 /// may hold the schema lock meanwhile).
 const START_WAIT: Duration = Duration::from_secs(30);
 
+/// Key lookups for logins are made on `runtime`, the daemon's (see
+/// [`PgKeys::lookups_on`]).
 pub fn open(
     fleet: &FleetConfig,
     local: SqliteStore,
     accounts: Arc<dyn Accounts>,
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<FleetStore, String> {
-    let keys = shared_keys(fleet, accounts, Duration::from_millis(fleet.timeout_ms))?;
+    let keys = shared_keys(fleet, accounts, Duration::from_millis(fleet.timeout_ms))?
+        .lookups_on(runtime.handle().clone());
     keys.listen();
     // Down now is not wrong: logins with keys answer unavailable (passwords
     // keep working) until the database is back, without a restart.

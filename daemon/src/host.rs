@@ -143,6 +143,13 @@ impl crate::store::postgres::Accounts for SystemHost {
             _ => None,
         }
     }
+
+    fn quick_uid_of(&self, name: &str) -> Option<u32> {
+        match self.files.peek_uid_of_name(name) {
+            Local::Found(uid) => Some(uid),
+            _ => None,
+        }
+    }
 }
 
 impl Default for SystemHost {

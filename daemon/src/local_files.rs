@@ -383,6 +383,9 @@ impl LocalFiles {
     pub fn name_of_uid(&self, uid: u32) -> Local<String> {
         self.get(|s| s.passwd.as_ref()?.by_uid.get(&uid).cloned())
     }
+    pub fn peek_uid_of_name(&self, name: &str) -> Local<u32> {
+        self.peek(|s| s.passwd.as_ref()?.by_name.get(name).copied())
+    }
     pub fn uid_of_name(&self, name: &str) -> Local<u32> {
         self.get(|s| s.passwd.as_ref()?.by_name.get(name).copied())
     }

@@ -3,7 +3,7 @@
 //! socket: whichever way a caller came, once it is identified the same
 //! code decides, delays and audits.
 
-use crate::service::{Caller, KeyService, VerifyAnswer};
+use crate::service::{Caller, KeyService};
 use apikey_proto::KeysError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +23,10 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Verify: answered on the async worker when nothing in the check can
-/// block (see `KeyService::try_verify_inline`), on the blocking pool
-/// otherwise; a refusal's delay is slept without holding a thread (S7).
+/// block (see `KeyService::try_verify_inline`), or when the only wait is
+/// the store's lookup over the network (fleet mode), awaited there; on the
+/// blocking pool otherwise. A refusal's delay is slept without holding a
+/// thread (S7).
 pub async fn verify(
     svc: &Arc<KeyService>,
     caller: Caller,
@@ -36,18 +38,22 @@ pub async fn verify(
     let inline =
         answer_inline(|| svc.try_verify_inline(&caller, token.as_bytes(), &user, &service, &rhost));
     let answer = match inline {
-        Some(Ok(answer)) => answer,
-        Some(Err(e)) => VerifyAnswer {
-            result: Err(e),
-            delay_ms: 0,
-        },
+        Some(answer) => answer?,
         None => {
-            let svc = svc.clone();
-            tokio::task::spawn_blocking(move || {
-                svc.verify(&caller, token.as_bytes(), &user, &service, &rhost)
-            })
-            .await
-            .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+            let on_worker =
+                svc.try_verify_async(&caller, token.as_bytes(), &user, &service, &rhost);
+            match answer_future(on_worker).await? {
+                Ok(answer) => answer,
+                Err(found) => {
+                    let svc = svc.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let token = token.as_bytes();
+                        svc.verify_found(&caller, found.as_deref(), token, &user, &service, &rhost)
+                    })
+                    .await
+                    .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+                }
+            }
         }
     };
     if answer.delay_ms > 0 {
@@ -83,6 +89,15 @@ fn answer_inline<T>(check: impl FnOnce() -> Option<T>) -> Option<Result<T, KeysE
         Ok(answer) => answer.map(Ok),
         Err(_) => Some(Err(KeysError::Failed("internal error".into()))),
     }
+}
+
+/// [`answer_inline`] for a check that awaits.
+async fn answer_future<T>(check: impl std::future::Future<Output = T>) -> Reply<T> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(check)
+        .catch_unwind()
+        .await
+        .map_err(|_| KeysError::Failed("internal error".into()))
 }
 
 #[cfg(test)]

@@ -99,19 +99,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CANTCREAT);
         }
     };
-    let host = Arc::new(SystemHost::new());
-    let store: Arc<dyn Store> = match &cfg.fleet {
-        None => Arc::new(local),
-        Some(fleet) => match apikeyd::fleet_start::open(fleet, local, host.clone()) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                eprintln!("apikeyd: fleet mode: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        },
-    };
-    let audit = Audit::open(&cfg.syslog_socket);
-    let svc = Arc::new(KeyService::new(cfg, store, host, audit));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
@@ -124,6 +111,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let host = Arc::new(SystemHost::new());
+    let store: Arc<dyn Store> = match &cfg.fleet {
+        None => Arc::new(local),
+        Some(fleet) => match apikeyd::fleet_start::open(fleet, local, host.clone(), &runtime) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                eprintln!("apikeyd: fleet mode: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
+    let audit = Audit::open(&cfg.syslog_socket);
+    let svc = Arc::new(KeyService::new(cfg, store, host, audit));
     // Keys of an earlier boot, or of sessions that ended while the daemon
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();

@@ -62,6 +62,18 @@ enum Mode {
 #[derive(Debug)]
 struct NeedsBlocking;
 
+/// A key lookup's answer, made before the check that uses it.
+pub type FoundKey = crate::store::StoreResult<Option<KeyRecord>>;
+
+/// One Verify's arguments, and its key's lookup when already made.
+struct Attempt<'a> {
+    token: &'a [u8],
+    user: &'a str,
+    service: &'a str,
+    rhost: &'a str,
+    found: Option<&'a FoundKey>,
+}
+
 /// What an inline check answers: the answer, or "run it on the blocking pool".
 type Inline<T> = std::result::Result<T, NeedsBlocking>;
 
@@ -658,7 +670,28 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> VerifyAnswer {
-        match self.verify_in(Mode::MayBlock, c, token, user, service, rhost) {
+        self.verify_found(c, None, token, user, service, rhost)
+    }
+
+    /// [`verify`](Self::verify) with the key's lookup already made (by
+    /// [`try_verify_async`](Self::try_verify_async)), or not (`None`).
+    pub fn verify_found(
+        &self,
+        c: &Caller,
+        found: Option<&FoundKey>,
+        token: &[u8],
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> VerifyAnswer {
+        let attempt = Attempt {
+            token,
+            user,
+            service,
+            rhost,
+            found,
+        };
+        match self.verify_in(Mode::MayBlock, c, &attempt) {
             Ok(answer) => answer,
             // MayBlock never stops; answer as for any internal error.
             Err(NeedsBlocking) => VerifyAnswer {
@@ -681,23 +714,54 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> Option<VerifyAnswer> {
-        self.verify_in(Mode::Inline, c, token, user, service, rhost)
-            .ok()
+        let attempt = Attempt {
+            token,
+            user,
+            service,
+            rhost,
+            found: None,
+        };
+        self.verify_in(Mode::Inline, c, &attempt).ok()
     }
 
-    fn verify_in(
+    /// Verify on an async worker when the store's lookup waits on the
+    /// network (fleet mode): the key is looked up by a future of the
+    /// worker's runtime, so no thread hand-off is waited for, then checked
+    /// as inline. `Err` when the rest needs a thread that may block, with
+    /// the lookup's answer when there was one (for
+    /// [`verify_found`](Self::verify_found)).
+    pub async fn try_verify_async(
         &self,
-        mode: Mode,
         c: &Caller,
         token: &[u8],
         user: &str,
         service: &str,
         rhost: &str,
-    ) -> Inline<VerifyAnswer> {
+    ) -> std::result::Result<VerifyAnswer, Option<Box<FoundKey>>> {
+        let found = match Token::parse(token) {
+            Ok(t) => self.store.by_hash_async(&t.hash()).await.ok_or(None)?,
+            // Refused before any lookup: nothing to look up.
+            Err(_) => Ok(None),
+        };
+        let attempt = Attempt {
+            token,
+            user,
+            service,
+            rhost,
+            found: Some(&found),
+        };
+        match self.verify_in(Mode::Inline, c, &attempt) {
+            Ok(answer) => Ok(answer),
+            Err(NeedsBlocking) => Err(Some(Box::new(found))),
+        }
+    }
+
+    fn verify_in(&self, mode: Mode, c: &Caller, a: &Attempt<'_>) -> Inline<VerifyAnswer> {
+        let (user, service, rhost) = (a.user, a.service, a.rhost);
         // A user name that is a key, or looks like one (a key with a typo
         // is still most of a key), must not reach the log (S11).
         let user_for_log = loggable_user(user);
-        self.may_go_on(mode)?;
+        self.may_go_on(mode, a.found.is_some())?;
         let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
@@ -721,7 +785,7 @@ impl KeyService {
             .field("user", user_for_log)
             .field("service", service)
             .field("rhost", rhost);
-        match self.verify_inner(mode, token, user, service, rhost, now)? {
+        match self.verify_inner(mode, a, now)? {
             Ok(key) => {
                 self.audit
                     .log(&line.field("key", &key.id).field("outcome", "ok"));
@@ -810,12 +874,10 @@ impl KeyService {
     fn verify_inner(
         &self,
         mode: Mode,
-        token: &[u8],
-        user: &str,
-        service: &str,
-        rhost: &str,
+        a: &Attempt<'_>,
         now: i64,
     ) -> Inline<std::result::Result<KeyRecord, (&'static str, Option<String>)>> {
+        let (user, service, rhost) = (a.user, a.service, a.rhost);
         if let Ok(leaked) = Token::parse(user.as_bytes()) {
             if mode == Mode::Inline {
                 return Err(NeedsBlocking);
@@ -825,17 +887,26 @@ impl KeyService {
             let id = self.revoke_leaked(&leaked);
             return Ok(Err(("user-name-is-a-key", id)));
         }
-        let token = match Token::parse(token) {
+        let token = match Token::parse(a.token) {
             Ok(t) => t,
             Err(apikey_proto::TokenError::BadChecksum) => return Ok(Err(("bad-checksum", None))),
             Err(_) => return Ok(Err(("malformed", None))),
         };
-        let key = match self.store.by_hash(&token.hash()) {
-            Ok(Some(k)) => k,
+        let looked_up;
+        let found = match a.found {
+            Some(found) => found,
+            None => {
+                looked_up = self.store.by_hash(&token.hash());
+                &looked_up
+            }
+        };
+        let key = match found {
+            Ok(Some(k)) => k.clone(),
             Ok(None) => return Ok(Err(("unknown-key", None))),
-            Err(_) if mode == Mode::Inline => return Err(NeedsBlocking),
+            // A lookup already made is not made again: its failure is the answer.
+            Err(_) if mode == Mode::Inline && a.found.is_none() => return Err(NeedsBlocking),
             Err(e) => {
-                self.note_store_failure(&e);
+                self.note_store_failure(e);
                 return Ok(Err((STORE_ERROR, None)));
             }
         };
@@ -933,7 +1004,7 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> Inline<Result<()>> {
-        self.may_go_on(mode)?;
+        self.may_go_on(mode, false)?;
         let scope = self.verifier_scope_in(mode, c)?;
         if let Err(e) = policy::may_verify_for(&scope, service)
             .and_then(|_| check_verify_fields(user, service, rhost))
@@ -1284,9 +1355,12 @@ impl KeyService {
     /// wait for a stalled syslog and its lookups will not wait on the
     /// network (a shared store): an async worker of the bus must never
     /// block, or every call on the bus stops with it.
-    fn may_go_on(&self, mode: Mode) -> Inline<()> {
+    /// `looked_up`: the key's lookup was made already (by a future).
+    fn may_go_on(&self, mode: Mode, looked_up: bool) -> Inline<()> {
         match mode {
-            Mode::Inline if !self.audit.has_room() || self.store.shared() => Err(NeedsBlocking),
+            Mode::Inline if !self.audit.has_room() || (self.store.shared() && !looked_up) => {
+                Err(NeedsBlocking)
+            }
             _ => Ok(()),
         }
     }

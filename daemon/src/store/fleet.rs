@@ -9,8 +9,8 @@
 
 use super::postgres::PgKeys;
 use super::{
-    KeyKind, KeyRecord, KeyUse, ListQuery, Policy, Prune, RevokeBy, SessionRecord, SqliteStore,
-    Store, StoreError, StoreResult,
+    KeyKind, KeyRecord, KeyUse, ListQuery, LookupFuture, Policy, Prune, RevokeBy, SessionRecord,
+    SqliteStore, Store, StoreError, StoreResult,
 };
 
 /// Listing positions of local session keys start here, after any
@@ -43,6 +43,16 @@ impl Store for FleetStore {
             Some(k) => Ok(Some(k)),
             None => self.keys.by_hash(hash),
         }
+    }
+
+    fn by_hash_async<'a>(&'a self, hash: &'a [u8; 32]) -> LookupFuture<'a> {
+        Box::pin(async move {
+            match self.local.by_hash(hash).map(session_only) {
+                Ok(Some(k)) => Some(Ok(Some(k))),
+                Ok(None) => self.keys.by_hash_async(hash).await,
+                Err(e) => Some(Err(e)),
+            }
+        })
     }
 
     fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {

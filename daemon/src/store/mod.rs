@@ -260,6 +260,11 @@ pub struct Prune {
     pub opened_before: i64,
 }
 
+/// What [`Store::by_hash_async`] resolves to.
+pub type LookupFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<StoreResult<Option<KeyRecord>>>> + Send + 'a>,
+>;
+
 /// Every write is durable before it returns: a caller told "done" keeps
 /// its revocation through a crash or a power cut.
 pub trait Store: Send + Sync {
@@ -274,6 +279,13 @@ pub trait Store: Send + Sync {
     /// (checked in the same transaction).
     fn insert(&self, key: &KeyRecord, max_active: u32, now: i64) -> StoreResult<()>;
     fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>>;
+    /// [`by_hash`](Self::by_hash) for an async worker, where the lookup
+    /// waits on the network (a shared store): the same answer, or `None`
+    /// when it would need a call that blocks (then `by_hash` on a thread
+    /// that may). A local store answers inline and never needs this.
+    fn by_hash_async<'a>(&'a self, _hash: &'a [u8; 32]) -> LookupFuture<'a> {
+        Box::pin(std::future::ready(None))
+    }
     fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>>;
     /// Unrevoked keys, of one owner or all.
     fn list_active(&self, owner: Option<u32>) -> StoreResult<Vec<KeyRecord>>;

@@ -6,6 +6,10 @@
 //! threads that may block; this store drives tokio-postgres on a runtime
 //! of its own and bounds every call by the configured timeout, so a
 //! stopped or frozen database makes a login wait at most that long.
+//! The login path's lookup is also offered as a future
+//! ([`PgKeys::by_hash_async`]); its connections then live on the daemon's
+//! runtime ([`PgKeys::lookups_on`]), so a Verify answered on a bus worker
+//! waits for the database without handing itself to another thread.
 //! A call that timed out drops its connection (a frozen backend would hold
 //! it forever); the next call connects afresh, which is also how a
 //! failover to a standby is followed.
@@ -36,6 +40,9 @@ pub const NO_LOCAL_UID: u32 = u32::MAX;
 pub trait Accounts: Send + Sync {
     fn uid_of(&self, name: &str) -> Option<u32>;
     fn name_of(&self, uid: u32) -> Option<String>;
+    /// `uid_of`'s answer where it needs no NSS call and no file read;
+    /// `None` otherwise (then `uid_of`, on a thread that may block).
+    fn quick_uid_of(&self, name: &str) -> Option<u32>;
 }
 
 /// How long the policy read is used before it is read again, in case a
@@ -116,6 +123,10 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct PgKeys {
     runtime: tokio::runtime::Runtime,
+    /// Where the lookup connections are made and driven: the daemon's
+    /// runtime once given (a lookup awaited there is answered by the
+    /// worker that polls its socket), this store's own until then.
+    lookups: tokio::runtime::Handle,
     config: tokio_postgres::Config,
     tls: tls::Connector,
     timeout: Duration,
@@ -165,6 +176,7 @@ impl PgKeys {
             .build()
             .map_err(|e| format!("cannot start the database client: {e}"))?;
         Ok(PgKeys {
+            lookups: runtime.handle().clone(),
             runtime,
             config,
             tls,
@@ -185,6 +197,14 @@ impl PgKeys {
             offline_grace: settings.offline_grace,
             ready: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Makes the lookup connections on `runtime` (the daemon's, whose
+    /// workers await [`by_hash_async`](Self::by_hash_async)) from now on.
+    /// Blocking calls still work through them while that runtime runs.
+    pub fn lookups_on(mut self, runtime: tokio::runtime::Handle) -> PgKeys {
+        self.lookups = runtime;
+        self
     }
 
     /// Hears revocations and policy changes as other hosts commit them
@@ -326,8 +346,19 @@ impl PgKeys {
             return Ok(live.clone());
         }
         *slot = None;
-        let (client, connection) = self.connect_raw().await.map_err(unavailable)?;
-        self.runtime.spawn(connection);
+        // Made by a task of the lookups' runtime, so its socket is watched
+        // by that runtime's workers whoever asked.
+        let (tls, config) = (self.tls.clone(), self.config.clone());
+        let client = self
+            .lookups
+            .spawn(async move {
+                let (client, connection) = tls.connect(&config).await?;
+                tokio::spawn(connection);
+                Ok(client)
+            })
+            .await
+            .map_err(|e| StoreError::Failed(format!("cannot connect: {e}")))?
+            .map_err(unavailable)?;
         self.make_ready(&client).await.map_err(StoreError::Failed)?;
         let by_hash = client
             .prepare(&format!(
@@ -347,23 +378,29 @@ impl PgKeys {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
+        self.runtime.block_on(self.read_async(f))
+    }
+
+    /// [`read`](Self::read) as a future, for whichever runtime awaits it.
+    async fn read_async<T, F>(&self, f: impl FnOnce(Arc<Live>) -> F) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
         let turn = self
             .next_live
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             % READERS;
-        self.runtime.block_on(async {
-            let work = async {
-                let live = self.live(turn).await?;
-                f(live).await.map_err(store_error)
-            };
-            match tokio::time::timeout(self.timeout, work).await {
-                Ok(result) => result,
-                Err(_) => {
-                    *self.live[turn].lock().await = None;
-                    Err(self.late())
-                }
+        let work = async {
+            let live = self.live(turn).await?;
+            f(live).await.map_err(store_error)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                *self.live[turn].lock().await = None;
+                Err(self.late())
             }
-        })
+        }
     }
 
     /// Runs `f` in a transaction of the writer connection, committed
@@ -406,6 +443,16 @@ impl PgKeys {
     }
 
     fn key_from_row(&self, row: &Row, with_use: bool) -> StoreResult<KeyRecord> {
+        self.key_from_row_by(row, with_use, &|name| self.accounts.uid_of(name))
+    }
+
+    /// The record of `row`, its names made this host's uids by `uid_of`.
+    fn key_from_row_by(
+        &self,
+        row: &Row,
+        with_use: bool,
+        uid_of: &dyn Fn(&str) -> Option<u32>,
+    ) -> StoreResult<KeyRecord> {
         let hash: Vec<u8> = row.get(1);
         let owner: String = row.get(2);
         let created_by: String = row.get(3);
@@ -424,7 +471,7 @@ impl PgKeys {
             at,
             by_uid: row
                 .get::<_, Option<String>>(11)
-                .and_then(|n| self.accounts.uid_of(&n))
+                .and_then(|n| uid_of(&n))
                 .unwrap_or(NO_LOCAL_UID),
             reason: row.get::<_, Option<String>>(13).unwrap_or_default(),
         });
@@ -433,14 +480,14 @@ impl PgKeys {
                 .try_into()
                 .map_err(|_| StoreError::Failed(format!("key {id}: stored hash is invalid")))?,
             kind: KeyKind::LongLived,
-            owner_uid: self.accounts.uid_of(&owner).unwrap_or(NO_LOCAL_UID),
+            owner_uid: uid_of(&owner).unwrap_or(NO_LOCAL_UID),
             owner_name: owner,
-            created_by_uid: self.accounts.uid_of(&created_by).unwrap_or(NO_LOCAL_UID),
+            created_by_uid: uid_of(&created_by).unwrap_or(NO_LOCAL_UID),
             created_by_loginuid: row
                 .try_get::<_, Option<String>>("created_by_login")
                 .ok()
                 .flatten()
-                .and_then(|n| self.accounts.uid_of(&n)),
+                .and_then(|n| uid_of(&n)),
             name: row.get(5),
             services: row.get(6),
             hosts: row.get(7),
@@ -512,6 +559,40 @@ impl PgKeys {
             }
             Err(e) => self.in_grace(e, |g, now, wall| g.by_hash(hash, now, wall)),
         }
+    }
+
+    /// [`by_hash`](Self::by_hash) for an async worker: the same answer,
+    /// or `None` where the row names an account the local files do not
+    /// hold (its uid may take an NSS call: `by_hash` on a thread that may
+    /// block then).
+    pub async fn by_hash_async(&self, hash: &[u8; 32]) -> Option<StoreResult<Option<KeyRecord>>> {
+        let row = self
+            .read_async(
+                |live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await },
+            )
+            .await;
+        let key = match row {
+            Ok(None) => None,
+            Ok(Some(row)) => {
+                let missed = std::cell::Cell::new(false);
+                let quick = |name: &str| {
+                    let uid = self.accounts.quick_uid_of(name);
+                    missed.set(missed.get() || uid.is_none());
+                    uid
+                };
+                let key = self.key_from_row_by(&row, false, &quick);
+                if missed.get() {
+                    return None;
+                }
+                match key {
+                    Ok(key) => Some(key),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            Err(e) => return Some(self.in_grace(e, |g, now, wall| g.by_hash(hash, now, wall))),
+        };
+        self.remember(key.as_ref());
+        Some(Ok(key))
     }
 
     pub fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {

@@ -25,6 +25,10 @@ impl Accounts for NumberedUsers {
             n => format!("user{n}"),
         })
     }
+    /// Users from uid 60000 on are known only to NSS, not to the files.
+    fn quick_uid_of(&self, name: &str) -> Option<u32> {
+        self.uid_of(name).filter(|&uid| uid < 60000)
+    }
 }
 
 const ISSUER: (&str, &str, bool) = ("host-a", "apikeyd_a", true);
@@ -312,6 +316,54 @@ fn a_stopped_database_answers_unavailable_at_once_and_is_used_again_when_back() 
     assert!(a.active_session_keys().unwrap().is_empty());
     cluster.restart().unwrap();
     assert_eq!(a.by_hash(&k.hash).unwrap().unwrap().id, k.id);
+}
+
+/// The login path's lookup awaited on the daemon's runtime: the same
+/// answers as the blocking one, through the same connections; a row whose
+/// names the local files do not hold left to a thread that may block; a
+/// stopped database an error at once, not a wait.
+#[test]
+fn a_lookup_awaited_on_the_daemons_runtime_answers_as_a_blocking_one() {
+    let Some(mut cluster) = cluster() else { return };
+    let daemon = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = fleet_as(&cluster, ISSUER);
+    let b = FleetStore {
+        keys: keys_as(&cluster, VERIFIER, 1000).lookups_on(daemon.handle().clone()),
+        local: SqliteStore::open_in_memory(),
+    };
+    let k = key("awaited00001", 1000, 10);
+    let far = key("awaited00002", 60001, 10);
+    a.insert(&k, 9, 10).unwrap();
+    a.insert(&far, 9, 10).unwrap();
+    let mut session = key("sess00000001", 1000, 0);
+    session.kind = KeyKind::Session;
+    b.insert(&session, 9, 0).unwrap();
+    let awaited = |hash: [u8; 32]| daemon.block_on(async { b.by_hash_async(&hash).await });
+    assert_eq!(awaited(k.hash), Some(Ok(Some(as_made_on_a(k.clone())))));
+    assert_eq!(awaited([7; 32]), Some(Ok(None)));
+    assert_eq!(awaited(session.hash), Some(Ok(Some(session.clone()))));
+    assert_eq!(awaited(far.hash), None);
+    assert_eq!(b.by_hash(&far.hash).unwrap().unwrap().owner_uid, 60001);
+    // Revoked on A: refused on B at its next lookup, awaited or not.
+    a.revoke(std::slice::from_ref(&k.id), by(20)).unwrap();
+    let revoked = |found: Option<StoreResult<Option<KeyRecord>>>| {
+        found.unwrap().unwrap().unwrap().revoked.map(|r| r.at)
+    };
+    assert_eq!(revoked(awaited(k.hash)), Some(20));
+    assert_eq!(revoked(Some(b.by_hash(&k.hash))), Some(20));
+    cluster.stop().unwrap();
+    let started = Instant::now();
+    assert!(
+        matches!(awaited(k.hash), Some(Err(StoreError::Failed(_)))),
+        "a stopped database is an error"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    cluster.restart().unwrap();
+    assert_eq!(revoked(awaited(k.hash)), Some(20));
 }
 
 #[test]
