@@ -52,7 +52,9 @@ const USAGE_GENERATE: &str =
 const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
 const USAGE_LIST: &str =
     "apikey list [--all | --user USER] [--sessions] [--expired] [--revoked] [--json]";
-const USAGE_REVOKE: &str = "apikey revoke ID... | --all [--user USER | --site [--yes]]";
+const USAGE_REVOKE: &str =
+    "apikey revoke ID... | --all [--user USER | --site [--yes]] | --token [--json] < KEYFILE";
+const USAGE_SCAN: &str = "apikey scan [--revoke] [--json] [PATH...]";
 const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
 const USAGE_BACKUP: &str = "apikey backup FILE";
 const USAGE_SETTINGS: &str =
@@ -66,7 +68,8 @@ const USAGE: &str = "apikey COMMAND [OPTIONS]
                        [--json]
        apikey session [--name TEXT] [--json]
        apikey list [--all | --user USER] [--sessions] [--json]
-       apikey revoke ID... | --all [--user USER | --site [--yes]]
+       apikey revoke ID... | --all [--user USER | --site [--yes]] | --token [--json] < KEYFILE
+       apikey scan [--revoke] [--json] [PATH...]
        apikey rotate ID [--json]
        apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
                        [--users-see-own yes|no] [--session-timeout DURATION] [--json]
@@ -101,6 +104,7 @@ pub enum Cmd {
     Status(StatusArgs),
     Verify(VerifyArgs),
     Backup(BackupArgs),
+    Scan(ScanArgs),
 }
 
 /// Make a new long-lived API key and show it once
@@ -256,20 +260,27 @@ pub struct ListArgs {
 /// Revoke keys: by id, all of yours, all of a user's, or every key on the host
 #[derive(Args, Debug)]
 #[command(override_usage = USAGE_REVOKE,
-    group(ArgGroup::new("what").required(true).args(["ids", "all"])),
+    group(ArgGroup::new("what").required(true).args(["ids", "all", "token"])),
     long_about = "\
 Revoke keys. Revocation is effective for the very next login.
 
 Give the ids of the keys to revoke (as 'apikey list' shows them), or --all \
 for every key of yours. Owners can always revoke their own keys. \
 Administrators revoke every key of one user with --all --user USER, and \
-every key on the host with --all --site.",
+every key on the host with --all --site.
+
+A key that leaked (pasted into a chat, committed, found in a log) can be \
+revoked by anyone who has it, whoever owns it: --token reads the key from \
+standard input, never from the command line. Holding the key is the proof. \
+The revocation is logged with who made it; tokens that are no key are \
+refused and slowed down as wrong keys at a login are.",
     after_long_help = "\
 Examples:
   apikey revoke 3fZk9QpLm2Xa
   apikey revoke --all
   sudo apikey revoke --all --user alice
-  sudo apikey revoke --all --site"
+  sudo apikey revoke --all --site
+  apikey revoke --token < leaked-key.txt"
 )]
 pub struct RevokeArgs {
     /// Ids of the keys to revoke
@@ -295,6 +306,60 @@ pub struct RevokeArgs {
     /// input, --site is refused unless --yes is given
     #[arg(long, requires = "site")]
     pub yes: bool,
+
+    /// Revoke the key read from standard input, whoever owns it
+    #[arg(long, conflicts_with_all = ["ids", "all"])]
+    pub token: bool,
+
+    /// With --token: print one JSON object
+    #[arg(long, requires = "token", conflicts_with_all = ["ids", "all"])]
+    pub json: bool,
+}
+
+/// Find API keys in files, and whether they still work
+#[derive(Args, Debug)]
+#[command(override_usage = USAGE_SCAN,
+    long_about = "\
+Find API keys in files: in text or inside binary files, anywhere in the \
+directory trees given (default: your home directory). A key is recognised by \
+its shape and its checksum, so a mistyped key or an example that merely \
+looks like one is not reported. Each key found is reported with its file and \
+line, its key id and whether it still works (asked of the daemon: active, \
+expired, revoked, or unknown to this host); the key itself is never printed.
+
+With --revoke, every active key found is revoked, whoever owns it (holding a \
+key is the proof; see 'apikey revoke --token').
+
+Symbolic links below the given paths are not followed, so the scan stays \
+inside them and cannot loop; a path given here that is a link is followed. \
+Devices, FIFOs and sockets are skipped. Files that cannot be read are \
+named on standard error and do not change the exit status.
+
+Exit status: 0 when no key was found, 1 when any was (so the command works \
+as a pre-commit hook or a CI step), 69 when keys were found but the daemon \
+could not be asked about them.",
+    after_long_help = "\
+Examples:
+  apikey scan
+  apikey scan --revoke ~/projects/site
+  apikey scan --json /srv/deploy | jq '.found[].id'
+
+As a git pre-commit hook (.git/hooks/pre-commit, executable), refusing a \
+commit when a file it adds or changes holds a key:
+  #!/bin/sh
+  git diff --cached --name-only -z --diff-filter=ACM | xargs -0 -r apikey scan")]
+pub struct ScanArgs {
+    /// Files or directories to scan [default: your home directory]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// Revoke every active key found
+    #[arg(long)]
+    pub revoke: bool,
+
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Replace a key with a new one of the same owner, name and services

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 pub mod exit;
 pub mod netrc;
+mod scan;
 mod text;
 /// Times for people and programs, shared with the daemon's messages.
 pub use apikey_proto::timefmt;

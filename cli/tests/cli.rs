@@ -48,6 +48,10 @@ fn usage_errors_exit_2() {
         &["rotate"],
         &["settings", "--session-timeout", "soon"],
         &["verify", "apikey_0123456789"],
+        &["revoke", "--token", "3fZk9QpLm2Xa"],
+        &["revoke", "--token", "--all"],
+        &["revoke", "--all", "--json"],
+        &["scan", "--frobnicate"],
     ] {
         let out = apikey(args, b"");
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
@@ -141,4 +145,56 @@ fn verify_refuses_bad_input_locally() {
 
 fn stdout_is_empty(out: &std::process::Output) -> bool {
     out.stdout.is_empty()
+}
+
+#[test]
+fn revoke_by_token_reads_the_key_from_stdin_and_checks_it_first() {
+    let out = apikey(&["revoke", "--token"], b"apikey|not-a-key\n");
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).starts_with("apikey: malformed API key"),
+        "{}",
+        stderr(&out)
+    );
+    let token = Token::generate().unwrap();
+    let out = apikey(
+        &["revoke", "--token"],
+        format!("{}\n", token.as_str()).as_bytes(),
+    );
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    assert!(!stderr(&out).contains(token.as_str()));
+}
+
+/// Without a daemon, a tree without keys passes and one with a key fails
+/// as "could not ask", the key never shown.
+#[test]
+fn scan_passes_a_clean_tree_and_fails_one_holding_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes"), "apikey|looks-like-one\n").unwrap();
+    let tree = dir.path().to_str().unwrap();
+    let out = apikey(&["scan", tree], b"");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let token = Token::generate().unwrap();
+    std::fs::write(
+        dir.path().join("env"),
+        format!("\nKEY={}\n", token.as_str()),
+    )
+    .unwrap();
+    let out = apikey(&["scan", tree], b"");
+    assert_eq!(code(&out), 69, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{}/env:2: a key (not checked: the daemon could not be asked)\n",
+            tree
+        )
+    );
+    assert!(!stderr(&out).contains(token.as_str()));
+    let out = apikey(&["scan", "--json", tree], b"");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["found"][0]["line"], 2);
+    assert_eq!(json["found"][0]["state"], "not-checked");
+    assert_eq!(json["files"], 2);
 }

@@ -61,6 +61,13 @@ export class KeysApi {
         return revoked;
     }
 
+    /// Revokes the key `token` is, whoever owns it: its id, and whether
+    /// this call revoked it (false: it was revoked already).
+    async revokeByToken(token) {
+        const [id, revoked] = await this.call("RevokeByToken", [token]);
+        return { id, revoked };
+    }
+
     async setSettings({ allowUserKeys, expires, usersSeeOwn, sessionTimeout }) {
         const yesNo = b => (b ? "yes" : "no");
         const out = await this.call("SetSettings",

@@ -257,6 +257,24 @@ async function revokeAllOwn() {
     }
 }
 
+// A key found where it should not be: whoever holds it may revoke it. The
+// field is a password field, so the key is not shown or kept by the form.
+async function revokeLeaked(event) {
+    event.preventDefault();
+    const input = $("leaked-key");
+    const token = input.value.trim();
+    if (token === "")
+        return;
+    try {
+        const { id, revoked } = await state.api.revokeByToken(token);
+        input.value = "";
+        alert("success", revoked ? `Revoked ${id}.` : `${id} was already revoked.`);
+        await refreshKeys();
+    } catch (e) {
+        failed(e);
+    }
+}
+
 // --- administrators --------------------------------------------------------
 
 function renderSettings(settings) {
@@ -405,6 +423,7 @@ async function start() {
     }
     $("whoami").textContent = describeCaller(state.status);
     renderGenerate(state.status);
+    show("leaked-card", true);
     if (state.status.admin)
         renderSettings(state.status.settings);
     await refreshKeys();
@@ -416,6 +435,7 @@ $("generate-session").addEventListener("click", generateSession);
 $("copy-key").addEventListener("click", copyKey);
 $("new-key-done").addEventListener("click", forgetNewKey);
 $("revoke-all-own").addEventListener("click", revokeAllOwn);
+$("leaked-form").addEventListener("submit", revokeLeaked);
 $("settings-form").addEventListener("submit", saveSettings);
 $("user-filter").addEventListener("input", renderAllKeys);
 $("select-all").addEventListener("change", selectAll);

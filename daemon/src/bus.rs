@@ -319,6 +319,38 @@ impl Keys1 {
         self.run(&header, move |s, c| s.revoke_site(c)).await
     }
 
+    #[zbus(out_args("id", "revoked"))]
+    async fn revoke_by_token(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        token: Short,
+    ) -> Result<(String, bool), KeysError> {
+        let token = zeroize::Zeroizing::new(token.0);
+        let caller = self.caller(&header).await?;
+        login_calls::token_holder(&self.svc, caller, move |s, c| {
+            s.revoke_by_token(c, token.as_bytes())
+        })
+        .await
+    }
+
+    #[zbus(out_args("id", "state"))]
+    async fn inspect_token(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        token: Short,
+    ) -> Result<(String, String), KeysError> {
+        let token = zeroize::Zeroizing::new(token.0);
+        let caller = self.caller(&header).await?;
+        login_calls::token_holder(&self.svc, caller, move |s, c| {
+            let answer = s.inspect_token(c, token.as_bytes());
+            crate::service::token_holder::HolderAnswer {
+                result: answer.result.map(|(id, state)| (id, state.to_string())),
+                delay_ms: answer.delay_ms,
+            }
+        })
+        .await
+    }
+
     // The caller's file to write the copy into, as a descriptor: the
     // daemon cannot, and must not, open paths of the caller's choosing.
     #[zbus(out_args("bytes"))]

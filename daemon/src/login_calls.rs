@@ -3,6 +3,7 @@
 //! socket: whichever way a caller came, once it is identified the same
 //! code decides, delays and audits.
 
+use crate::service::token_holder::HolderAnswer;
 use crate::service::{Caller, KeyService};
 use apikey_proto::KeysError;
 use std::sync::Arc;
@@ -56,6 +57,23 @@ pub async fn verify(
             }
         }
     };
+    if answer.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+    }
+    answer.result
+}
+
+/// A token holder's call (`service::token_holder`), on the blocking pool;
+/// a refusal's delay is slept without holding a thread, as Verify's is.
+pub async fn token_holder<T: Send + 'static>(
+    svc: &Arc<KeyService>,
+    caller: Caller,
+    f: impl FnOnce(&KeyService, &Caller) -> HolderAnswer<T> + Send + 'static,
+) -> Reply<T> {
+    let svc = svc.clone();
+    let answer = tokio::task::spawn_blocking(move || f(&svc, &caller))
+        .await
+        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?;
     if answer.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
     }

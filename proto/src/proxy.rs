@@ -78,6 +78,17 @@ pub trait Keys1 {
     /// Revokes every key on the host (administrators).
     fn revoke_site(&self) -> Result<Vec<String>, KeysError>;
 
+    /// Revokes the key `token` is, whoever owns it (anyone holding a key
+    /// may revoke it: possession is the proof). Returns its id and whether
+    /// this call revoked it (false: it was revoked already). A token that
+    /// is no key is refused (`NotFound`) after the caller's delay, as a
+    /// refused login is.
+    fn revoke_by_token(&self, token: &str) -> Result<(String, bool), KeysError>;
+
+    /// Which key `token` is and whether it works: `active`, `expired` or
+    /// `revoked`. Any caller, throttled as RevokeByToken.
+    fn inspect_token(&self, token: &str) -> Result<(String, String), KeysError>;
+
     /// Writes a consistent copy of the key store into `file`, an empty
     /// file the caller opened for writing (administrators); returns the
     /// bytes written.

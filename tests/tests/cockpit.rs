@@ -180,6 +180,26 @@ fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
 }
 
 #[test]
+fn a_user_revokes_somebody_elses_leaked_key_from_the_page() {
+    require_cockpit!();
+    let (world, _alice, ws) = alices_console(true);
+    let bob = TestUser::create("bob");
+    let (leaked, leaked_id) = world.new_key(&bob, &["--name", "pasted"]);
+    let services = key_only_stack(&world);
+    assert!(logs_in(&world, &services, bob.name(), &leaked));
+
+    let seen = browse(&ws.page_url(), "revoke_leaked", &[&leaked]);
+    assert_eq!(seen.str("first"), format!("Revoked {leaked_id}."));
+    assert_eq!(seen.answer["cleared"], true);
+    assert_eq!(seen.str("type"), "password");
+    assert_eq!(
+        seen.str("again"),
+        format!("{leaked_id} was already revoked.")
+    );
+    assert!(!logs_in(&world, &services, bob.name(), &leaked));
+}
+
+#[test]
 fn a_user_the_policy_does_not_allow_sees_why_and_the_daemon_refuses_too() {
     require_cockpit!();
     let (world, alice, ws) = alices_console(false);

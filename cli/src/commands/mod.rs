@@ -6,6 +6,7 @@ mod generate;
 mod list;
 mod revoke;
 mod rotate;
+mod scan;
 mod session;
 mod settings;
 mod status;
@@ -31,6 +32,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::Status(a) => status::run(a).await,
         Cmd::Verify(a) => verify::run(a).await,
         Cmd::Backup(a) => backup::run(a).await,
+        Cmd::Scan(a) => scan::run(a).await,
     }
 }
 

@@ -53,6 +53,9 @@ pub async fn run(args: RevokeArgs) -> Result<(), CliError> {
             ids.push(id);
         }
     }
+    if args.token {
+        return by_token(args.json).await;
+    }
     let proxy = client::connect().await?;
     let revoked = if !args.all {
         proxy.revoke(&ids).await?
@@ -102,6 +105,21 @@ pub async fn run(args: RevokeArgs) -> Result<(), CliError> {
             missed.join(" ")
         )))
     }
+}
+
+/// `revoke --token`: the key on standard input, whoever owns it.
+async fn by_token(json: bool) -> Result<(), CliError> {
+    let token = super::verify::key_from_stdin()?;
+    let proxy = client::connect().await?;
+    let (id, now) = proxy.revoke_by_token(token.as_str()).await?;
+    drop(token);
+    if json {
+        return super::print_json(&serde_json::json!({ "id": id, "revoked_now": now }));
+    }
+    print(&match now {
+        true => format!("revoked key {}\n", safe(&id, FIELD)),
+        false => format!("key {} was already revoked\n", safe(&id, FIELD)),
+    })
 }
 
 /// `revoked N key(s)`, then one id a line.

@@ -14,15 +14,7 @@ use zeroize::Zeroizing;
 pub const MAX_INPUT: usize = 4096;
 
 pub async fn run(args: VerifyArgs) -> Result<(), CliError> {
-    let input = read_key()?;
-    let text = std::str::from_utf8(&input)
-        .map_err(|_| CliError::Failed("the key on standard input is not valid UTF-8".into()))?;
-    if text.is_empty() {
-        return Err(CliError::Failed("no key on standard input".into()));
-    }
-    // Junk (a password pasted by mistake, say) never leaves the process.
-    let token = Token::parse(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))?;
-    drop(input);
+    let token = key_from_stdin()?;
 
     let proxy = client::connect().await?;
     let reply = proxy
@@ -43,6 +35,18 @@ pub async fn run(args: VerifyArgs) -> Result<(), CliError> {
         Err(KeysError::Refused(_)) => Err(CliError::Failed("key refused".into())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The key on standard input, checked here: junk (a password pasted by
+/// mistake, say) never leaves the process.
+pub(crate) fn key_from_stdin() -> Result<Token, CliError> {
+    let input = read_key()?;
+    let text = std::str::from_utf8(&input)
+        .map_err(|_| CliError::Failed("the key on standard input is not valid UTF-8".into()))?;
+    if text.is_empty() {
+        return Err(CliError::Failed("no key on standard input".into()));
+    }
+    Token::parse(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// Reads the key from standard input. Through a duplicate of the

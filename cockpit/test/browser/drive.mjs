@@ -128,6 +128,25 @@ const scenarios = {
         return { question, alert };
     },
 
+    // Somebody else's key, found in a paste, revoked by its holder.
+    // args: the token, then whether to try it twice.
+    async revoke_leaked(page) {
+        const [token] = args;
+        await ready(page);
+        await page.fill("#leaked-key", token);
+        await shot(page, "user-revokes-leaked-key");
+        await page.click("#revoke-leaked");
+        const first = await successAlert(page);
+        const cleared = (await page.inputValue("#leaked-key")) === "";
+        const type = await page.getAttribute("#leaked-key", "type");
+        await page.locator("#alerts .pf-m-success").first().locator("button").click().catch(() => {});
+        await page.fill("#leaked-key", token);
+        await page.click("#revoke-leaked");
+        const again = page.locator("#alerts .pf-m-success", { hasText: "already revoked" });
+        await again.waitFor({ timeout: STEP_TIMEOUT_MS });
+        return { first, cleared, type, again: await again.locator(".pf-v5-c-alert__title").innerText() };
+    },
+
     // With users' keys hidden by the policy: revoke them all anyway.
     async revoke_all_own(page) {
         await ready(page);

@@ -15,6 +15,7 @@ use crate::usage::UsageBuffer;
 
 mod session_keys;
 mod sessions;
+pub mod token_holder;
 use apikey_proto::duration::parse_duration;
 use apikey_proto::login_auth;
 use apikey_proto::services::{is_valid_service, printable};
