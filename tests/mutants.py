@@ -69,7 +69,7 @@ GROUPS = [
         ["pam_module/src/core.rs", "pam_module/src/daemon.rs", "pam_module/src/dbus.rs"],
         ["pam_apikey"],
     ),
-    ("cli", ["cli/src/netrc.rs"], ["apikey"]),
+    ("cli", ["cli/src/netrc.rs", "cli/src/scan.rs"], ["apikey"]),
 ]
 
 NAME = re.compile(r"^(?P<file>[^:]+):\d+:\d+: (?P<what>.*)$")

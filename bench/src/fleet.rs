@@ -1,7 +1,9 @@
 //! Fleet mode: Verify through PostgreSQL on loopback next to the SQLite
 //! backend's, measured in the same interleaved rounds; how that changes
 //! from a thousand to a million keys in the database; and how soon a
-//! revocation made on one host is refused on another.
+//! revocation made on one host is refused on another; and, as the
+//! database's share of a fleet Verify, the daemon's own lookup query run
+//! alone from a client on loopback as host-b's role ("bare lookup").
 //!
 //! Each size has a throwaway cluster of its own (apikey_test_pg: fsync
 //! off, as every test cluster here) with two hosts, `host-a` (issuer) and
@@ -26,6 +28,11 @@ pub struct FleetSite {
     pub callers: Arc<Callers>,
     admin_a: Keys1Proxy<'static>,
     verifier_b: Keys1Proxy<'static>,
+    /// host-b's role, straight to the database, for the bare lookup.
+    db_b: tokio_postgres::Client,
+    by_hash: tokio_postgres::Statement,
+    /// The hash of a valid key, which the bare lookup finds.
+    valid_hash: [u8; 32],
     /// Kept open for the proxies.
     _conns: Vec<zbus::Connection>,
     _daemons: (Daemon, Daemon),
@@ -44,6 +51,8 @@ pub struct FleetResult {
     pub sizes: Vec<(u64, f64, Vec<Sample>)>,
     /// From Revoke's answer on host-a to the first refusal on host-b.
     pub revocation: Sample,
+    /// The daemon's lookup query alone, one client, the smallest database.
+    pub bare: Sample,
 }
 
 impl FleetSite {
@@ -102,13 +111,30 @@ impl FleetSite {
                 conns.push(connect(bus_b.address()).await?);
             }
             let verifier_b = keys_proxy(&conns[max_callers]).await?;
+            let valid_hash = apikey_proto::Token::parse(valid[0].0.as_bytes())
+                .map_err(|e| format!("a key made for the bench: {e}"))?
+                .hash();
             let callers = Callers::new(&conns[..max_callers], &valid).await?;
+            let (db_b, connection) = tokio_postgres::connect(
+                &cluster.conninfo(HOST_B.1, "apikey"),
+                tokio_postgres::NoTls,
+            )
+            .await
+            .map_err(|e| format!("connecting as host-b's role: {e}"))?;
+            tokio::spawn(connection);
+            let by_hash = db_b
+                .prepare(&apikeyd::store::postgres::by_hash_sql())
+                .await
+                .map_err(|e| format!("preparing the lookup: {e}"))?;
             Ok(FleetSite {
                 keys: size,
                 seed_s,
                 callers,
                 admin_a,
                 verifier_b,
+                db_b,
+                by_hash,
+                valid_hash,
                 _conns: conns,
                 _daemons: (daemon_a, daemon_b),
                 _buses: (bus_a, bus_b),
@@ -137,6 +163,42 @@ impl FleetSite {
         }
         sample.latencies_ns.sort_unstable();
         sample.seconds = started.elapsed().as_secs_f64();
+        sample
+    }
+
+    /// The daemon's lookup of a valid key, alone, one query at a time.
+    pub async fn bare_lookup(&self, window: Window) -> Sample {
+        let mut sample = Sample {
+            callers: 1,
+            ..Sample::default()
+        };
+        let started = Instant::now();
+        let counted_from = started + window.warmup;
+        let end = counted_from + window.measure;
+        loop {
+            let t = Instant::now();
+            if t >= end {
+                break;
+            }
+            let found = self
+                .db_b
+                .query_opt(&self.by_hash, &[&&self.valid_hash[..]])
+                .await;
+            match found {
+                Ok(Some(_)) if t >= counted_from => {
+                    sample.latencies_ns.push(t.elapsed().as_nanos() as u64)
+                }
+                Ok(Some(_)) => {}
+                other => {
+                    sample.errors += 1;
+                    sample
+                        .first_error
+                        .get_or_insert(format!("bare lookup: {other:?}"));
+                }
+            }
+        }
+        sample.latencies_ns.sort_unstable();
+        sample.seconds = window.measure.as_secs_f64();
         sample
     }
 
@@ -189,6 +251,7 @@ pub async fn measure(
             .map(|s| (s.keys, s.seed_s, vec![Sample::default(); CALLERS.len()]))
             .collect(),
         revocation: Sample::default(),
+        bare: Sample::default(),
     };
     for round in 0..rounds.count {
         let window = Window {
@@ -203,6 +266,11 @@ pub async fn measure(
             result.sqlite[c].merge(sqlite.verify(n, window, true).await);
             for (i, site) in sites.iter().enumerate() {
                 result.sizes[i].2[c].merge(site.callers.verify(n, window, true).await);
+            }
+            if c == 0 {
+                if let Some(first) = sites.first() {
+                    result.bare.merge(first.bare_lookup(window).await);
+                }
             }
         }
     }
@@ -229,13 +297,14 @@ impl FleetResult {
                 .flat_map(|(_, _, s)| s.iter().map(|s| s.errors))
                 .sum::<u64>()
             + self.revocation.errors
+            + self.bare.errors
     }
 
     pub fn first_errors(&self) -> Vec<String> {
         self.sqlite
             .iter()
             .chain(self.sizes.iter().flat_map(|(_, _, s)| s.iter()))
-            .chain(std::iter::once(&self.revocation))
+            .chain([&self.revocation, &self.bare])
             .filter_map(|s| s.first_error.clone())
             .collect()
     }
@@ -254,6 +323,19 @@ impl FleetResult {
                     self.sqlite[c1].p50_us()
                 ),
                 Some(r <= 2.0),
+            ));
+            // The part of that the daemon adds: what a fleet Verify costs
+            // beyond a SQLite one, next to the database's own answer to the
+            // same query (one loopback round trip and the lookup).
+            let added = small[c1].p50_us() - self.sqlite[c1].p50_us();
+            let bare = self.bare.p50_us();
+            let r = ratio(added, bare);
+            t.push((
+                "fleet: a Verify's cost beyond SQLite's within 1.5x of a bare lookup (p50, 1 caller)",
+                format!(
+                    "{added:.0} us more than SQLite's vs {bare:.0} us for the daemon's query alone: {r:.2}x"
+                ),
+                Some(r <= 1.5),
             ));
             let per_s = small[c64].per_second();
             t.push((
@@ -305,6 +387,7 @@ impl FleetResult {
                 "verify": s.iter().map(Sample::to_json).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "revocation_visible_on_other_host": self.revocation.to_json(),
+            "bare_lookup": self.bare.to_json(),
         })
     }
 
@@ -341,6 +424,13 @@ impl FleetResult {
         for (keys, _, samples) in &self.sizes {
             row(&mut s, &format!("PostgreSQL, {keys} keys"), samples);
         }
+        let _ = writeln!(
+            s,
+            "   bare lookup (the daemon's query as host-b's role, {} keys): p50 {:.0} us, p99 {:.0} us",
+            self.sizes.first().map_or(0, |s| s.0),
+            self.bare.p50_us(),
+            self.bare.p99_us()
+        );
         let _ = writeln!(
             s,
             "   revocation on host-a refused on host-b after: p50 {:.2} ms, p99 {:.2} ms ({} trials)",

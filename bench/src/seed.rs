@@ -47,6 +47,7 @@ fn filler(n: u64, now: i64) -> KeyRecord {
         name: "bench filler".into(),
         services: Vec::new(),
         hosts: vec![],
+        sources: vec![],
         made_on: String::new(),
         created: now,
         expires: None,

@@ -47,8 +47,8 @@ Errors are one line on standard error, starting with \"apikey: \".";
 // "Usage: ".
 const USAGE_GENERATE: &str =
     "apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
-                       [--hosts LIST] [--user USER] [--netrc HOST [--netrc-login apikey]]
-                       [--json]";
+                       [--hosts LIST] [--from CIDR,...] [--user USER]
+                       [--netrc HOST [--netrc-login apikey]] [--json]";
 const USAGE_SESSION: &str = "apikey session [--name TEXT] [--json]";
 const USAGE_LIST: &str =
     "apikey list [--all | --user USER] [--sessions] [--expired] [--revoked] [--json]";
@@ -64,8 +64,8 @@ const USAGE_STATUS: &str = "apikey status [--json]";
 const USAGE_VERIFY: &str = "apikey verify [--user USER] [--service NAME] < KEYFILE";
 const USAGE: &str = "apikey COMMAND [OPTIONS]
        apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
-                       [--hosts LIST] [--user USER] [--netrc HOST [--netrc-login apikey]]
-                       [--json]
+                       [--hosts LIST] [--from CIDR,...] [--user USER]
+                       [--netrc HOST [--netrc-login apikey]] [--json]
        apikey session [--name TEXT] [--json]
        apikey list [--all | --user USER] [--sessions] [--json]
        apikey revoke ID... | --all [--user USER | --site [--yes]] | --token [--json] < KEYFILE
@@ -157,6 +157,14 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_hosts)]
     pub hosts: Option<HostList>,
 
+    /// Only logins from these networks may use the key: comma-separated
+    /// IPv4 or IPv6 addresses or networks in CIDR notation (e.g.
+    /// '10.1.0.0/16,2001:db8::/32'). A login whose remote host is a name
+    /// (sshd with UseDNS yes) or empty (a local login) never matches
+    /// [default: from anywhere]
+    #[arg(long, value_name = "CIDR,...", value_parser = parse_sources)]
+    pub from: Option<SourceList>,
+
     /// Make the key for another account (administrators; still from a
     /// login session, sudo in your ssh login will do)
     #[arg(long, value_name = "USER", conflicts_with = "netrc")]
@@ -194,6 +202,18 @@ pub enum NetrcLogin {
 /// Host patterns given with `--hosts`, already split and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostList(pub Vec<String>);
+
+/// Networks given with `--from`, canonical and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceList(pub Vec<String>);
+
+/// Checks `--from` here (the daemon checks again), so that a typo is a
+/// usage error rather than a key no login can use.
+pub fn parse_sources(text: &str) -> Result<SourceList, String> {
+    apikey_proto::sources::parse_list(text)
+        .map(SourceList)
+        .map_err(|e| safe(&e, 200))
+}
 
 /// Service patterns given with `--services`, already split and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

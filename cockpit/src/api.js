@@ -1,7 +1,7 @@
 // org.apikey.Keys1 on the system bus, through Cockpit's bridge: the
 // daemon sees the web console user's own uid and login session, and makes
 // every permission decision itself.
-import { decodeKey, decodeSettings, decodeStatus } from "./model.js";
+import { decodeKey, decodeSettings, decodeStatus, withExtras } from "./model.js";
 
 const NAME = "org.apikey.Keys1";
 const PATH = "/org/apikey/Keys1";
@@ -22,9 +22,15 @@ export class KeysApi {
 
     /// `services`: patterns within the site's key_services; none means
     /// every service the site allows.
-    async generate(name, expires, services = []) {
-        const [token, key] = await this.call("Generate", [name, expires, services, ""]);
-        return { token, key: decodeKey(key) };
+    /// `from`: networks logins with the key may come from; none: anywhere.
+    async generate(name, expires, services = [], from = []) {
+        if (from.length === 0) {
+            const [token, key] = await this.call("Generate", [name, expires, services, ""]);
+            return { token, key: decodeKey(key) };
+        }
+        const options = { from: { t: "as", v: from } };
+        const [token, key, extras] = await this.call("GenerateWith", [name, expires, services, "", options]);
+        return { token, key: withExtras(decodeKey(key), extras) };
     }
 
     /// The site's key_services: what a key's scope may be narrowed to.
@@ -44,8 +50,8 @@ export class KeysApi {
         const keys = [];
         let after = "";
         do {
-            const [page, next] = await this.call("ListPage", ["", all, false, [], after, 1000]);
-            keys.push(...page.map(decodeKey));
+            const [page, next] = await this.call("ListPageWith", ["", all, false, [], after, 1000]);
+            keys.push(...page.map(([key, extras]) => withExtras(decodeKey(key), extras)));
             after = next;
         } while (after !== "");
         return keys;

@@ -6,7 +6,8 @@
 import { KeysApi } from "./api.js";
 import {
     EXPIRY_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel, filterKeys,
-    formatDuration, formatLastUsed, formatServices, formatTime, generateBlocker, keyCount, netrcLine,
+    formatDuration, formatLastUsed, formatScope, formatTime, generateBlocker, keyCount, netrcLine,
+    parseNetworks,
 } from "./model.js";
 
 const $ = id => document.getElementById(id);
@@ -165,7 +166,9 @@ function chosenServices() {
 async function generate(event) {
     event.preventDefault();
     const services = chosenServices();
-    await makeKey(name => state.api.generate(name, $("key-expires").value, services), "API key", true);
+    const from = parseNetworks($("key-from").value);
+    await makeKey(name => state.api.generate(name, $("key-expires").value, services, from), "API key", true);
+    $("key-from").value = "";
     for (const input of $("key-services").querySelectorAll("input"))
         input.checked = false;
 }
@@ -196,7 +199,7 @@ function ownKeyRow(key) {
     tr.dataset.id = key.id;
     tr.append(cell(key.name || "(no name)", "Name"),
               cell(key.id, "ID"),
-              cell(formatServices(key.services), "Services"),
+              cell(formatScope(key), "Services"),
               cell(formatTime(key.created), "Created"),
               cell(formatTime(key.expires), "Expires"),
               cell(formatLastUsed(key), "Last used"));
@@ -330,7 +333,7 @@ function allKeyRow(key) {
               cell(key.user, "User"),
               cell(key.name || "(no name)", "Name"),
               cell(key.id, "ID"),
-              cell(formatServices(key.services), "Services"),
+              cell(formatScope(key), "Services"),
               cell(formatTime(key.created), "Created"),
               cell(formatTime(key.expires), "Expires"),
               cell(formatLastUsed(key), "Last used"));

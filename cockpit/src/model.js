@@ -111,6 +111,25 @@ export function formatServices(services) {
     return services.length ? services.join(", ") : "All allowed";
 }
 
+/// A key's services, and the networks it may be used from if limited.
+export function formatScope(key) {
+    const services = formatServices(key.services);
+    return key.from?.length ? `${services}, from ${key.from.join(", ")} only` : services;
+}
+
+/// What the "Only from" field holds: networks separated by commas or
+/// blanks (the daemon checks each, and says which it cannot read).
+export function parseNetworks(text) {
+    return text.split(/[\s,]+/).filter(Boolean);
+}
+
+/// ListPageWith's extras dictionary (a{sv}, as Cockpit hands variants:
+/// { t, v }), onto a decoded key.
+export function withExtras(key, extras) {
+    const from = extras?.from;
+    return { ...key, from: from?.t === "as" ? from.v : [] };
+}
+
 /// The line a user pastes into ~/.netrc. A host name never holds
 /// whitespace; a user name could, and .netrc cannot quote it.
 export function netrcLine(host, user, token) {

@@ -118,6 +118,7 @@ fn a_key_limited_to_hosts_is_logged_with_them() {
     w.allow_users();
     let hosts = apikey_proto::GenerateOptions {
         hosts: vec!["web-*".into(), "db-1".into()],
+        from: vec!["10.1.0.0/16".into()],
     };
     let (_, info, extra) = w
         .svc
@@ -130,12 +131,15 @@ fn a_key_limited_to_hosts_is_logged_with_them() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].contains(&format!(
-            r#"hosts="web-*,db-1" user="alice" key="{}""#,
+            r#"hosts="web-*,db-1" from="10.1.0.0/16" user="alice" key="{}""#,
             info.id
         )),
         "{lines:?}"
     );
-    assert!(!lines[1].contains("hosts="), "{lines:?}");
+    assert!(
+        !lines[1].contains("hosts=") && !lines[1].contains("from="),
+        "{lines:?}"
+    );
 }
 
 /// A user field that looks like a key never reaches the log (S11).

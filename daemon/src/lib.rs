@@ -34,3 +34,5 @@ mod fleet_service_tests;
 mod service_tests;
 #[cfg(test)]
 mod session_key_tests;
+#[cfg(test)]
+mod source_limit_tests;

@@ -409,6 +409,14 @@ pub const MAX_KEY_HOSTS: usize = 64;
 /// The hosts a new key asks to be limited to (`--hosts`), checked: only
 /// in fleet mode (a single host's keys work there alone), each a host name
 /// or a glob of one.
+/// The networks of a new key (`--from`), in the form they are stored.
+pub fn key_sources(networks: &[String]) -> Result<Vec<String>, KeysError> {
+    if networks.is_empty() {
+        return Ok(vec![]);
+    }
+    apikey_proto::sources::canonical_list(networks).map_err(KeysError::InvalidArgument)
+}
+
 pub fn key_hosts(patterns: &[String], fleet: bool) -> Result<Vec<String>, KeysError> {
     if patterns.is_empty() {
         return Ok(vec![]);
@@ -501,6 +509,7 @@ mod tests {
             name: String::new(),
             services: vec![],
             hosts: vec![],
+            sources: vec![],
             made_on: String::new(),
             created: 1_000_000,
             expires: None,

@@ -6,7 +6,8 @@
 //! Entries (absent when empty):
 //! - `made_on` (s): fleet mode, the host the key was made on;
 //! - `hosts` (as): fleet mode, the host names or globs the key works on;
-//! - `last_host` (s): fleet mode, the host of the last use.
+//! - `last_host` (s): fleet mode, the host of the last use;
+//! - `from` (as): the networks logins with the key may come from.
 
 use std::collections::HashMap;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
@@ -19,6 +20,7 @@ pub struct KeyExtra {
     pub made_on: String,
     pub hosts: Vec<String>,
     pub last_host: String,
+    pub from: Vec<String>,
 }
 
 fn owned(v: Value<'_>) -> OwnedValue {
@@ -41,6 +43,9 @@ impl KeyExtra {
                 owned(Value::from(self.last_host.as_str())),
             );
         }
+        if !self.from.is_empty() {
+            d.insert("from".into(), owned(Value::from(self.from.clone())));
+        }
         d
     }
 
@@ -51,13 +56,16 @@ impl KeyExtra {
                 .and_then(|v| String::try_from(v.clone()).ok())
                 .unwrap_or_default()
         };
+        let list = |k: &str| {
+            d.get(k)
+                .and_then(|v| Vec::<String>::try_from(v.clone()).ok())
+                .unwrap_or_default()
+        };
         KeyExtra {
             made_on: text("made_on"),
-            hosts: d
-                .get("hosts")
-                .and_then(|v| Vec::<String>::try_from(v.clone()).ok())
-                .unwrap_or_default(),
+            hosts: list("hosts"),
             last_host: text("last_host"),
+            from: list("from"),
         }
     }
 
@@ -74,14 +82,19 @@ impl KeyExtra {
         if !self.last_host.is_empty() {
             n += entry(self.last_host.len());
         }
+        if !self.from.is_empty() {
+            n += entry(self.from.iter().map(|h| h.len() + 8).sum());
+        }
         n
     }
 }
 
-/// Options of `GenerateWith` (`a{sv}`): `hosts` (as).
+/// Options of `GenerateWith` (`a{sv}`): `hosts` (as), `from` (as).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GenerateOptions {
     pub hosts: Vec<String>,
+    /// Networks in CIDR notation, canonical (see [`crate::sources`]).
+    pub from: Vec<String>,
 }
 
 impl GenerateOptions {
@@ -89,6 +102,9 @@ impl GenerateOptions {
         let mut d = ExtraDict::new();
         if !self.hosts.is_empty() {
             d.insert("hosts".into(), owned(Value::from(self.hosts.clone())));
+        }
+        if !self.from.is_empty() {
+            d.insert("from".into(), owned(Value::from(self.from.clone())));
         }
         d
     }
@@ -102,6 +118,10 @@ impl GenerateOptions {
                 "hosts" => {
                     opts.hosts = Vec::<String>::try_from(value.clone())
                         .map_err(|_| "option hosts must be an array of strings (as)".to_string())?
+                }
+                "from" => {
+                    opts.from = Vec::<String>::try_from(value.clone())
+                        .map_err(|_| "option from must be an array of strings (as)".to_string())?
                 }
                 other => {
                     return Err(format!(
@@ -125,9 +145,10 @@ mod tests {
             made_on: "adm-1".into(),
             hosts: vec!["web-*".into(), "db-1".into()],
             last_host: "web-3".into(),
+            from: vec!["10.1.0.0/16".into()],
         };
         let d = e.to_dict();
-        assert_eq!(d.len(), 3);
+        assert_eq!(d.len(), 4);
         assert_eq!(KeyExtra::from_dict(&d), e);
         assert!(KeyExtra::default().to_dict().is_empty());
         assert_eq!(KeyExtra::from_dict(&ExtraDict::new()), KeyExtra::default());
@@ -146,6 +167,7 @@ mod tests {
             made_on: "adm-1".into(),
             hosts: vec!["web-*".into(), "db-1".into()],
             last_host: "web-3".into(),
+            from: vec!["10.1.0.0/16".into(), "2001:db8::/32".into()],
         };
         let cases = [
             KeyExtra::default(),
@@ -159,6 +181,10 @@ mod tests {
             },
             KeyExtra {
                 last_host: "a-rather-longer-host-name.example.org".into(),
+                ..KeyExtra::default()
+            },
+            KeyExtra {
+                from: (0..32).map(|i| format!("2001:db8:{i}::/48")).collect(),
                 ..KeyExtra::default()
             },
             KeyExtra {
@@ -184,13 +210,19 @@ mod tests {
         assert_eq!(KeyExtra::from_dict(&d), KeyExtra::default());
         let o = GenerateOptions {
             hosts: vec!["web-*".into()],
+            from: vec!["10.0.0.0/8".into()],
         };
         assert_eq!(GenerateOptions::from_dict(&o.to_dict()), Ok(o));
         let mut unknown = ExtraDict::new();
-        unknown.insert("from".into(), owned(Value::from("10.0.0.0/8")));
+        unknown.insert("expires_at".into(), owned(Value::from("10.0.0.0/8")));
         assert!(GenerateOptions::from_dict(&unknown)
             .unwrap_err()
-            .contains("'from'"));
+            .contains("'expires_at'"));
+        let mut bad = ExtraDict::new();
+        bad.insert("from".into(), owned(Value::from("10.0.0.0/8")));
+        assert!(GenerateOptions::from_dict(&bad)
+            .unwrap_err()
+            .contains("from must be"));
         let mut bad = ExtraDict::new();
         bad.insert("hosts".into(), owned(Value::from("web-1")));
         assert!(GenerateOptions::from_dict(&bad)

@@ -10,6 +10,7 @@ pub mod login_auth;
 pub mod names;
 pub mod proxy;
 pub mod services;
+pub mod sources;
 pub mod text;
 pub mod timefmt;
 pub mod token;

@@ -41,11 +41,21 @@ fn key_only_stack(world: &World) -> PamServices {
 
 /// True when `key` logs `user` in through pam_apikey.
 fn logs_in(world: &World, services: &PamServices, user: &str, key: &str) -> bool {
+    logs_in_from(world, services, user, key, "")
+}
+
+/// [`logs_in`], the login coming from `rhost` (none if empty).
+fn logs_in_from(world: &World, services: &PamServices, user: &str, key: &str, rhost: &str) -> bool {
+    let rhost = format!("rhost={rhost}");
+    let mut args = vec![SERVICE, user, "authenticate", "acct_mgmt"];
+    if rhost != "rhost=" {
+        args.splice(0..0, ["-I", rhost.as_str()]);
+    }
     let out = world
         .as_root()
         .pam(services)
         .stdin(format!("{key}\n"))
-        .run("pamtester", &[SERVICE, user, "authenticate", "acct_mgmt"]);
+        .run("pamtester", &args);
     match out.code() {
         0 => true,
         1 => false,
@@ -177,6 +187,47 @@ fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
     assert_eq!(seen.str("alert"), "Revoked 1 key.");
     assert!(!logs_in(&world, &services, alice.name(), &second));
     assert!(world.keys_of(alice.name()).is_empty());
+}
+
+#[test]
+fn a_user_makes_a_key_usable_only_from_some_networks() {
+    require_cockpit!();
+    let (world, alice, ws) = alices_console(true);
+    let services = key_only_stack(&world);
+    let seen = browse(
+        &ws.page_url(),
+        "generate_from",
+        &["ci", "10.1.0.0/16, 192.0.2.7"],
+    );
+    let (key, id) = (seen.str("shown").to_string(), seen.str("id").to_string());
+    assert_eq!(
+        seen.str("services"),
+        "All allowed, from 10.1.0.0/16, 192.0.2.7/32 only"
+    );
+    assert_eq!(seen.str("field_after"), "");
+    assert!(logs_in_from(
+        &world,
+        &services,
+        alice.name(),
+        &key,
+        "10.1.200.3"
+    ));
+    assert!(logs_in_from(
+        &world,
+        &services,
+        alice.name(),
+        &key,
+        "192.0.2.7"
+    ));
+    assert!(!logs_in_from(
+        &world,
+        &services,
+        alice.name(),
+        &key,
+        "192.0.2.8"
+    ));
+    assert!(!logs_in(&world, &services, alice.name(), &key));
+    assert!(world.keys_of(alice.name()).iter().any(|k| k.id == id));
 }
 
 #[test]

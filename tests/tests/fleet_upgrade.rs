@@ -1,7 +1,8 @@
 //! A rolling upgrade of a fleet: two releases side by side on one
 //! database. The earlier release is this build acting as one that knew
 //! the fleet schema up to version 1 only (APIKEYD_TEST_SCHEMA_KNOWN, read
-//! by debug builds alone); the later one knows version 2, which only adds.
+//! by debug builds alone); the later one knows versions 2 and 3, which keep
+//! the earlier release working.
 
 mod pam_common;
 
@@ -9,8 +10,8 @@ use apikey_tests::fleet::{
     fleet_cluster_at, migrator_conninfo, release_knowing, run_as_migrator, Fleet, SUPERUSER,
 };
 use apikey_tests::prelude::*;
-use pam_common::login;
 use pam_common::pamtester::*;
+use pam_common::{login, login_from};
 
 #[test]
 fn two_releases_share_one_database_through_a_rolling_upgrade() {
@@ -43,8 +44,8 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
         &["--upgrade-fleet-schema"],
     )
     .unwrap();
-    assert_eq!(said, "the fleet schema is at version 2");
-    assert_eq!(schema(&fleet.cluster), "2/1");
+    assert_eq!(said, "the fleet schema is at version 3");
+    assert_eq!(schema(&fleet.cluster), "3/1");
     login(&fleet.b, &alice, &before).ok();
 
     // Then host-a moves to the later release; host-b stays behind.
@@ -58,6 +59,12 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
     let (third, third_id) = fleet.a.new_key(&alice, &[]);
     fleet.a.as_root().apikey(&["revoke", &third_id]).ok();
     login(&fleet.b, &alice, &third).refused();
+    // A key limited to networks, which the earlier release would not
+    // check, is not even seen there; the later release checks it.
+    let (limited, _) = fleet.a.new_key(&alice, &["--from", "10.1.0.0/16"]);
+    login_from(&fleet.a, &alice, &limited, "10.1.2.3").ok();
+    login_from(&fleet.a, &alice, &limited, "192.0.2.1").refused();
+    login_from(&fleet.b, &alice, &limited, "10.1.2.3").refused();
 
     // A release that knows less than the schema needs is refused by it:
     // what the later schema would say to an older daemon after a migration
@@ -74,7 +81,7 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
     login(&fleet.b, &alice, &before).fails_with(AUTHINFO_UNAVAIL);
     let log = fleet.b.daemon().stderr_text();
     assert!(
-        log.contains("the fleet schema is at version 2, which needs an apikeyd that knows version 2 or later; this one knows up to 1: upgrade it"),
+        log.contains("the fleet schema is at version 3, which needs an apikeyd that knows version 2 or later; this one knows up to 1: upgrade it"),
         "{log}"
     );
 }

@@ -33,15 +33,16 @@ pub async fn run(args: GenerateArgs) -> Result<(), CliError> {
     );
     // GenerateWith only when an option needs it: plain keys are made the
     // same way with daemons that predate it.
-    let (raw, info, extra) = match &args.hosts {
-        None => {
+    let options = GenerateOptions {
+        hosts: args.hosts.map(|h| h.0).unwrap_or_default(),
+        from: args.from.map(|f| f.0).unwrap_or_default(),
+    };
+    let (raw, info, extra) = match options == GenerateOptions::default() {
+        true => {
             let (raw, info) = proxy.generate(name, expires, &services, user).await?;
             (raw, info, KeyExtra::default())
         }
-        Some(hosts) => {
-            let options = GenerateOptions {
-                hosts: hosts.0.clone(),
-            };
+        false => {
             let (raw, info, extra) = proxy
                 .generate_with(name, expires, &services, user, options.to_dict())
                 .await?;

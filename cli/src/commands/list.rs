@@ -27,8 +27,10 @@ pub async fn run(args: ListArgs) -> Result<(), CliError> {
     let now = now();
     let mut after = String::new();
     let mut widths: Option<Vec<usize>> = None;
-    // Decided by the first page: a fleet's keys have their hosts.
+    // Decided by the first page: a fleet's keys have their hosts, and a
+    // FROM column appears when a key is limited to networks.
     let mut fleet: Option<bool> = None;
+    let mut from: Option<bool> = None;
     let mut listed = 0usize;
     if args.json {
         print("[")?;
@@ -51,9 +53,11 @@ pub async fn run(args: ListArgs) -> Result<(), CliError> {
             let with_header = widths.is_none();
             let fleet =
                 *fleet.get_or_insert_with(|| keys.iter().any(|(_, e)| !e.made_on.is_empty()));
+            let from = *from.get_or_insert_with(|| keys.iter().any(|(_, e)| !e.from.is_empty()));
             let columns = Columns {
                 kind: args.sessions,
                 fleet,
+                from,
             };
             let rows = rows(&keys, now, columns, with_header);
             print(&render(&rows, &mut widths))?;
@@ -106,12 +110,14 @@ async fn page(
     }
 }
 
-/// The optional columns: the kind (with session keys), and in a fleet the
-/// host a key was made on and the hosts it works on.
+/// The optional columns: the kind (with session keys), in a fleet the
+/// host a key was made on and the hosts it works on, and the networks keys
+/// are limited to.
 #[derive(Clone, Copy)]
 struct Columns {
     kind: bool,
     fleet: bool,
+    from: bool,
 }
 
 /// The aligned table. Every cell is escaped and capped first (S11), and
@@ -126,6 +132,7 @@ fn table(keys: &[KeyInfo], now: i64, with_kind: bool) -> String {
     let columns = Columns {
         kind: with_kind,
         fleet: false,
+        from: false,
     };
     render(&rows(&keys, now, columns, true), &mut None)
 }
@@ -143,6 +150,9 @@ fn rows(
     header.push("SERVICES");
     if columns.fleet {
         header.extend(["HOSTS", "MADE ON"]);
+    }
+    if columns.from {
+        header.push("FROM");
     }
     header.extend(["CREATED", "EXPIRES", "LAST USED"]);
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(keys.len() + 1);
@@ -168,6 +178,12 @@ fn rows(
             row.push(match e.made_on.is_empty() {
                 true => "-".to_string(),
                 false => safe(&e.made_on, FIELD),
+            });
+        }
+        if columns.from {
+            row.push(match e.from.is_empty() {
+                true => "anywhere".to_string(),
+                false => safe(&e.from.join(","), FIELD * 4),
             });
         }
         row.push(relative(now, k.created));
@@ -321,8 +337,7 @@ Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes a
                 a,
                 KeyExtra {
                     made_on: "adm-1".into(),
-                    hosts: vec![],
-                    last_host: String::new(),
+                    ..KeyExtra::default()
                 },
             ),
             (
@@ -331,18 +346,32 @@ Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes a
                     made_on: "adm-2".into(),
                     hosts: vec!["web-*".into(), "db-1".into()],
                     last_host: "web-3".into(),
+                    from: vec!["10.1.0.0/16".into(), "2001:db8::/32".into()],
                 },
             ),
         ];
         let columns = Columns {
             kind: false,
             fleet: true,
+            from: false,
         };
         let text = render(&rows(&keys, NOW, columns, true), &mut None);
         let expected = "\
 ID            USER   NAME    SERVICES     HOSTS       MADE ON  CREATED        EXPIRES     LAST USED
 3fZk9QpLm2Xa  alice  backup  sshd,nginx*  *           adm-1    3 minutes ago  in 30 days  never
 Zz00Zz00Zz00  alice  backup  sshd,nginx*  web-*,db-1  adm-2    3 minutes ago  in 30 days  3 minutes ago on web-3 (sshd)
+";
+        assert_eq!(text, expected);
+        let columns = Columns {
+            kind: false,
+            fleet: false,
+            from: true,
+        };
+        let text = render(&rows(&keys, NOW, columns, true), &mut None);
+        let expected = "\
+ID            USER   NAME    SERVICES     FROM                       CREATED        EXPIRES     LAST USED
+3fZk9QpLm2Xa  alice  backup  sshd,nginx*  anywhere                   3 minutes ago  in 30 days  never
+Zz00Zz00Zz00  alice  backup  sshd,nginx*  10.1.0.0/16,2001:db8::/32  3 minutes ago  in 30 days  3 minutes ago on web-3 (sshd)
 ";
         assert_eq!(text, expected);
     }

@@ -86,6 +86,9 @@ pub(crate) struct KeyJson<'a> {
     pub hosts: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_host: Option<&'a str>,
+    /// The networks logins with the key may come from; absent: anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'a [String]>,
 }
 
 impl<'a> KeyJson<'a> {
@@ -96,6 +99,7 @@ impl<'a> KeyJson<'a> {
             made_on: non_empty(&e.made_on),
             hosts: (!e.made_on.is_empty()).then_some(e.hosts.as_slice()),
             last_host: non_empty(&e.last_host),
+            from: (!e.from.is_empty()).then_some(e.from.as_slice()),
             ..KeyJson::new(k)
         }
     }
@@ -119,6 +123,7 @@ impl<'a> KeyJson<'a> {
             made_on: None,
             hosts: None,
             last_host: None,
+            from: None,
         }
     }
 }
@@ -233,8 +238,20 @@ pub(crate) fn new_key_note(info: &KeyInfo, extra: &KeyExtra) -> String {
                 .join(",")
         ),
     };
+    let from = match extra.from.is_empty() {
+        true => String::new(),
+        false => format!(
+            " is usable only from {} and",
+            extra
+                .from
+                .iter()
+                .map(|n| safe(n, FIELD))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
     format!(
-        "key {} for {}{hosts} expires {}; it will not be shown again.",
+        "key {} for {}{hosts}{from} expires {}; it will not be shown again.",
         safe(&info.id, FIELD),
         safe(&info.user, FIELD),
         expiry_text(info.expires)
@@ -295,8 +312,7 @@ pub(crate) mod tests {
         let k = sample_key();
         let mut e = KeyExtra {
             made_on: "adm-1".into(),
-            hosts: vec![],
-            last_host: String::new(),
+            ..KeyExtra::default()
         };
         let v: serde_json::Value =
             serde_json::from_str(&key_object("\"token\":null", &k, &e).unwrap()).unwrap();
@@ -313,6 +329,16 @@ pub(crate) mod tests {
             new_key_note(&k, &e),
             "key 3fZk9QpLm2Xa for alice works on hosts web-*,db\\x1b1 and expires \
              2023-12-14T22:13:20Z; it will not be shown again."
+        );
+        assert!(v.get("from").is_none());
+        e.from = vec!["10.1.0.0/16".into()];
+        let v: serde_json::Value =
+            serde_json::from_str(&key_object("\"token\":null", &k, &e).unwrap()).unwrap();
+        assert_eq!(v["from"], serde_json::json!(["10.1.0.0/16"]));
+        assert_eq!(
+            new_key_note(&k, &e),
+            "key 3fZk9QpLm2Xa for alice works on hosts web-*,db\\x1b1 and is usable only from \
+             10.1.0.0/16 and expires 2023-12-14T22:13:20Z; it will not be shown again."
         );
     }
 

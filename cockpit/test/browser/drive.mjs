@@ -101,6 +101,27 @@ const scenarios = {
         };
     },
 
+    // A key usable only from some networks. args: its name, the networks
+    // as typed in the field.
+    async generate_from(page) {
+        const [name, networks] = args;
+        await ready(page);
+        await page.fill("#key-name", name);
+        await page.fill("#key-from", networks);
+        await page.click("#generate");
+        await page.locator("#new-key").waitFor({ timeout: STEP_TIMEOUT_MS });
+        const id = await page.locator("#new-key-id").innerText();
+        const row = page.locator(`#own-keys tr[data-id="${id}"]`);
+        await row.waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-key-from-networks");
+        return {
+            id,
+            shown: await page.inputValue("#new-key-value"),
+            services: await row.locator("td[data-label=Services]").innerText(),
+            field_after: await page.inputValue("#key-from"),
+        };
+    },
+
     // A session key: it lives as long as this web console session.
     async session(page) {
         await ready(page);

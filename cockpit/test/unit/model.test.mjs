@@ -3,7 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
     decodeKey, decodeStatus, deleteQuestion, errorMessage, expiryChoices, filterKeys,
-    formatDuration, formatLastUsed, formatServices, formatTime, generateBlocker, netrcLine, SERVICE_DOWN, zoneName,
+    formatDuration, formatLastUsed, formatScope, formatServices, formatTime, generateBlocker, netrcLine,
+    parseNetworks, SERVICE_DOWN, withExtras, zoneName,
 } from "../../src/model.js";
 import { readFileSync } from "node:fs";
 
@@ -106,4 +107,16 @@ test("the page builds its DOM from text only", () => {
 test("the menu entry is called API keys", () => {
     const manifest = JSON.parse(readFileSync(new URL("../../src/manifest.json", import.meta.url), "utf8"));
     assert.equal(manifest.menu.index.label, "API keys");
+});
+
+test("a key limited to networks says so beside its services", () => {
+    const k = withExtras({ services: ["sshd*"] }, { from: { t: "as", v: ["10.1.0.0/16", "2001:db8::/32"] } });
+    assert.deepEqual(k.from, ["10.1.0.0/16", "2001:db8::/32"]);
+    assert.equal(formatScope(k), "sshd*, from 10.1.0.0/16, 2001:db8::/32 only");
+    assert.equal(formatScope(withExtras({ services: [] }, {})), "All allowed");
+    // An entry of another type is taken as absent.
+    assert.deepEqual(withExtras({ services: [] }, { from: { t: "s", v: "10.0.0.0/8" } }).from, []);
+    assert.deepEqual(parseNetworks(" 10.1.0.0/16,2001:db8::/32  192.0.2.7 ,"),
+                     ["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]);
+    assert.deepEqual(parseNetworks("  "), []);
 });

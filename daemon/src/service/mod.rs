@@ -155,6 +155,9 @@ impl KeyService {
         if !options.hosts.is_empty() {
             line = line.field("hosts", &options.hosts.join(","));
         }
+        if !options.from.is_empty() {
+            line = line.field("from", &options.from.join(","));
+        }
         line = match &outcome {
             Ok((_, info, _)) => line
                 .field("user", &info.user)
@@ -181,6 +184,7 @@ impl KeyService {
     ) -> Result<(Token, KeyInfo, KeyExtra)> {
         check_name(name)?;
         let hosts = policy::key_hosts(&options.hosts, self.cfg.fleet.is_some())?;
+        let sources = policy::key_sources(&options.from)?;
         let requested = parse_expiry(expires)?;
         let policy = self.policy()?;
         let admin = self.is_admin(c);
@@ -205,6 +209,7 @@ impl KeyService {
         let (token, mut record) =
             self.new_record(c, proc_id.loginuid, &owner, name, scope, now, key_expires)?;
         record.hosts = hosts;
+        record.sources = sources;
         self.store
             .insert(&record, self.cfg.max_keys_per_user, now)
             .map_err(store_error)?;
@@ -238,6 +243,7 @@ impl KeyService {
             name: name.to_string(),
             services,
             hosts: vec![],
+            sources: vec![],
             made_on: String::new(),
             created: now,
             expires,
@@ -912,7 +918,7 @@ impl KeyService {
             }
         };
         self.note_store_ok();
-        if let Err(r) = self.accept_key(mode, &key, user, service, now)? {
+        if let Err(r) = self.accept_key(mode, &key, user, service, rhost, now)? {
             return Ok(Err((r, Some(key.id.clone()))));
         }
         self.usage.record(KeyUse {
@@ -927,12 +933,15 @@ impl KeyService {
 
     /// Everything a stored key must pass to log `user` in to `service`:
     /// its own state and scope, then its owner's account.
+    // The login's facts, one each, as Verify and CheckKey have them.
+    #[allow(clippy::too_many_arguments)]
     fn accept_key(
         &self,
         mode: Mode,
         key: &KeyRecord,
         user: &str,
         service: &str,
+        rhost: &str,
         now: i64,
     ) -> Inline<std::result::Result<(), &'static str>> {
         let policy = match mode {
@@ -952,6 +961,9 @@ impl KeyService {
         }
         if !policy::host_in_scope(&key.hosts, self.host_name()) {
             return Ok(Err("host-not-allowed"));
+        }
+        if !apikey_proto::sources::allows(&key.sources, rhost) {
+            return Ok(Err("source-not-allowed"));
         }
         if key.kind == KeyKind::Session {
             // Its session's state may take a scan of /proc and a revocation.
@@ -1016,7 +1028,7 @@ impl KeyService {
         let outcome = match self.key_by_id(id) {
             Err(e) => return Ok(Err(e)),
             Ok(None) => Err("unknown-key"),
-            Ok(Some(key)) => self.accept_key(mode, &key, user, service, now)?,
+            Ok(Some(key)) => self.accept_key(mode, &key, user, service, rhost, now)?,
         };
         let line = Line::new("account-check")
             .num("caller_uid", c.uid)
@@ -1310,6 +1322,7 @@ impl KeyService {
             made_on: k.made_on.clone(),
             hosts: k.hosts.clone(),
             last_host: last.as_ref().map(|u| u.host.clone()).unwrap_or_default(),
+            from: k.sources.clone(),
         };
         (self.info_with(k, policy, last), extra)
     }
@@ -1694,6 +1707,7 @@ mod page_tests {
             made_on: "adm-1".into(),
             hosts: (0..64).map(|i| format!("web-{i}.example.org")).collect(),
             last_host: "web-3".into(),
+            from: (0..32).map(|i| format!("2001:db8:{i}::/48")).collect(),
         };
         let size = encoded_size_with(&(info.clone(), big.clone()));
         assert_eq!(size, encoded_size(&info) + big.encoded_size());

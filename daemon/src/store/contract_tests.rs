@@ -21,6 +21,7 @@ pub fn key(id: &str, owner: u32, created: i64) -> KeyRecord {
         name: "ci".into(),
         services: vec!["sshd*".into()],
         hosts: vec![],
+        sources: vec![],
         made_on: String::new(),
         created,
         expires: None,
@@ -52,6 +53,15 @@ fn insert_then_find_by_hash_and_id(s: &dyn Store, stored: AsStored<'_>) {
     s.insert(&k, 5, 10).unwrap();
     assert_eq!(s.by_hash(&k.hash).unwrap(), Some(stored(k.clone())));
     assert_eq!(s.by_id("aaaaaaaaaaaa").unwrap(), Some(stored(k)));
+    // The networks a key may be used from come back as they went in.
+    let mut limited = key("limited00001", 1000, 10);
+    limited.sources = vec!["10.1.0.0/16".into(), "2001:db8::/32".into()];
+    s.insert(&limited, 5, 10).unwrap();
+    assert_eq!(
+        s.by_hash(&limited.hash).unwrap(),
+        Some(stored(limited.clone()))
+    );
+    assert_eq!(s.by_id(&limited.id).unwrap(), Some(stored(limited)));
     assert_eq!(s.by_id("bbbbbbbbbbbb").unwrap(), None);
     assert_eq!(s.by_hash(&[7; 32]).unwrap(), None);
 }

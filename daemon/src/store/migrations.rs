@@ -75,4 +75,10 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX keys_owner_all ON keys(owner_uid);
     "#,
+    // 6: the networks logins with a key may come from (`--from`), as
+    // canonical CIDR texts joined by commas; empty: anywhere. A daemon
+    // that predates this refuses the store (it would not check them).
+    r#"
+    ALTER TABLE keys ADD COLUMN sources TEXT NOT NULL DEFAULT '';
+    "#,
 ];

@@ -55,6 +55,9 @@ pub struct KeyRecord {
     /// Fleet mode: the host names or globs the key works on; empty means
     /// every host.
     pub hosts: Vec<String>,
+    /// The networks (canonical CIDR) logins with the key may come from;
+    /// empty means anywhere (see `apikey_proto::sources`).
+    pub sources: Vec<String>,
     /// Fleet mode: the host the key was made on; empty on a single host.
     pub made_on: String,
     pub created: i64,

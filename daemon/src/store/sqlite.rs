@@ -117,7 +117,7 @@ impl std::error::Error for OpenError {}
 const KEY_COLUMNS: &str = "id, hash, kind, owner_uid, owner_name, created_by_uid, \
     created_by_loginuid, name, services, created, expires, last_used, last_service, \
     last_rhost, revoked, revoked_by_uid, revoke_reason, session_boot_id, session_audit, \
-    session_loginuid, session_handle";
+    session_loginuid, session_handle, sources";
 
 const SESSION_COLUMNS: &str = "handle, boot_id, audit_session, loginuid, caller_pid, uid, \
     user, service, rhost, tty, key_id, opened, closed, close_reason, auth";
@@ -926,7 +926,7 @@ fn insert_sql() -> String {
     format!(
         "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-         ?18, ?19, ?20, ?21)"
+         ?18, ?19, ?20, ?21, ?22)"
     )
 }
 
@@ -968,6 +968,7 @@ fn execute_insert(s: &mut rusqlite::CachedStatement<'_>, key: &KeyRecord) -> rus
         b.map(|b| b.audit_session),
         b.map(|b| b.loginuid),
         b.and_then(|b| b.handle.as_deref()),
+        key.sources.join(","),
     ])
     .map(|_| ())
 }
@@ -1021,6 +1022,12 @@ fn key_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<KeyRecord> {
             .map(String::from)
             .collect(),
         hosts: vec![],
+        sources: row
+            .get::<_, String>(base + 21)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         made_on: String::new(),
         created: row.get(base + 9)?,
         expires: row.get(base + 10)?,

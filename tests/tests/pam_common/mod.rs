@@ -69,6 +69,18 @@ pub fn login(world: &World, user: &TestUser, password: &str) -> pamtester::Run {
     pamtester::Pamtester::new(&services, world.dir()).login(pamtester::SSHD, user.name(), password)
 }
 
+/// [`login`] from `rhost`, as a network service would report it.
+pub fn login_from(world: &World, user: &TestUser, password: &str, rhost: &str) -> pamtester::Run {
+    let services = PamServices::new();
+    services.add(
+        pamtester::SSHD,
+        &key_or_password_stack(&apikey_tests::pam::module(world.daemon(), "")),
+    );
+    pamtester::Pamtester::new(&services, world.dir())
+        .rhost(rhost)
+        .login(pamtester::SSHD, user.name(), password)
+}
+
 /// One of the tests' own programs (`src/bin/akt-*.rs`), which Cargo builds
 /// with the test binaries into the directory above their `deps/`; copied
 /// where test users can run it when that directory is private.

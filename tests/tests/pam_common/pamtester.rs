@@ -37,6 +37,8 @@ pub struct Pamtester<'a> {
     services: &'a PamServices,
     scratch: PathBuf,
     env: Vec<(String, String)>,
+    /// PAM_RHOST, as a network service sets it (`-I rhost=`).
+    rhost: Option<String>,
 }
 
 #[derive(Debug)]
@@ -135,7 +137,14 @@ impl<'a> Pamtester<'a> {
             services,
             scratch: scratch.to_path_buf(),
             env: Vec::new(),
+            rhost: None,
         }
+    }
+
+    /// The login comes from `rhost`, as sshd or vsftpd would say.
+    pub fn rhost(mut self, rhost: &str) -> Self {
+        self.rhost = Some(rhost.into());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -177,9 +186,11 @@ impl<'a> Pamtester<'a> {
             "--".into(),
             apikey_tests::skip::program("pamtester").into(),
             "-v".into(),
-            service.into(),
-            OsStr::from_bytes(user).into(),
         ];
+        if let Some(rhost) = &self.rhost {
+            argv.extend(["-I".into(), format!("rhost={rhost}").into()]);
+        }
+        argv.extend([service.into(), OsStr::from_bytes(user).into()]);
         argv.extend(ops.iter().map(OsString::from));
         let what = format!(
             "pamtester {service} {:?} {} ({} bytes on stdin)",

@@ -93,10 +93,10 @@ impl PgKeys {
                         .execute(
                             "INSERT INTO apikey.keys (id, hash, owner, created_by, made_on, name, \
                              services, hosts, created, expires, revoked, revoked_by, revoked_on, \
-                             revoke_reason, created_by_login) VALUES ($1, $2, $3, $4, $5, $6, \
-                             $7, '{}', $8, $9, $10, $11, \
-                             CASE WHEN $10::bigint IS NULL THEN NULL ELSE $5 END, $12, $13) \
-                             ON CONFLICT DO NOTHING",
+                             revoke_reason, created_by_login, sources) VALUES ($1, $2, $3, $4, \
+                             $5, $6, $7, '{}', $8, $9, $10, $11, \
+                             CASE WHEN $10::bigint IS NULL THEN NULL ELSE $5 END, $12, $13, \
+                             $14) ON CONFLICT DO NOTHING",
                             &[
                                 &k.id,
                                 &&k.hash[..],
@@ -111,6 +111,7 @@ impl PgKeys {
                                 revoked_by,
                                 &r.map(|r| r.reason.as_str()),
                                 login,
+                                &k.sources,
                             ],
                         )
                         .await

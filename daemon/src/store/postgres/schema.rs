@@ -28,6 +28,13 @@ pub const MIGRATIONS: &[Migration] = &[
         compatible_from: 1,
         sql: include_str!("../../../../packaging/fleet/migrations/002-notify.sql"),
     },
+    // Older daemons keep working: keys they would not check are hidden
+    // from them (see the file).
+    Migration {
+        version: 3,
+        compatible_from: 1,
+        sql: include_str!("../../../../packaging/fleet/migrations/003-sources.sql"),
+    },
 ];
 
 /// The newest version this daemon knows (read once: every query that

@@ -318,6 +318,36 @@ fn a_stopped_database_answers_unavailable_at_once_and_is_used_again_when_back() 
     assert_eq!(a.by_hash(&k.hash).unwrap().unwrap().id, k.id);
 }
 
+/// Schema 3: a daemon that says it knows an earlier schema (or nothing)
+/// does not see a key limited to networks, which it would not check; this
+/// one does, with its networks.
+#[test]
+fn a_key_with_networks_is_hidden_from_daemons_that_would_not_check_them() {
+    let Some(cluster) = cluster() else { return };
+    let a = fleet_as(&cluster, ISSUER);
+    let mut limited = key("limited00001", 1000, 0);
+    limited.sources = vec!["10.1.0.0/16".into()];
+    a.insert(&limited, 9, 0).unwrap();
+    a.insert(&key("open00000001", 1000, 0), 9, 0).unwrap();
+    let seen = |knows: &str| {
+        cluster
+            .psql_as(
+                VERIFIER.1,
+                "apikey",
+                &format!("{knows} SELECT string_agg(id, ',' ORDER BY id) FROM apikey.keys"),
+            )
+            .unwrap()
+    };
+    assert_eq!(seen(""), "open00000001");
+    assert_eq!(seen("SET apikey.knows = 2;"), "open00000001");
+    assert_eq!(seen("SET apikey.knows = 3;"), "limited00001,open00000001");
+    let b = fleet_as(&cluster, VERIFIER);
+    assert_eq!(
+        b.by_hash(&limited.hash).unwrap().unwrap().sources,
+        limited.sources
+    );
+}
+
 /// The login path's lookup awaited on the daemon's runtime: the same
 /// answers as the blocking one, through the same connections; a row whose
 /// names the local files do not hold left to a thread that may block; a
