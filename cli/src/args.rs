@@ -59,7 +59,8 @@ const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
 const USAGE_BACKUP: &str = "apikey backup FILE";
 const USAGE_SETTINGS: &str =
     "apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
-                       [--users-see-own yes|no] [--session-timeout DURATION] [--json]";
+                       [--users-see-own yes|no] [--session-timeout DURATION]
+                       [--require-from yes|no] [--revoke-unused never|30d|90d|365d] [--json]";
 const USAGE_STATUS: &str = "apikey status [--json]";
 const USAGE_VERIFY: &str = "apikey verify [--user USER] [--service NAME] < KEYFILE";
 const USAGE: &str = "apikey COMMAND [OPTIONS]
@@ -72,7 +73,8 @@ const USAGE: &str = "apikey COMMAND [OPTIONS]
        apikey scan [--revoke] [--json] [PATH...]
        apikey rotate ID [--json]
        apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
-                       [--users-see-own yes|no] [--session-timeout DURATION] [--json]
+                       [--users-see-own yes|no] [--session-timeout DURATION]
+                       [--require-from yes|no] [--revoke-unused never|30d|90d|365d] [--json]
        apikey status [--json]
        apikey verify [--user USER] [--service NAME] < KEYFILE";
 
@@ -426,7 +428,13 @@ pub struct BackupArgs {
 Show the site policy, or change it (administrators) and show the result.
 
 Tightening the expiry also shortens existing keys: a key expires at the \
-earlier of its own expiry and its creation plus the policy.")]
+earlier of its own expiry and its creation plus the policy.
+
+With --revoke-unused, long-lived keys that nobody used for that long (or, \
+never used, since they were made) are revoked by the daemon with the reason \
+'unused': it looks once an hour, and at every login with a key. With \
+--require-from yes, every new long-lived key must name the networks it may \
+be used from (apikey generate --from).")]
 pub struct SettingsArgs {
     /// Let users create API keys: yes or no
     #[arg(long, value_name = "yes|no", hide_possible_values = true)]
@@ -445,6 +453,15 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub session_timeout: Option<u64>,
 
+    /// Every new key must name its networks (generate --from): yes or no
+    #[arg(long, value_name = "yes|no", hide_possible_values = true)]
+    pub require_from: Option<YesNo>,
+
+    /// Revoke long-lived keys unused this long: never, 30d, 90d or 365d
+    #[arg(long, value_name = "WHEN", hide_possible_values = true,
+          value_parser = PossibleValuesParser::new(apikey_proto::extra::REVOKE_UNUSED_CHOICES))]
+    pub revoke_unused: Option<String>,
+
     /// Print the policy as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -457,6 +474,39 @@ impl SettingsArgs {
             || self.expires.is_some()
             || self.users_see_own.is_some()
             || self.session_timeout.is_some()
+            || self.changes_beyond_settings()
+    }
+
+    /// True when a setting only `SetSettingsWith` knows is to be changed.
+    pub fn changes_beyond_settings(&self) -> bool {
+        self.require_from.is_some() || self.revoke_unused.is_some()
+    }
+
+    /// Every change, by the name the daemon knows it by.
+    pub fn changes(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        let mut add = |name, value: Option<String>| {
+            if let Some(v) = value {
+                out.push((name, v));
+            }
+        };
+        add(
+            "allow_user_keys",
+            self.allow_user_keys.map(|v| v.as_str().into()),
+        );
+        add("expires", self.expires.clone());
+        add(
+            "users_see_own",
+            self.users_see_own.map(|v| v.as_str().into()),
+        );
+        add(
+            "session_timeout",
+            self.session_timeout
+                .map(apikey_proto::duration::format_duration),
+        );
+        add("require_from", self.require_from.map(|v| v.as_str().into()));
+        add("revoke_unused", self.revoke_unused.clone());
+        out
     }
 }
 

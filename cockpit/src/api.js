@@ -1,7 +1,7 @@
 // org.apikey.Keys1 on the system bus, through Cockpit's bridge: the
 // daemon sees the web console user's own uid and login session, and makes
 // every permission decision itself.
-import { decodeKey, decodeSettings, decodeStatus, withExtras } from "./model.js";
+import { decodeKey, decodeSettings, decodeSettingsWith, decodeStatus, withExtras } from "./model.js";
 
 const NAME = "org.apikey.Keys1";
 const PATH = "/org/apikey/Keys1";
@@ -72,6 +72,25 @@ export class KeysApi {
     async revokeByToken(token) {
         const [id, revoked] = await this.call("RevokeByToken", [token]);
         return { id, revoked };
+    }
+
+    /// Every setting, those beyond the Settings struct included.
+    async settingsWith() {
+        return decodeSettingsWith(await this.call("GetSettingsWith", []));
+    }
+
+    /// Changes every setting shown on the page at once.
+    async setSettingsWith({ allowUserKeys, expires, usersSeeOwn, sessionTimeout, requireFrom, revokeUnused }) {
+        const yesNo = b => (b ? "yes" : "no");
+        const changes = {
+            allow_user_keys: yesNo(allowUserKeys),
+            expires,
+            users_see_own: yesNo(usersSeeOwn),
+            session_timeout: sessionTimeout,
+            require_from: yesNo(requireFrom),
+            revoke_unused: revokeUnused,
+        };
+        return decodeSettingsWith(await this.call("SetSettingsWith", [changes]));
     }
 
     async setSettings({ allowUserKeys, expires, usersSeeOwn, sessionTimeout }) {

@@ -5,7 +5,8 @@
 /* global cockpit */
 import { KeysApi } from "./api.js";
 import {
-    EXPIRY_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel, filterKeys,
+    EXPIRY_CHOICES, REVOKE_UNUSED_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel,
+    filterKeys, revokeUnusedLabel,
     formatDuration, formatLastUsed, formatScope, formatTime, generateBlocker, keyCount, netrcLine,
     parseNetworks,
 } from "./model.js";
@@ -75,9 +76,9 @@ function confirmDialog(title, body, yes) {
     });
 }
 
-function fillSelect(select, choices, selected) {
+function fillSelect(select, choices, selected, label = expiryLabel) {
     select.replaceChildren(...choices.map(choice => {
-        const option = element("option", "", expiryLabel(choice));
+        const option = element("option", "", label(choice));
         option.value = choice;
         option.selected = choice === selected;
         return option;
@@ -284,7 +285,9 @@ function renderSettings(settings) {
     show("settings-card", true);
     $("allow-user-keys").checked = settings.allowUserKeys;
     $("users-see-own").checked = settings.usersSeeOwn;
+    $("require-from").checked = settings.requireFrom;
     fillSelect($("policy-expires"), EXPIRY_CHOICES, settings.expires);
+    fillSelect($("revoke-unused"), REVOKE_UNUSED_CHOICES, settings.revokeUnused, revokeUnusedLabel);
     $("session-timeout").value = formatDuration(settings.sessionTimeout);
 }
 
@@ -292,11 +295,13 @@ async function saveSettings(event) {
     event.preventDefault();
     clearAlerts();
     try {
-        const settings = await state.api.setSettings({
+        const settings = await state.api.setSettingsWith({
             allowUserKeys: $("allow-user-keys").checked,
             expires: $("policy-expires").value,
             usersSeeOwn: $("users-see-own").checked,
             sessionTimeout: $("session-timeout").value.trim(),
+            requireFrom: $("require-from").checked,
+            revokeUnused: $("revoke-unused").value,
         });
         alert("success", "Settings saved.");
         state.status.settings = settings;
@@ -428,7 +433,7 @@ async function start() {
     renderGenerate(state.status);
     show("leaked-card", true);
     if (state.status.admin)
-        renderSettings(state.status.settings);
+        renderSettings(await state.api.settingsWith());
     await refreshKeys();
     document.body.dataset.ready = "yes";
 }

@@ -45,6 +45,24 @@ export function decodeSettings(t) {
     };
 }
 
+/// How long unused keys live: `revoke_unused`'s choices.
+export const REVOKE_UNUSED_CHOICES = ["never", "30d", "90d", "365d"];
+
+const REVOKE_UNUSED_LABELS = { never: "Never", "30d": "30 days", "90d": "90 days", "365d": "365 days" };
+
+export function revokeUnusedLabel(choice) {
+    return REVOKE_UNUSED_LABELS[choice] ?? choice;
+}
+
+/// GetSettingsWith's and SetSettingsWith's out arguments: (bsbt)a{sv}.
+/// Entries of another type, or missing, are the defaults.
+export function decodeSettingsWith(t) {
+    const extra = t[1] ?? {};
+    const requireFrom = extra.require_from?.t === "b" ? extra.require_from.v : false;
+    const revokeUnused = extra.revoke_unused?.t === "s" ? extra.revoke_unused.v : "never";
+    return { ...decodeSettings(t[0]), requireFrom, revokeUnused };
+}
+
 /// `Status`'s out arguments: susbbbbu(bsbt)s.
 export function decodeStatus(t) {
     return {

@@ -6,7 +6,7 @@
 //! block (see `KeyService::try_verify_inline`); otherwise they take the
 //! blocking pool like every other call.
 
-use crate::bus_args::{Ids, Short};
+use crate::bus_args::{Ids, SettingChanges, Short};
 use crate::caller_binding::{self, Births, Noted, ProcessId};
 use crate::login_calls;
 use crate::service::{Caller, KeyService};
@@ -390,6 +390,36 @@ impl Keys1 {
     ) -> Result<(bool, String, bool, u64), KeysError> {
         self.run(&header, move |s, _| s.get_settings().map(settings_args))
             .await
+    }
+
+    #[zbus(out_args("settings", "extra"))]
+    async fn get_settings_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(Settings, ExtraDict), KeysError> {
+        self.run(&header, move |s, _| {
+            s.get_settings_with()
+                .map(|(st, extra)| (st, extra.to_dict()))
+        })
+        .await
+    }
+
+    #[zbus(out_args("settings", "extra"))]
+    async fn set_settings_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        changes: SettingChanges,
+    ) -> Result<(Settings, ExtraDict), KeysError> {
+        self.run(&header, move |s, c| {
+            let changes: Vec<(&str, &str)> = changes
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            s.set_settings_with(c, &changes)
+                .map(|(st, extra)| (st, extra.to_dict()))
+        })
+        .await
     }
 
     #[zbus(out_args("allow_user_keys", "expires", "users_see_own", "session_timeout"))]

@@ -113,6 +113,56 @@ pub type Short = Text<SHORT>;
 /// The list arguments (ids, services).
 pub type Ids = List<ITEMS, SHORT>;
 
+/// A dictionary argument (`a{ss}`) of at most `M` entries whose keys and
+/// values are at most `N` bytes, in the order sent; a key given twice is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairs<const M: usize, const N: usize>(pub Vec<(String, String)>);
+
+impl<const M: usize, const N: usize> zbus::Type for Pairs<M, N> {
+    const SIGNATURE: &'static Signature = &Signature::Dict {
+        key: Child::Static {
+            child: &Signature::Str,
+        },
+        value: Child::Static {
+            child: &Signature::Str,
+        },
+    };
+}
+
+struct PairsVisitor<const M: usize, const N: usize>;
+
+impl<'de, const M: usize, const N: usize> Visitor<'de> for PairsVisitor<M, N> {
+    type Value = Pairs<M, N>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "at most {M} entries")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs<M, N>, A::Error> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        while let Some((Text::<N>(k), Text::<N>(v))) = map.next_entry()? {
+            if pairs.len() == M {
+                return Err(de::Error::custom(format!("more than {M} entries")));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(de::Error::custom("a key given twice"));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Pairs(pairs))
+    }
+}
+
+impl<'de, const M: usize, const N: usize> Deserialize<'de> for Pairs<M, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PairsVisitor::<M, N>)
+    }
+}
+
+/// Settings changed by name: far more entries than there are settings.
+pub type SettingChanges = Pairs<32, SHORT>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +195,27 @@ mod tests {
         assert_eq!(
             empty.deserialize::<List<3, 4>>().unwrap().0 .0,
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn dictionaries_stop_at_their_count_and_their_strings_at_their_length() {
+        use std::collections::BTreeMap;
+        let two: BTreeMap<&str, &str> = [("a", "yes"), ("b", "30d")].into_iter().collect();
+        let (pairs, _): (Pairs<2, 4>, _) = encode(&two).deserialize().unwrap();
+        assert_eq!(
+            pairs.0,
+            [
+                ("a".to_string(), "yes".to_string()),
+                ("b".into(), "30d".into())
+            ]
+        );
+        assert!(encode(&two).deserialize::<Pairs<1, 4>>().is_err());
+        let long: BTreeMap<&str, &str> = [("a", "never!")].into_iter().collect();
+        assert!(encode(&long).deserialize::<Pairs<2, 4>>().is_err());
+        assert_eq!(
+            <SettingChanges as zbus::Type>::SIGNATURE,
+            <std::collections::HashMap<String, String> as zbus::Type>::SIGNATURE
         );
     }
 

@@ -128,6 +128,7 @@ fn main() -> ExitCode {
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
     svc.prune_store();
+    svc.revoke_unused_if_due();
     let code = runtime.block_on(serve(svc.clone(), pam_listener));
     // Calls still running on the blocking pool get a moment to finish;
     // one stuck in NSS must not keep the last-used times and the audit
@@ -253,6 +254,7 @@ async fn serve(
                     svc.log_refusal_summaries();
                     svc.sweep_session_keys();
                     svc.prune_store();
+                    svc.revoke_unused_if_due();
                     // What a burst of small allocations left in the heap.
                     // SAFETY: plain call into glibc.
                     unsafe { libc::malloc_trim(0) };

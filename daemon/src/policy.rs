@@ -409,6 +409,19 @@ pub const MAX_KEY_HOSTS: usize = 64;
 /// The hosts a new key asks to be limited to (`--hosts`), checked: only
 /// in fleet mode (a single host's keys work there alone), each a host name
 /// or a glob of one.
+/// A site that requires networks on every key (`require_from`) refuses a
+/// new long-lived key without them.
+pub fn may_make_key_from(policy: &Policy, sources: &[String]) -> Result<(), KeysError> {
+    match policy.require_from && sources.is_empty() {
+        true => Err(KeysError::PolicyForbids(
+            "the site requires every new key to name the networks it may be used from \
+             (--from)"
+                .into(),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// The networks of a new key (`--from`), in the form they are stored.
 pub fn key_sources(networks: &[String]) -> Result<Vec<String>, KeysError> {
     if networks.is_empty() {

@@ -85,3 +85,34 @@ fn networks_the_daemon_cannot_read_are_refused_before_a_key_is_made() {
         .unwrap();
     assert_eq!(extra.from, ["192.0.2.7/32", "10.1.0.0/16"]);
 }
+
+#[test]
+fn a_site_that_requires_networks_refuses_new_keys_without_them() {
+    let w = world();
+    w.allow_users();
+    let (_, old) = w.svc.generate(&w.alice(), "old", "", &[], "").unwrap();
+    let (_, limited_id) = limited_key(&w, &["10.1.0.0/16"]).unwrap();
+    let e = w
+        .svc
+        .set_settings_with(&w.alice(), &[("require_from", "yes")])
+        .unwrap_err();
+    assert!(matches!(e, KeysError::Denied(_)), "{e:?}");
+    let (_, extra) = w
+        .svc
+        .set_settings_with(&w.root(), &[("require_from", "yes")])
+        .unwrap();
+    assert!(extra.require_from);
+    let e = w.svc.generate(&w.alice(), "", "", &[], "").unwrap_err();
+    assert!(
+        matches!(&e, KeysError::PolicyForbids(m) if m.contains("--from")),
+        "{e:?}"
+    );
+    limited_key(&w, &["192.0.2.0/24"]).unwrap();
+    // A key rotated is a new key: one without networks cannot be; one
+    // with them keeps them.
+    let e = w.svc.rotate(&w.alice(), &old.id).unwrap_err();
+    assert!(matches!(e, KeysError::PolicyForbids(_)), "{e:?}");
+    let (token, _) = w.svc.rotate(&w.alice(), &limited_id).unwrap();
+    assert!(verify_from(&w, token.as_str(), "10.1.0.9"));
+    assert!(!verify_from(&w, token.as_str(), "127.0.0.1"));
+}

@@ -135,6 +135,78 @@ impl GenerateOptions {
     }
 }
 
+/// How long a long-lived key may go unused before the daemon revokes it
+/// (`settings --revoke-unused`).
+pub const REVOKE_UNUSED_CHOICES: [&str; 4] = ["never", "30d", "90d", "365d"];
+
+/// Days of a [`REVOKE_UNUSED_CHOICES`] entry; 0 for never.
+pub fn revoke_unused_days(choice: &str) -> Option<u32> {
+    match choice {
+        "never" => Some(0),
+        "30d" => Some(30),
+        "90d" => Some(90),
+        "365d" => Some(365),
+        _ => None,
+    }
+}
+
+/// The choice that is `days`.
+pub fn revoke_unused_choice(days: u32) -> String {
+    match days {
+        0 => "never".into(),
+        d => format!("{d}d"),
+    }
+}
+
+/// The site policy beyond [`Settings`](crate::Settings), whose struct
+/// signature cannot grow: `GetSettingsWith` and `SetSettingsWith` give it
+/// as a dictionary beside that struct. Entries: `require_from` (b),
+/// `revoke_unused` (s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsExtra {
+    /// Every new long-lived key must name its networks (`--from`).
+    pub require_from: bool,
+    /// One of [`REVOKE_UNUSED_CHOICES`].
+    pub revoke_unused: String,
+}
+
+impl Default for SettingsExtra {
+    fn default() -> Self {
+        SettingsExtra {
+            require_from: false,
+            revoke_unused: "never".into(),
+        }
+    }
+}
+
+impl SettingsExtra {
+    pub fn to_dict(&self) -> ExtraDict {
+        let mut d = ExtraDict::new();
+        d.insert("require_from".into(), owned(Value::from(self.require_from)));
+        d.insert(
+            "revoke_unused".into(),
+            owned(Value::from(self.revoke_unused.as_str())),
+        );
+        d
+    }
+
+    /// Entries of the wrong type, or absent (an older daemon), are the
+    /// defaults.
+    pub fn from_dict(d: &ExtraDict) -> SettingsExtra {
+        let default = SettingsExtra::default();
+        SettingsExtra {
+            require_from: d
+                .get("require_from")
+                .and_then(|v| bool::try_from(v.clone()).ok())
+                .unwrap_or(default.require_from),
+            revoke_unused: d
+                .get("revoke_unused")
+                .and_then(|v| String::try_from(v.clone()).ok())
+                .unwrap_or(default.revoke_unused),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +272,24 @@ mod tests {
                 "{e:?}: estimated {estimate}, encoded {actual}"
             );
         }
+    }
+
+    #[test]
+    fn settings_beyond_the_struct_travel_and_default_when_absent() {
+        let e = SettingsExtra {
+            require_from: true,
+            revoke_unused: "90d".into(),
+        };
+        assert_eq!(SettingsExtra::from_dict(&e.to_dict()), e);
+        assert_eq!(
+            SettingsExtra::from_dict(&ExtraDict::new()),
+            SettingsExtra::default()
+        );
+        for (choice, days) in [("never", 0), ("30d", 30), ("90d", 90), ("365d", 365)] {
+            assert_eq!(revoke_unused_days(choice), Some(days));
+            assert_eq!(revoke_unused_choice(days), choice);
+        }
+        assert_eq!(revoke_unused_days("7d"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod types;
 pub mod wire;
 
 pub use errors::KeysError;
-pub use extra::{ExtraDict, GenerateOptions, KeyExtra};
+pub use extra::{ExtraDict, GenerateOptions, KeyExtra, SettingsExtra};
 pub use proxy::Keys1Proxy;
 pub use token::{Token, TokenError};
 pub use types::{Expiry, KeyInfo, Settings, StatusInfo};

@@ -113,6 +113,20 @@ pub trait Keys1 {
         session_timeout: &str,
     ) -> Result<Settings, KeysError>;
 
+    /// The policy, and beside it what the `Settings` struct cannot hold
+    /// (see `SettingsExtra`).
+    fn get_settings_with(&self) -> Result<(Settings, ExtraDict), KeysError>;
+
+    /// Changes settings by name (administrators), each value as text as
+    /// `apikey settings` takes it: `allow_user_keys`, `users_see_own`,
+    /// `require_from` (yes/no), `expires` (never/7d/30d/90d/365d),
+    /// `revoke_unused` (never/30d/90d/365d), `session_timeout` (a duration
+    /// such as 30m). An unknown name is refused and nothing changes.
+    fn set_settings_with(
+        &self,
+        changes: std::collections::HashMap<&str, &str>,
+    ) -> Result<(Settings, ExtraDict), KeysError>;
+
     fn status(&self) -> Result<StatusInfo, KeysError>;
 
     /// Checks a key for a login. `user` empty accepts any owner (user

@@ -308,17 +308,51 @@ fn an_administrator_changes_the_settings_and_they_take_effect() {
         .assert_code(1);
     let admin = CockpitWs::start(world.bus(), None);
 
-    let seen = browse(&admin.page_url(), "settings", &["yes", "30d", "no", "45m"]);
+    let seen = browse(
+        &admin.page_url(),
+        "settings",
+        &["yes", "30d", "no", "45m", "no", "90d"],
+    );
     assert_eq!(seen.str("alert"), "Settings saved.");
     assert_eq!(seen.answer["allow"], true);
     assert_eq!(seen.str("expires"), "30d");
     assert_eq!(seen.answer["see_own"], false);
     assert_eq!(seen.str("timeout"), "45m");
+    assert_eq!(seen.answer["require_from"], false);
+    assert_eq!(seen.str("revoke_unused"), "90d");
+    let (_, extra) = world
+        .block_on(world.proxy_as_root().get_settings_with())
+        .unwrap();
+    let extra = apikey_proto::SettingsExtra::from_dict(&extra);
+    assert_eq!(
+        (extra.require_from, extra.revoke_unused.as_str()),
+        (false, "90d")
+    );
     let stored = world.settings();
     assert!(stored.allow_user_keys);
     assert_eq!(stored.expires, "30d");
     assert!(!stored.users_see_own);
     assert_eq!(stored.session_timeout, 45 * 60);
+    // Networks required: the page saves it, and the daemon refuses a key
+    // without them.
+    let seen = browse(
+        &admin.page_url(),
+        "settings",
+        &["yes", "30d", "no", "45m", "yes", "90d"],
+    );
+    assert_eq!(seen.answer["require_from"], true);
+    world
+        .as_user(&alice)
+        .logged_in()
+        .apikey(&["generate"])
+        .assert_code(1);
+    world
+        .block_on(
+            world
+                .proxy_as_root()
+                .set_settings_with([("require_from", "no")].into_iter().collect()),
+        )
+        .unwrap();
 
     // In effect: alice may now make keys, for 30 days at most, and her
     // page offers no longer expiry.

@@ -222,38 +222,22 @@ pub(crate) fn expiry_text(expires: i64) -> String {
     }
 }
 
-/// The line on standard error after a key was handed over.
 /// Said after a new key is handed over; with the hosts of a fleet key
-/// limited to some.
+/// limited to some, and the networks of a key limited to them.
 pub(crate) fn new_key_note(info: &KeyInfo, extra: &KeyExtra) -> String {
-    let hosts = match extra.hosts.is_empty() {
+    let limit = |items: &[String], what: &str| match items.is_empty() {
         true => String::new(),
-        false => format!(
-            " works on hosts {} and",
-            extra
-                .hosts
-                .iter()
-                .map(|h| safe(h, FIELD))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    };
-    let from = match extra.from.is_empty() {
-        true => String::new(),
-        false => format!(
-            " is usable only from {} and",
-            extra
-                .from
-                .iter()
-                .map(|n| safe(n, FIELD))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        false => {
+            let shown: Vec<String> = items.iter().map(|i| safe(i, FIELD)).collect();
+            format!(" {what} {} and", shown.join(","))
+        }
     };
     format!(
-        "key {} for {}{hosts}{from} expires {}; it will not be shown again.",
+        "key {} for {}{}{} expires {}; it will not be shown again.",
         safe(&info.id, FIELD),
         safe(&info.user, FIELD),
+        limit(&extra.hosts, "works on hosts"),
+        limit(&extra.from, "is usable only from"),
         expiry_text(info.expires)
     )
 }

@@ -6,28 +6,60 @@ use crate::client;
 use crate::exit::CliError;
 use crate::text::{safe, FIELD};
 use apikey_proto::duration::format_duration;
-use apikey_proto::Settings;
+use apikey_proto::{Settings, SettingsExtra};
 use serde::Serialize;
+use std::collections::HashMap;
 
 pub async fn run(args: SettingsArgs) -> Result<(), CliError> {
     let proxy = client::connect().await?;
-    let settings = if args.changes_anything() {
+    let (settings, extra) = if args.changes_beyond_settings() {
+        let changes = args.changes();
+        let changes: HashMap<&str, &str> = changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (s, extra) = proxy.set_settings_with(changes).await?;
+        (s, Some(SettingsExtra::from_dict(&extra)))
+    } else if args.changes_anything() {
         let timeout = args.session_timeout.map(format_duration);
-        proxy
+        let s = proxy
             .set_settings(
                 args.allow_user_keys.map_or("", |v| v.as_str()),
                 args.expires.as_deref().unwrap_or(""),
                 args.users_see_own.map_or("", |v| v.as_str()),
                 timeout.as_deref().unwrap_or(""),
             )
-            .await?
+            .await?;
+        (s, extra_of(&proxy).await)
     } else {
-        proxy.get_settings().await?
+        (proxy.get_settings().await?, extra_of(&proxy).await)
     };
     if args.json {
-        print_json(&SettingsJson::new(&settings))
+        print_json(&SettingsJson::with_extra(&settings, extra.as_ref()))
     } else {
-        print(&render(&settings))
+        let mut pairs = policy_pairs(&settings);
+        pairs.extend(extra_pairs(extra.as_ref()));
+        print(&lines(&pairs))
+    }
+}
+
+/// The settings beyond the struct, from a daemon that has them (`None`
+/// from one that predates them).
+async fn extra_of(proxy: &apikey_proto::Keys1Proxy<'_>) -> Option<SettingsExtra> {
+    proxy
+        .get_settings_with()
+        .await
+        .ok()
+        .map(|(_, extra)| SettingsExtra::from_dict(&extra))
+}
+
+pub(crate) fn extra_pairs(extra: Option<&SettingsExtra>) -> Vec<(&'static str, String)> {
+    match extra {
+        None => vec![],
+        Some(e) => vec![
+            (
+                "Keys must name their networks",
+                yes_no(e.require_from).to_string(),
+            ),
+            ("Revoke keys unused for", safe(&e.revoke_unused, FIELD)),
+        ],
     }
 }
 
@@ -39,16 +71,27 @@ pub(crate) struct SettingsJson {
     /// As written on the command line, e.g. "30m".
     session_timeout: String,
     session_timeout_seconds: u64,
+    /// Absent from a daemon that predates them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    require_from: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoke_unused: Option<String>,
 }
 
 impl SettingsJson {
     pub fn new(s: &Settings) -> Self {
+        SettingsJson::with_extra(s, None)
+    }
+
+    pub fn with_extra(s: &Settings, extra: Option<&SettingsExtra>) -> Self {
         SettingsJson {
             allow_user_keys: s.allow_user_keys,
             expires: s.expires.clone(),
             users_see_own: s.users_see_own,
             session_timeout: format_duration(s.session_timeout),
             session_timeout_seconds: s.session_timeout,
+            require_from: extra.map(|e| e.require_from),
+            revoke_unused: extra.map(|e| e.revoke_unused.clone()),
         }
     }
 }
@@ -85,10 +128,6 @@ pub(crate) fn policy_pairs(s: &Settings) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub fn render(s: &Settings) -> String {
-    lines(&policy_pairs(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,13 +144,40 @@ mod tests {
     #[test]
     fn renders_policy() {
         assert_eq!(
-            render(&sample()),
+            lines(&policy_pairs(&sample())),
             "\
 Let users create API keys:  yes
 Expire API keys:            30d
 Users see their own keys:   no
 Session idle timeout:       30m
 "
+        );
+    }
+
+    #[test]
+    fn the_settings_beyond_the_struct_are_shown_when_the_daemon_has_them() {
+        let extra = SettingsExtra {
+            require_from: true,
+            revoke_unused: "90d".into(),
+        };
+        let mut pairs = policy_pairs(&sample());
+        pairs.extend(extra_pairs(Some(&extra)));
+        assert_eq!(
+            lines(&pairs),
+            "\
+Let users create API keys:      yes
+Expire API keys:                30d
+Users see their own keys:       no
+Session idle timeout:           30m
+Keys must name their networks:  yes
+Revoke keys unused for:         90d
+"
+        );
+        assert!(extra_pairs(None).is_empty());
+        let v = serde_json::to_value(SettingsJson::with_extra(&sample(), Some(&extra))).unwrap();
+        assert_eq!(
+            (v["require_from"].clone(), v["revoke_unused"].clone()),
+            (true.into(), "90d".into())
         );
     }
 

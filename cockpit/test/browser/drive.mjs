@@ -207,15 +207,18 @@ const scenarios = {
     },
 
     // An administrator changes the site settings.
-    // args: allow (yes/no), expiry, users see own (yes/no), idle timeout.
+    // args: allow (yes/no), expiry, users see own (yes/no), idle timeout,
+    // networks required (yes/no), unused keys revoked after.
     async settings(page) {
-        const [allow, expires, seeOwn, timeout] = args;
+        const [allow, expires, seeOwn, timeout, requireFrom = "no", revokeUnused = "never"] = args;
         await ready(page);
         await page.locator("#settings-card").waitFor({ timeout: STEP_TIMEOUT_MS });
         await page.setChecked("#allow-user-keys", allow === "yes");
         await page.selectOption("#policy-expires", expires);
         await page.setChecked("#users-see-own", seeOwn === "yes");
         await page.fill("#session-timeout", timeout);
+        await page.setChecked("#require-from", requireFrom === "yes");
+        await page.selectOption("#revoke-unused", revokeUnused);
         await page.click("#save-settings");
         const alert = await successAlert(page);
         await shot(page, "admin-settings");
@@ -227,6 +230,8 @@ const scenarios = {
             expires: await page.inputValue("#policy-expires"),
             see_own: await page.isChecked("#users-see-own"),
             timeout: await page.inputValue("#session-timeout"),
+            require_from: await page.isChecked("#require-from"),
+            revoke_unused: await page.inputValue("#revoke-unused"),
         };
     },
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import {
     decodeKey, decodeStatus, deleteQuestion, errorMessage, expiryChoices, filterKeys,
     formatDuration, formatLastUsed, formatScope, formatServices, formatTime, generateBlocker, netrcLine,
-    parseNetworks, SERVICE_DOWN, withExtras, zoneName,
+    decodeSettingsWith, parseNetworks, revokeUnusedLabel, SERVICE_DOWN, withExtras, zoneName,
 } from "../../src/model.js";
 import { readFileSync } from "node:fs";
 
@@ -119,4 +119,17 @@ test("a key limited to networks says so beside its services", () => {
     assert.deepEqual(parseNetworks(" 10.1.0.0/16,2001:db8::/32  192.0.2.7 ,"),
                      ["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]);
     assert.deepEqual(parseNetworks("  "), []);
+});
+
+test("the settings beyond the struct come with it, defaults when absent", () => {
+    const s = decodeSettingsWith([[true, "30d", false, 2700],
+        { require_from: { t: "b", v: true }, revoke_unused: { t: "s", v: "90d" } }]);
+    assert.equal(s.allowUserKeys, true);
+    assert.equal(s.sessionTimeout, 2700);
+    assert.equal(s.requireFrom, true);
+    assert.equal(s.revokeUnused, "90d");
+    const old = decodeSettingsWith([[false, "never", true, 1800], {}]);
+    assert.equal(old.requireFrom, false);
+    assert.equal(old.revokeUnused, "never");
+    assert.equal(revokeUnusedLabel("365d"), "365 days");
 });

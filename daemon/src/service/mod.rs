@@ -15,16 +15,15 @@ use crate::usage::UsageBuffer;
 
 mod session_keys;
 mod sessions;
+mod settings;
 pub mod token_holder;
-use apikey_proto::duration::parse_duration;
+mod unused;
 use apikey_proto::login_auth;
 use apikey_proto::services::{is_valid_service, printable};
 use apikey_proto::token::{
     is_key_id, is_key_shaped, is_session_handle, new_key_id, new_session_handle,
 };
-use apikey_proto::{
-    Expiry, GenerateOptions, KeyExtra, KeyInfo, KeysError, Settings, StatusInfo, Token,
-};
+use apikey_proto::{Expiry, GenerateOptions, KeyExtra, KeyInfo, KeysError, StatusInfo, Token};
 use std::sync::{Arc, Mutex};
 
 /// Longest key name.
@@ -98,6 +97,8 @@ pub struct KeyService {
     store_failing: std::sync::atomic::AtomicBool,
     /// What the last failure said, for `status`.
     store_problem: Mutex<String>,
+    /// When unused keys were last looked for (`unused.rs`); 0: not yet.
+    unused_swept: std::sync::atomic::AtomicI64,
 }
 
 type Result<T> = std::result::Result<T, KeysError>;
@@ -116,6 +117,7 @@ impl KeyService {
             refusals: Mutex::new(crate::refusal_log::RefusalLog::new()),
             store_failing: Default::default(),
             store_problem: Mutex::new(String::new()),
+            unused_swept: Default::default(),
         }
     }
 
@@ -187,6 +189,7 @@ impl KeyService {
         let sources = policy::key_sources(&options.from)?;
         let requested = parse_expiry(expires)?;
         let policy = self.policy()?;
+        policy::may_make_key_from(&policy, &sources)?;
         let admin = self.is_admin(c);
         let proc_id = self.proc_identity(c)?;
         let login = policy::login_state(c.uid, proc_id.loginuid);
@@ -556,11 +559,12 @@ impl KeyService {
             )));
         }
         self.check_may_hold_keys(owner.uid, &owner.name)?;
+        policy::may_make_key_from(&policy, &old.sources)?;
         let now = self.host.now();
         let lifetime = old.expires.map(|e| e - old.created);
         let own_expiry = lifetime.map(|l| now + l);
         let expires = policy::effective_expiry(now, own_expiry, policy.expiry);
-        let (token, record) = self.new_record(
+        let (token, mut record) = self.new_record(
             c,
             proc_id.loginuid,
             &owner,
@@ -569,6 +573,9 @@ impl KeyService {
             now,
             expires,
         )?;
+        // The new key works where the old one did, no wider.
+        record.hosts = old.hosts.clone();
+        record.sources = old.sources.clone();
         self.store
             .replace(id, &record, self.revoke_by(c, "rotated"))
             .map_err(|e| match e {
@@ -582,58 +589,6 @@ impl KeyService {
     /// `generate --services` may narrow. Not a secret; anyone may ask.
     pub fn key_services(&self) -> Vec<String> {
         self.cfg.key_services.clone()
-    }
-
-    pub fn get_settings(&self) -> Result<Settings> {
-        Ok(settings_of(&self.policy()?))
-    }
-
-    pub fn set_settings(
-        &self,
-        c: &Caller,
-        allow_user_keys: &str,
-        expires: &str,
-        users_see_own: &str,
-        session_timeout: &str,
-    ) -> Result<Settings> {
-        let outcome = (|| {
-            policy::may_change_settings(self.is_admin(c))?;
-            let mut p = self.policy()?;
-            if !allow_user_keys.is_empty() {
-                p.allow_user_keys = parse_yes_no("allow_user_keys", allow_user_keys)?;
-            }
-            if !expires.is_empty() {
-                p.expiry = expires.parse().map_err(KeysError::InvalidArgument)?;
-            }
-            if !users_see_own.is_empty() {
-                p.users_see_own = parse_yes_no("users_see_own", users_see_own)?;
-            }
-            if !session_timeout.is_empty() {
-                let secs = parse_duration(session_timeout).map_err(KeysError::InvalidArgument)?;
-                if secs < 60 {
-                    return Err(KeysError::InvalidArgument(
-                        "the session idle timeout must be at least 1m".into(),
-                    ));
-                }
-                p.session_timeout_secs = secs;
-            }
-            self.store.save_policy(&p).map_err(store_error)?;
-            Ok(p)
-        })();
-        let mut line = Line::new("settings")
-            .num("caller_uid", c.uid)
-            .num("caller_pid", c.pid);
-        line = match &outcome {
-            Ok(p) => line
-                .field("allow_user_keys", yes_no(p.allow_user_keys))
-                .field("expiry", &p.expiry.to_string())
-                .field("users_see_own", yes_no(p.users_see_own))
-                .num("session_timeout", p.session_timeout_secs as i64)
-                .field("outcome", "ok"),
-            Err(e) => line.field("outcome", e.short_name()).warn(),
-        };
-        self.audit_outcome(c.uid, &line, outcome.as_ref().err());
-        outcome.map(|p| settings_of(&p))
     }
 
     pub fn status(&self, c: &Caller) -> Result<StatusInfo> {
@@ -958,6 +913,14 @@ impl KeyService {
         if let Err(r) = policy::check_key(key, now, &policy, &self.cfg.key_services, user, service)
         {
             return Ok(Err(r.as_str()));
+        }
+        if self.went_unused(key, &policy, now) {
+            // Revoked for good: that writes, which an async worker must not.
+            if mode == Mode::Inline {
+                return Err(NeedsBlocking);
+            }
+            self.revoke_unused_keys(std::slice::from_ref(&key.id), &policy);
+            return Ok(Err(unused::UNUSED));
         }
         if !policy::host_in_scope(&key.hosts, self.host_name()) {
             return Ok(Err("host-not-allowed"));
@@ -1623,33 +1586,6 @@ fn parse_expiry(text: &str) -> Result<Option<Expiry>> {
         return Ok(None);
     }
     text.parse().map(Some).map_err(KeysError::InvalidArgument)
-}
-
-fn parse_yes_no(what: &str, text: &str) -> Result<bool> {
-    match text {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(KeysError::InvalidArgument(format!(
-            "{what} takes yes or no"
-        ))),
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-fn settings_of(p: &Policy) -> Settings {
-    Settings {
-        allow_user_keys: p.allow_user_keys,
-        expires: p.expiry.to_string(),
-        users_see_own: p.users_see_own,
-        session_timeout: p.session_timeout_secs,
-    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,8 @@ fn policy_round_trips_with_defaults(s: &dyn Store) {
         expiry: Expiry::Days(30),
         users_see_own: false,
         session_timeout_secs: 600,
+        require_from: true,
+        revoke_unused_days: 90,
     };
     s.save_policy(&p).unwrap();
     assert_eq!(s.policy().unwrap(), p);

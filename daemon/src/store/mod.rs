@@ -147,6 +147,10 @@ pub struct Policy {
     pub expiry: Expiry,
     pub users_see_own: bool,
     pub session_timeout_secs: u64,
+    /// Every new long-lived key must name its networks (`--from`).
+    pub require_from: bool,
+    /// Long-lived keys unused for this many days are revoked; 0: never.
+    pub revoke_unused_days: u32,
 }
 
 impl Default for Policy {
@@ -156,6 +160,8 @@ impl Default for Policy {
             expiry: Expiry::Never,
             users_see_own: true,
             session_timeout_secs: 30 * 60,
+            require_from: false,
+            revoke_unused_days: 0,
         }
     }
 }
@@ -204,6 +210,11 @@ pub fn policy_from_settings(
             "expiry" => policy.expiry = value.parse().map_err(|_| bad())?,
             "users_see_own" => policy.users_see_own = parse_yes_no(&value).ok_or_else(bad)?,
             "session_timeout" => policy.session_timeout_secs = value.parse().map_err(|_| bad())?,
+            "require_from" => policy.require_from = parse_yes_no(&value).ok_or_else(bad)?,
+            "revoke_unused" => {
+                policy.revoke_unused_days =
+                    apikey_proto::extra::revoke_unused_days(&value).ok_or_else(bad)?
+            }
             _ => {}
         }
     }
@@ -211,13 +222,18 @@ pub fn policy_from_settings(
 }
 
 /// The rows [`policy_from_settings`] reads back.
-pub fn policy_settings(policy: &Policy) -> [(&'static str, String); 4] {
+pub fn policy_settings(policy: &Policy) -> [(&'static str, String); 6] {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     [
         ("allow_user_keys", yes_no(policy.allow_user_keys)),
         ("expiry", policy.expiry.to_string()),
         ("users_see_own", yes_no(policy.users_see_own)),
         ("session_timeout", policy.session_timeout_secs.to_string()),
+        ("require_from", yes_no(policy.require_from)),
+        (
+            "revoke_unused",
+            apikey_proto::extra::revoke_unused_choice(policy.revoke_unused_days),
+        ),
     ]
 }
 
