@@ -68,19 +68,8 @@ pub fn keys_in(text: &[u8]) -> Vec<(usize, Token)> {
 }
 
 fn find_prefix(text: &[u8]) -> Option<usize> {
-    let stem = &PREFIX.as_bytes()[..PREFIX.len() - 1];
-    debug_assert_eq!(stem, &ALIAS_PREFIX.as_bytes()[..ALIAS_PREFIX.len() - 1]);
-    let mut from = 0;
-    while from + PREFIX.len() <= text.len() {
-        let at = text[from..].windows(stem.len()).position(|w| w == stem)?;
-        let sep = from + at + stem.len();
-        match text.get(sep) {
-            Some(b'|') | Some(b'_') => return Some(from + at),
-            Some(_) => from += at + 1,
-            None => return None,
-        }
-    }
-    None
+    text.windows(PREFIX.len())
+        .position(|w| w == PREFIX.as_bytes() || w == ALIAS_PREFIX.as_bytes())
 }
 
 /// Scans every path: a file, or a directory walked whole. A path given
@@ -90,18 +79,7 @@ pub fn scan(paths: &[PathBuf]) -> Scan {
     let mut scan = Scan::default();
     let mut seen_dirs = HashSet::new();
     for path in paths {
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => walk(path, &mut scan, &mut seen_dirs),
-            Ok(meta) if meta.is_file() => scan_file(path, &mut scan),
-            Ok(_) => scan.unreadable.push(Unreadable {
-                path: path.clone(),
-                error: "not a regular file or directory".into(),
-            }),
-            Err(e) => scan.unreadable.push(Unreadable {
-                path: path.clone(),
-                error: e.to_string(),
-            }),
-        }
+        walk(path, &mut scan, &mut seen_dirs);
     }
     scan
 }
@@ -129,8 +107,22 @@ fn walk(root: &Path, scan: &mut Scan, seen_dirs: &mut HashSet<(u64, u64)>) {
         if meta.file_type().is_symlink() {
             scan.links += 1;
         } else if meta.is_file() {
-            scan_file(&path, scan);
-        } else if meta.is_dir() {
+            // A file named through a link is read where the link leads.
+            let opened = match path == root {
+                true => std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()),
+                false => path.clone(),
+            };
+            scan_file(&path, &opened, scan);
+        } else if !meta.is_dir() {
+            // Devices, FIFOs and sockets hold no file's contents: skipped
+            // in a tree, named when given.
+            if path == root {
+                scan.unreadable.push(Unreadable {
+                    path,
+                    error: "not a regular file or directory".into(),
+                });
+            }
+        } else {
             // The same directory twice (a bind mount, say) is walked once.
             if !seen_dirs.insert((meta.dev(), meta.ino())) {
                 continue;
@@ -149,12 +141,12 @@ fn walk(root: &Path, scan: &mut Scan, seen_dirs: &mut HashSet<(u64, u64)>) {
                 }),
             }
         }
-        // Devices, FIFOs and sockets hold no file's contents.
     }
 }
 
-fn scan_file(path: &Path, scan: &mut Scan) {
-    match keys_in_file(path) {
+/// The keys of the file at `opened`, reported as found in `path`.
+fn scan_file(path: &Path, opened: &Path, scan: &mut Scan) {
+    match keys_in_file(opened) {
         Ok(found) => {
             scan.files += 1;
             scan.found
@@ -186,41 +178,34 @@ pub fn keys_in_file(path: &Path) -> Result<Vec<(u64, Token)>, String> {
         return Err("not a regular file".into());
     }
     let keep = TOKEN_LEN;
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; CHUNK + keep]);
-    let mut held = 0;
+    // Room for what is kept, a chunk and the probe read_to_end makes at
+    // the end: the buffer never moves, so no copy is left unwiped.
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(keep + CHUNK + 64));
     let mut line = 1u64;
     let mut found = Vec::new();
     loop {
-        let n = read_some(&mut file, &mut buf[held..]).map_err(|e| e.to_string())?;
-        let len = held + n;
-        let last = n == 0;
-        let text = &buf[..len];
+        // read_to_end reads again after EINTR; a short chunk is the end.
+        let n = (&mut file)
+            .take(CHUNK as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| e.to_string())?;
+        let last = n < CHUNK;
         // Keys starting in the part not kept for the next round.
-        let settled = if last { len } else { len.saturating_sub(keep) };
+        let settled = if last { buf.len() } else { buf.len() - keep };
         let mut counted = 0;
-        for (at, token) in keys_in(text) {
+        for (at, token) in keys_in(&buf) {
             if at >= settled {
                 break;
             }
-            line += count_lines(&text[counted..at]);
+            line += count_lines(&buf[counted..at]);
             counted = at;
             found.push((line, token));
         }
-        line += count_lines(&text[counted..settled]);
+        line += count_lines(&buf[counted..settled]);
         if last {
             return Ok(found);
         }
-        buf.copy_within(settled..len, 0);
-        held = len - settled;
-    }
-}
-
-fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        match file.read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
+        buf.drain(..settled);
     }
 }
 
@@ -280,29 +265,61 @@ mod tests {
         assert_eq!(found[0].0, 4);
     }
 
+    /// Keys before, across and after chunk ends, in a file of several
+    /// chunks that ends where a chunk ends, each found once with its line.
     #[test]
     fn keys_across_chunks_are_found_once_with_their_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
-        let (a, b) = (key(), key());
+        let keys: Vec<Token> = (0..4).map(|_| key()).collect();
         let mut text = "\n".repeat(3);
-        text.push_str(a.as_str());
+        text.push_str(keys[0].as_str());
+        text.push('\n');
         // The second key straddles the first chunk's end.
-        let pad = CHUNK - text.len() - 20;
-        text.push_str(&" ".repeat(pad));
+        while text.len() < CHUNK - 20 {
+            text.push_str("x\n");
+        }
+        text.push(' ');
+        text.push_str(keys[1].as_str());
+        // The third starts a byte before the second chunk's end.
+        text.push_str(&" ".repeat(2 * CHUNK - text.len() - 1));
+        text.push_str(keys[2].as_str());
         text.push('\n');
-        text.push_str(b.as_str());
-        text.push('\n');
+        text.push_str(keys[3].as_str());
+        text.push_str(&"\n".repeat(4 * CHUNK - text.len()));
         std::fs::write(&path, &text).unwrap();
+        let expected: Vec<(u64, String)> = keys
+            .iter()
+            .map(|k| {
+                let at = text.find(k.as_str()).unwrap();
+                let line = text[..at].matches('\n').count() as u64 + 1;
+                (line, k.as_str().to_string())
+            })
+            .collect();
         let found: Vec<(u64, String)> = keys_in_file(&path)
             .unwrap()
             .into_iter()
             .map(|(l, t)| (l, t.as_str().to_string()))
             .collect();
-        assert_eq!(
-            found,
-            [(4, a.as_str().to_string()), (5, b.as_str().to_string())]
-        );
+        assert_eq!(found, expected);
+        assert_eq!(expected[0].0, 4);
+    }
+
+    /// Opened, a file is what it says: a link in its place is not
+    /// followed, and a FIFO does not make the scan wait for a writer.
+    #[test]
+    fn a_link_or_a_fifo_in_a_files_place_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, key().as_str()).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        assert_eq!(keys_in_file(&real).unwrap().len(), 1);
+        assert!(keys_in_file(&dir.path().join("link")).is_err());
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(keys_in_file(&fifo).unwrap_err(), "not a regular file");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -319,18 +336,34 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
         nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::os::unix::fs::symlink(root.join("sub"), outside.path().join("named")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/env"), outside.path().join("file")).unwrap();
         let scan = scan(&[
             root.to_path_buf(),
             root.join("missing"),
             outside.path().join("named"),
+            root.join("fifo"),
+            outside.path().join("file"),
         ]);
-        // sub/env once, though a link given by name leads to it again.
-        assert_eq!(scan.found.len(), 1);
-        assert_eq!(scan.found[0].path, root.join("sub/env"));
+        // sub/env once through the tree (though a link given by name
+        // leads to its directory again), and once more as a file named.
+        let places: Vec<&Path> = scan.found.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(places, [root.join("sub/env"), outside.path().join("file")]);
         assert_eq!(scan.found[0].line, 1);
         assert_eq!(scan.links, 2);
-        assert_eq!(scan.files, 1);
-        assert_eq!(scan.unreadable.len(), 1);
-        assert_eq!(scan.unreadable[0].path, root.join("missing"));
+        assert_eq!(scan.files, 2);
+        let unreadable: Vec<(&Path, &str)> = scan
+            .unreadable
+            .iter()
+            .map(|u| (u.path.as_path(), u.error.as_str()))
+            .collect();
+        assert_eq!(unreadable.len(), 2, "{unreadable:?}");
+        assert_eq!(unreadable[0].0, root.join("missing"));
+        assert_eq!(
+            unreadable[1],
+            (
+                root.join("fifo").as_path(),
+                "not a regular file or directory"
+            )
+        );
     }
 }

@@ -370,3 +370,63 @@ fn a_failing_store_is_reported_once_and_its_recovery_too() {
     assert_eq!(w.svc.status(&w.alice()).unwrap().store, "");
     assert_eq!(l.events("store-recovered").len(), 1);
 }
+
+/// Unused keys revoked by the daemon: one line for the keys of one look,
+/// naming them and the period; a look that revokes nothing says nothing.
+#[test]
+fn unused_keys_revoked_are_logged_once_each_look() {
+    let l = logged();
+    let w = &l.w;
+    w.allow_users();
+    let (_, a) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    let (_, b) = w.svc.generate(&w.alice(), "", "", &[], "").unwrap();
+    w.svc
+        .set_settings_with(&w.root(), &[("revoke_unused", "30d")])
+        .unwrap();
+    l.lines();
+    w.advance(30 * 86400);
+    let mut revoked = w.svc.revoke_unused();
+    revoked.sort();
+    let mut ids = vec![a.id.clone(), b.id.clone()];
+    ids.sort();
+    assert_eq!(revoked, ids);
+    let lines = l.events("revoke");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(r#"reason="unused" unused_days=30"#)
+            && lines[0].contains(&a.id)
+            && lines[0].contains(&b.id)
+            && lines[0].contains(r#"outcome="ok""#),
+        "{lines:?}"
+    );
+    assert!(w.svc.revoke_unused().is_empty());
+    assert!(l.events("revoke").is_empty());
+}
+
+/// A token holder's refusals say why, as Verify's do.
+#[test]
+fn a_token_holders_refusals_name_the_reason() {
+    let l = logged();
+    let w = &l.w;
+    let good = apikey_proto::Token::generate().unwrap();
+    let mut typo = good.as_str().to_string();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    w.svc.revoke_by_token(&w.alice(), typo.as_bytes());
+    w.svc.revoke_by_token(&w.alice(), b"apikey|short");
+    w.svc.inspect_token(&w.alice(), good.as_str().as_bytes());
+    let reasons: Vec<String> = l
+        .lines()
+        .iter()
+        .filter(|l| l.contains("outcome=\"refused\""))
+        .map(|l| l[l.find("reason=").unwrap()..].to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            r#"reason="bad-checksum""#,
+            r#"reason="malformed""#,
+            r#"reason="unknown-key""#
+        ]
+    );
+}

@@ -646,6 +646,31 @@ mod tests {
         assert_eq!(host.quick_group_gid("no-such-group-here"), None);
     }
 
+    /// Fleet owners by name, from the files without a read once they have
+    /// been read: an account other than root's, and none for a name the
+    /// files do not hold (which may still be NSS's).
+    #[test]
+    fn a_fleet_owners_uid_comes_quickly_from_the_files() {
+        use crate::store::postgres::Accounts;
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        let (name, uid) = passwd
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                Some((f.first()?.to_string(), f.get(2)?.parse::<u32>().ok()?))
+            })
+            .find(|(_, uid)| *uid > 1)
+            .expect("an account with a uid above 1 in /etc/passwd");
+        let host = host_trusting_fresh_files();
+        assert_eq!(host.uid_of(&name), Some(uid));
+        let quick = answered_quickly(|| {
+            host.uid_of(&name);
+            host.quick_uid_of(&name)
+        });
+        assert_eq!(quick, Some(uid));
+        assert_eq!(host.quick_uid_of("no-such-user-here"), None);
+    }
+
     /// The owner check's quick path: root's account and shadow entry in
     /// one look once the files have been read (root reads /etc/shadow).
     #[test]

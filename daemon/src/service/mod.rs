@@ -851,8 +851,7 @@ impl KeyService {
         }
         let token = match Token::parse(a.token) {
             Ok(t) => t,
-            Err(apikey_proto::TokenError::BadChecksum) => return Ok(Err(("bad-checksum", None))),
-            Err(_) => return Ok(Err(("malformed", None))),
+            Err(e) => return Ok(Err((token_refusal(e), None))),
         };
         let looked_up;
         let found = match a.found {
@@ -1510,6 +1509,14 @@ fn encoded_size(k: &KeyInfo) -> usize {
 }
 
 /// A Verify's audit line for a key it did not accept.
+/// Why a token that does not parse is refused, as the audit log says it.
+fn token_refusal(e: apikey_proto::TokenError) -> &'static str {
+    match e {
+        apikey_proto::TokenError::BadChecksum => "bad-checksum",
+        _ => "malformed",
+    }
+}
+
 fn verify_refusal(line: Line, key_id: Option<&str>, outcome: &str, reason: &str) -> Line {
     line.field("key", key_id.unwrap_or("-"))
         .field("outcome", outcome)

@@ -123,10 +123,7 @@ impl KeyService {
                 }
             },
             Err(e) => (
-                match e {
-                    apikey_proto::TokenError::BadChecksum => "bad-checksum",
-                    _ => "malformed",
-                },
+                super::token_refusal(e),
                 KeysError::InvalidArgument(format!("not a key: {e}")),
             ),
         };
@@ -197,7 +194,10 @@ mod tests {
         let w = world();
         w.allow_users();
         let (token, info) = w.svc.generate(&w.alice(), "", "7d", &[], "").unwrap();
-        w.advance(7 * 86400);
+        w.advance(7 * 86400 - 1);
+        let seen = w.svc.inspect_token(&w.alice(), token.as_str().as_bytes());
+        assert_eq!(seen.result.unwrap(), (info.id.clone(), ACTIVE));
+        w.advance(1);
         let seen = w.svc.inspect_token(&w.alice(), token.as_str().as_bytes());
         assert_eq!(seen.result.unwrap(), (info.id, EXPIRED));
     }
