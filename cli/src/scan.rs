@@ -191,7 +191,11 @@ pub fn keys_in_file(path: &Path) -> Result<Vec<(u64, Token)>, String> {
             .map_err(|e| e.to_string())?;
         let last = n < CHUNK;
         // Keys starting in the part not kept for the next round.
-        let settled = if last { buf.len() } else { buf.len() - keep };
+        let settled = if last {
+            buf.len()
+        } else {
+            buf.len().saturating_sub(keep)
+        };
         let mut counted = 0;
         for (at, token) in keys_in(&buf) {
             if at >= settled {

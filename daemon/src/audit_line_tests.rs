@@ -4,7 +4,7 @@
 
 use crate::audit::Audit;
 use crate::service_tests::{World, ALICE};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Store};
 use apikey_proto::KeysError;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
@@ -400,6 +400,13 @@ fn unused_keys_revoked_are_logged_once_each_look() {
         "{lines:?}"
     );
     assert!(w.svc.revoke_unused().is_empty());
+    assert!(l.events("revoke").is_empty());
+    // Keys revoked meanwhile (by another host, say) are not logged again.
+    let policy = w.store.policy().unwrap();
+    assert!(w
+        .svc
+        .revoke_unused_keys(std::slice::from_ref(&a.id), &policy)
+        .is_empty());
     assert!(l.events("revoke").is_empty());
 }
 

@@ -80,7 +80,7 @@ impl KeyService {
     }
 
     /// Revokes `ids` as unused (the daemon's own act), one audit line.
-    pub(super) fn revoke_unused_keys(&self, ids: &[String], policy: &Policy) -> Vec<String> {
+    pub(crate) fn revoke_unused_keys(&self, ids: &[String], policy: &Policy) -> Vec<String> {
         let by = RevokeBy {
             uid: 0,
             at: self.host.now(),
