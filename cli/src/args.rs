@@ -354,8 +354,9 @@ key is the proof; see 'apikey revoke --token').
 
 Symbolic links below the given paths are not followed, so the scan stays \
 inside them and cannot loop; a path given here that is a link is followed. \
-Devices, FIFOs and sockets are skipped. Files that cannot be read are \
-named on standard error and do not change the exit status.
+Devices, FIFOs and sockets are skipped in a tree and named when given. \
+Files that cannot be read are named on standard error and do not change \
+the exit status.
 
 Exit status: 0 when no key was found, 1 when any was (so the command works \
 as a pre-commit hook or a CI step), 69 when keys were found but the daemon \
@@ -470,11 +471,7 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// True when any setting is to be changed.
     pub fn changes_anything(&self) -> bool {
-        self.allow_user_keys.is_some()
-            || self.expires.is_some()
-            || self.users_see_own.is_some()
-            || self.session_timeout.is_some()
-            || self.changes_beyond_settings()
+        !self.changes().is_empty()
     }
 
     /// True when a setting only `SetSettingsWith` knows is to be changed.

@@ -90,7 +90,8 @@ fn walk(root: &Path, scan: &mut Scan, seen_dirs: &mut HashSet<(u64, u64)>) {
     // The root was named, so a link there is followed; none below it is.
     let mut stack = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
-        let looked = match path == root {
+        let named = path == root;
+        let looked = match named {
             true => std::fs::metadata(&path),
             false => std::fs::symlink_metadata(&path),
         };
@@ -108,7 +109,7 @@ fn walk(root: &Path, scan: &mut Scan, seen_dirs: &mut HashSet<(u64, u64)>) {
             scan.links += 1;
         } else if meta.is_file() {
             // A file named through a link is read where the link leads.
-            let opened = match path == root {
+            let opened = match named {
                 true => std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()),
                 false => path.clone(),
             };
@@ -116,7 +117,7 @@ fn walk(root: &Path, scan: &mut Scan, seen_dirs: &mut HashSet<(u64, u64)>) {
         } else if !meta.is_dir() {
             // Devices, FIFOs and sockets hold no file's contents: skipped
             // in a tree, named when given.
-            if path == root {
+            if named {
                 scan.unreadable.push(Unreadable {
                     path,
                     error: "not a regular file or directory".into(),

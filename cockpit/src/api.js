@@ -1,7 +1,7 @@
 // org.apikey.Keys1 on the system bus, through Cockpit's bridge: the
 // daemon sees the web console user's own uid and login session, and makes
 // every permission decision itself.
-import { decodeKey, decodeSettings, decodeSettingsWith, decodeStatus, withExtras } from "./model.js";
+import { decodeKey, decodeSettingsWith, decodeStatus, withExtras } from "./model.js";
 
 const NAME = "org.apikey.Keys1";
 const PATH = "/org/apikey/Keys1";
@@ -91,12 +91,5 @@ export class KeysApi {
             revoke_unused: revokeUnused,
         };
         return decodeSettingsWith(await this.call("SetSettingsWith", [changes]));
-    }
-
-    async setSettings({ allowUserKeys, expires, usersSeeOwn, sessionTimeout }) {
-        const yesNo = b => (b ? "yes" : "no");
-        const out = await this.call("SetSettings",
-                                    [yesNo(allowUserKeys), expires, yesNo(usersSeeOwn), sessionTimeout]);
-        return decodeSettings(out);
     }
 }

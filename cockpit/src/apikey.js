@@ -6,7 +6,7 @@
 import { KeysApi } from "./api.js";
 import {
     EXPIRY_CHOICES, REVOKE_UNUSED_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel,
-    filterKeys, revokeUnusedLabel,
+    filterKeys,
     formatDuration, formatLastUsed, formatScope, formatTime, generateBlocker, keyCount, netrcLine,
     parseNetworks,
 } from "./model.js";
@@ -76,9 +76,9 @@ function confirmDialog(title, body, yes) {
     });
 }
 
-function fillSelect(select, choices, selected, label = expiryLabel) {
+function fillSelect(select, choices, selected) {
     select.replaceChildren(...choices.map(choice => {
-        const option = element("option", "", label(choice));
+        const option = element("option", "", expiryLabel(choice));
         option.value = choice;
         option.selected = choice === selected;
         return option;
@@ -287,7 +287,7 @@ function renderSettings(settings) {
     $("users-see-own").checked = settings.usersSeeOwn;
     $("require-from").checked = settings.requireFrom;
     fillSelect($("policy-expires"), EXPIRY_CHOICES, settings.expires);
-    fillSelect($("revoke-unused"), REVOKE_UNUSED_CHOICES, settings.revokeUnused, revokeUnusedLabel);
+    fillSelect($("revoke-unused"), REVOKE_UNUSED_CHOICES, settings.revokeUnused);
     $("session-timeout").value = formatDuration(settings.sessionTimeout);
 }
 

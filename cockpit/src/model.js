@@ -48,11 +48,8 @@ export function decodeSettings(t) {
 /// How long unused keys live: `revoke_unused`'s choices.
 export const REVOKE_UNUSED_CHOICES = ["never", "30d", "90d", "365d"];
 
-const REVOKE_UNUSED_LABELS = { never: "Never", "30d": "30 days", "90d": "90 days", "365d": "365 days" };
-
-export function revokeUnusedLabel(choice) {
-    return REVOKE_UNUSED_LABELS[choice] ?? choice;
-}
+/// The choices are written as expiries are, and named the same way.
+export const revokeUnusedLabel = expiryLabel;
 
 /// GetSettingsWith's and SetSettingsWith's out arguments: (bsbt)a{sv}.
 /// Entries of another type, or missing, are the defaults.

@@ -342,11 +342,8 @@ impl Keys1 {
         let token = zeroize::Zeroizing::new(token.0);
         let caller = self.caller(&header).await?;
         login_calls::token_holder(&self.svc, caller, move |s, c| {
-            let answer = s.inspect_token(c, token.as_bytes());
-            crate::service::token_holder::HolderAnswer {
-                result: answer.result.map(|(id, state)| (id, state.to_string())),
-                delay_ms: answer.delay_ms,
-            }
+            s.inspect_token(c, token.as_bytes())
+                .map(|(id, state)| (id, state.to_string()))
         })
         .await
     }

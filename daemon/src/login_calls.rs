@@ -3,8 +3,7 @@
 //! socket: whichever way a caller came, once it is identified the same
 //! code decides, delays and audits.
 
-use crate::service::token_holder::HolderAnswer;
-use crate::service::{Caller, KeyService};
+use crate::service::{Caller, Delayed, KeyService};
 use apikey_proto::KeysError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +16,35 @@ pub async fn blocking<T: Send + 'static>(
     caller: Caller,
     f: impl FnOnce(&KeyService, &Caller) -> Reply<T> + Send + 'static,
 ) -> Reply<T> {
+    on_pool(svc, caller, f).await?
+}
+
+/// `f` with the caller on the blocking pool; a panic there is answered as
+/// an internal error.
+async fn on_pool<T: Send + 'static>(
+    svc: &Arc<KeyService>,
+    caller: Caller,
+    f: impl FnOnce(&KeyService, &Caller) -> T + Send + 'static,
+) -> Reply<T> {
     let svc = svc.clone();
     tokio::task::spawn_blocking(move || f(&svc, &caller))
         .await
-        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))
+}
+
+/// The answer once its delay has passed, slept without holding a thread
+/// (S7).
+async fn after_delay<T>(answer: Delayed<T>) -> Reply<T> {
+    if answer.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
+    }
+    answer.result
 }
 
 /// Verify: answered on the async worker when nothing in the check can
 /// block (see `KeyService::try_verify_inline`), or when the only wait is
 /// the store's lookup over the network (fleet mode), awaited there; on the
-/// blocking pool otherwise. A refusal's delay is slept without holding a
-/// thread (S7).
+/// blocking pool otherwise.
 pub async fn verify(
     svc: &Arc<KeyService>,
     caller: Caller,
@@ -46,38 +63,26 @@ pub async fn verify(
             match answer_future(on_worker).await? {
                 Ok(answer) => answer,
                 Err(found) => {
-                    let svc = svc.clone();
-                    tokio::task::spawn_blocking(move || {
+                    on_pool(svc, caller, move |s, c| {
                         let token = token.as_bytes();
-                        svc.verify_found(&caller, found.as_deref(), token, &user, &service, &rhost)
+                        s.verify_found(c, found.as_deref(), token, &user, &service, &rhost)
                     })
-                    .await
-                    .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?
+                    .await?
                 }
             }
         }
     };
-    if answer.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
-    }
-    answer.result
+    after_delay(answer).await
 }
 
-/// A token holder's call (`service::token_holder`), on the blocking pool;
-/// a refusal's delay is slept without holding a thread, as Verify's is.
+/// A token holder's call (`service::token_holder`), on the blocking pool,
+/// its refusal delayed as Verify's is.
 pub async fn token_holder<T: Send + 'static>(
     svc: &Arc<KeyService>,
     caller: Caller,
-    f: impl FnOnce(&KeyService, &Caller) -> HolderAnswer<T> + Send + 'static,
+    f: impl FnOnce(&KeyService, &Caller) -> Delayed<T> + Send + 'static,
 ) -> Reply<T> {
-    let svc = svc.clone();
-    let answer = tokio::task::spawn_blocking(move || f(&svc, &caller))
-        .await
-        .map_err(|e| KeysError::Failed(format!("internal error: {e}")))?;
-    if answer.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(answer.delay_ms)).await;
-    }
-    answer.result
+    after_delay(on_pool(svc, caller, f).await?).await
 }
 
 /// CheckKey: like Verify, inline when it can be.

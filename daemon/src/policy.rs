@@ -406,9 +406,6 @@ pub fn may_change_settings(admin: bool) -> Result<(), KeysError> {
 /// Most host patterns one key may carry.
 pub const MAX_KEY_HOSTS: usize = 64;
 
-/// The hosts a new key asks to be limited to (`--hosts`), checked: only
-/// in fleet mode (a single host's keys work there alone), each a host name
-/// or a glob of one.
 /// A site that requires networks on every key (`require_from`) refuses a
 /// new long-lived key without them.
 pub fn may_make_key_from(policy: &Policy, sources: &[String]) -> Result<(), KeysError> {
@@ -430,6 +427,9 @@ pub fn key_sources(networks: &[String]) -> Result<Vec<String>, KeysError> {
     apikey_proto::sources::canonical_list(networks).map_err(KeysError::InvalidArgument)
 }
 
+/// The hosts a new key asks to be limited to (`--hosts`), checked: only
+/// in fleet mode (a single host's keys work there alone), each a host name
+/// or a glob of one.
 pub fn key_hosts(patterns: &[String], fleet: bool) -> Result<Vec<String>, KeysError> {
     if patterns.is_empty() {
         return Ok(vec![]);

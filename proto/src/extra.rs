@@ -139,23 +139,25 @@ impl GenerateOptions {
 /// (`settings --revoke-unused`).
 pub const REVOKE_UNUSED_CHOICES: [&str; 4] = ["never", "30d", "90d", "365d"];
 
-/// Days of a [`REVOKE_UNUSED_CHOICES`] entry; 0 for never.
+/// Days of a [`REVOKE_UNUSED_CHOICES`] entry (written as an
+/// [`Expiry`](crate::Expiry) is); 0 for never.
 pub fn revoke_unused_days(choice: &str) -> Option<u32> {
-    match choice {
-        "never" => Some(0),
-        "30d" => Some(30),
-        "90d" => Some(90),
-        "365d" => Some(365),
-        _ => None,
+    if !REVOKE_UNUSED_CHOICES.contains(&choice) {
+        return None;
+    }
+    match choice.parse().ok()? {
+        crate::Expiry::Never => Some(0),
+        crate::Expiry::Days(d) => Some(d),
     }
 }
 
 /// The choice that is `days`.
 pub fn revoke_unused_choice(days: u32) -> String {
     match days {
-        0 => "never".into(),
-        d => format!("{d}d"),
+        0 => crate::Expiry::Never,
+        d => crate::Expiry::Days(d),
     }
+    .to_string()
 }
 
 /// The site policy beyond [`Settings`](crate::Settings), whose struct

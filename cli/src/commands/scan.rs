@@ -11,7 +11,6 @@ use crate::text::{safe, FIELD, SENTENCE};
 use apikey_proto::{Keys1Proxy, KeysError, Token};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// What the daemon says of a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +71,10 @@ struct UnreadableJson {
 
 pub async fn run(args: ScanArgs) -> Result<(), CliError> {
     let paths = match args.paths.is_empty() {
-        true => vec![home()?],
+        // The home from the account database, not $HOME (which a sudo may
+        // have kept from another user).
+        true => vec![crate::netrc::home_dir()
+            .map_err(|e| CliError::Failed(format!("{e}; name the paths to scan")))?],
         false => args.paths,
     };
     let result = scan(&paths);
@@ -168,18 +170,6 @@ async fn verdict(proxy: &Keys1Proxy<'_>, token: &Token, revoke: bool) -> Verdict
         }
     }
     Verdict::Known(id, state)
-}
-
-/// The caller's home directory, from the account database (not $HOME,
-/// which a sudo may have kept from another user).
-fn home() -> Result<PathBuf, CliError> {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(user)) => Ok(user.dir),
-        _ => Err(CliError::Failed(format!(
-            "uid {uid} has no home directory in the account database; name the paths to scan"
-        ))),
-    }
 }
 
 fn shown(path: &std::path::Path) -> String {

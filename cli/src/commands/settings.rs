@@ -12,24 +12,22 @@ use std::collections::HashMap;
 
 pub async fn run(args: SettingsArgs) -> Result<(), CliError> {
     let proxy = client::connect().await?;
-    let (settings, extra) = if args.changes_beyond_settings() {
-        let changes = args.changes();
-        let changes: HashMap<&str, &str> = changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (s, extra) = proxy.set_settings_with(changes).await?;
-        (s, Some(SettingsExtra::from_dict(&extra)))
-    } else if args.changes_anything() {
-        let timeout = args.session_timeout.map(format_duration);
-        let s = proxy
-            .set_settings(
-                args.allow_user_keys.map_or("", |v| v.as_str()),
-                args.expires.as_deref().unwrap_or(""),
-                args.users_see_own.map_or("", |v| v.as_str()),
-                timeout.as_deref().unwrap_or(""),
-            )
-            .await?;
-        (s, extra_of(&proxy).await)
-    } else {
-        (proxy.get_settings().await?, extra_of(&proxy).await)
+    let changes = args.changes();
+    let answer = match changes.is_empty() {
+        true => proxy.get_settings_with().await,
+        false => {
+            let by_name: HashMap<&str, &str> =
+                changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            proxy.set_settings_with(by_name).await
+        }
+    };
+    let (settings, extra) = match answer {
+        Ok((s, extra)) => (s, Some(SettingsExtra::from_dict(&extra))),
+        // A daemon that predates the settings beyond the struct.
+        Err(e) if client::is_unknown_method(&e) && !args.changes_beyond_settings() => {
+            (older_daemon(&proxy, &args).await?, None)
+        }
+        Err(e) => return Err(e.into()),
     };
     if args.json {
         print_json(&SettingsJson::with_extra(&settings, extra.as_ref()))
@@ -40,14 +38,23 @@ pub async fn run(args: SettingsArgs) -> Result<(), CliError> {
     }
 }
 
-/// The settings beyond the struct, from a daemon that has them (`None`
-/// from one that predates them).
-async fn extra_of(proxy: &apikey_proto::Keys1Proxy<'_>) -> Option<SettingsExtra> {
-    proxy
-        .get_settings_with()
-        .await
-        .ok()
-        .map(|(_, extra)| SettingsExtra::from_dict(&extra))
+/// The struct's settings, read or changed by the calls every daemon has.
+async fn older_daemon(
+    proxy: &apikey_proto::Keys1Proxy<'_>,
+    args: &SettingsArgs,
+) -> Result<Settings, CliError> {
+    if !args.changes_anything() {
+        return Ok(proxy.get_settings().await?);
+    }
+    let timeout = args.session_timeout.map(format_duration);
+    Ok(proxy
+        .set_settings(
+            args.allow_user_keys.map_or("", |v| v.as_str()),
+            args.expires.as_deref().unwrap_or(""),
+            args.users_see_own.map_or("", |v| v.as_str()),
+            timeout.as_deref().unwrap_or(""),
+        )
+        .await?)
 }
 
 pub(crate) fn extra_pairs(extra: Option<&SettingsExtra>) -> Vec<(&'static str, String)> {

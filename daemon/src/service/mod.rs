@@ -77,11 +77,33 @@ struct Attempt<'a> {
 /// What an inline check answers: the answer, or "run it on the blocking pool".
 type Inline<T> = std::result::Result<T, NeedsBlocking>;
 
-/// A refused Verify is answered only after `delay_ms` (S7).
-pub struct VerifyAnswer {
-    pub result: Result<(String, String)>,
+/// An answer held back by `delay_ms`: a refused Verify's, or a token
+/// holder's call that named no key (S7).
+pub struct Delayed<T> {
+    pub result: Result<T>,
     pub delay_ms: u64,
 }
+
+impl<T> Delayed<T> {
+    /// An answer given at once.
+    pub fn now(result: Result<T>) -> Self {
+        Delayed {
+            result,
+            delay_ms: 0,
+        }
+    }
+
+    /// The same answer, its value changed by `f`; the same delay.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Delayed<U> {
+        Delayed {
+            result: self.result.map(f),
+            delay_ms: self.delay_ms,
+        }
+    }
+}
+
+/// A Verify's answer: the key's owner and id.
+pub type VerifyAnswer = Delayed<(String, String)>;
 
 pub struct KeyService {
     cfg: Config,
@@ -656,10 +678,9 @@ impl KeyService {
         match self.verify_in(Mode::MayBlock, c, &attempt) {
             Ok(answer) => answer,
             // MayBlock never stops; answer as for any internal error.
-            Err(NeedsBlocking) => VerifyAnswer {
-                result: Err(KeysError::Failed("internal error".into())),
-                delay_ms: 0,
-            },
+            Err(NeedsBlocking) => {
+                VerifyAnswer::now(Err(KeysError::Failed("internal error".into())))
+            }
         }
     }
 
@@ -700,6 +721,10 @@ impl KeyService {
         service: &str,
         rhost: &str,
     ) -> std::result::Result<VerifyAnswer, Option<Box<FoundKey>>> {
+        // A local store's lookup never waits on the network: nothing to await.
+        if !self.store.shared() {
+            return Err(None);
+        }
         let found = match Token::parse(token) {
             Ok(t) => self.store.by_hash_async(&t.hash()).await.ok_or(None)?,
             // Refused before any lookup: nothing to look up.
@@ -736,10 +761,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn();
             self.audit_outcome(c.uid, &line, Some(&e));
-            return Ok(VerifyAnswer {
-                result: Err(e),
-                delay_ms: 0,
-            });
+            return Ok(VerifyAnswer::now(Err(e)));
         }
         let now = self.host.now();
         let line = Line::new("verify")
@@ -762,10 +784,7 @@ impl KeyService {
                         &key.id,
                     );
                 }
-                Ok(VerifyAnswer {
-                    result: Ok((key.owner_name, key.id)),
-                    delay_ms: 0,
-                })
+                Ok(VerifyAnswer::now(Ok((key.owner_name, key.id))))
             }
             // A store that cannot be read is not a wrong key: answered as
             // "cannot check" (the module returns PAM_AUTHINFO_UNAVAIL, so
@@ -778,28 +797,33 @@ impl KeyService {
                     "unavailable",
                     STORE_ERROR,
                 ));
-                Ok(VerifyAnswer {
-                    result: Err(KeysError::Failed(
-                        "the key store cannot be read; keys cannot be checked now".into(),
-                    )),
-                    delay_ms: 0,
-                })
+                Ok(VerifyAnswer::now(Err(KeysError::Failed(
+                    "the key store cannot be read; keys cannot be checked now".into(),
+                ))))
             }
-            Err((reason, key_id)) => {
-                let decision = self
-                    .throttle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .failure(Source::new(c.uid, rhost), now);
-                if decision.log_line {
-                    self.audit
-                        .log(&verify_refusal(line, key_id.as_deref(), "refused", reason));
-                }
-                Ok(VerifyAnswer {
-                    result: Err(KeysError::Refused("the key was not accepted".into())),
-                    delay_ms: decision.delay_ms,
-                })
-            }
+            Err((reason, key_id)) => Ok(self.refuse(
+                Source::new(c.uid, rhost),
+                now,
+                &verify_refusal(line, key_id.as_deref(), "refused", reason),
+                KeysError::Refused("the key was not accepted".into()),
+            )),
+        }
+    }
+
+    /// A refusal counted against `source` (S7): its line logged unless the
+    /// throttle has it summarised, its answer delayed as the throttle says.
+    fn refuse<T>(&self, source: Source, now: i64, line: &Line, error: KeysError) -> Delayed<T> {
+        let decision = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failure(source, now);
+        if decision.log_line {
+            self.audit.log(line);
+        }
+        Delayed {
+            result: Err(error),
+            delay_ms: decision.delay_ms,
         }
     }
 
@@ -885,8 +909,8 @@ impl KeyService {
         Ok(Ok(key))
     }
 
-    /// Everything a stored key must pass to log `user` in to `service`:
-    /// its own state and scope, then its owner's account.
+    /// Everything a stored key must pass to log `user` in to `service`
+    /// from `rhost`: its own state and scope, then its owner's account.
     // The login's facts, one each, as Verify and CheckKey have them.
     #[allow(clippy::too_many_arguments)]
     fn accept_key(
@@ -1108,11 +1132,7 @@ impl KeyService {
 
     fn revoke_leaked(&self, token: &Token) -> Option<String> {
         let key = self.store.by_hash(&token.hash()).ok().flatten()?;
-        let by = RevokeBy {
-            uid: 0,
-            at: self.host.now(),
-            reason: "leaked-as-user-name",
-        };
+        let by = self.revoke_by_daemon("leaked-as-user-name");
         let result = self.store.revoke(std::slice::from_ref(&key.id), by);
         let line = Line::new("revoke")
             .field("reason", "leaked-as-user-name")
@@ -1292,6 +1312,15 @@ impl KeyService {
     fn revoke_by<'a>(&self, c: &Caller, reason: &'a str) -> RevokeBy<'a> {
         RevokeBy {
             uid: c.uid,
+            at: self.host.now(),
+            reason,
+        }
+    }
+
+    /// A revocation that is the daemon's own act (recorded as root's).
+    fn revoke_by_daemon<'a>(&self, reason: &'a str) -> RevokeBy<'a> {
+        RevokeBy {
+            uid: 0,
             at: self.host.now(),
             reason,
         }
@@ -1508,7 +1537,6 @@ fn encoded_size(k: &KeyInfo) -> usize {
         + 96
 }
 
-/// A Verify's audit line for a key it did not accept.
 /// Why a token that does not parse is refused, as the audit log says it.
 fn token_refusal(e: apikey_proto::TokenError) -> &'static str {
     match e {
@@ -1517,6 +1545,7 @@ fn token_refusal(e: apikey_proto::TokenError) -> &'static str {
     }
 }
 
+/// A Verify's audit line for a key it did not accept.
 fn verify_refusal(line: Line, key_id: Option<&str>, outcome: &str, reason: &str) -> Line {
     line.field("key", key_id.unwrap_or("-"))
         .field("outcome", outcome)

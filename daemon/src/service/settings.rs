@@ -6,7 +6,7 @@
 use super::{store_error, Caller, KeyService, Result};
 use crate::audit::Line;
 use crate::policy;
-use crate::store::Policy;
+use crate::store::{yes_no, Policy};
 use apikey_proto::duration::parse_duration;
 use apikey_proto::extra::{revoke_unused_choice, revoke_unused_days, REVOKE_UNUSED_CHOICES};
 use apikey_proto::{KeysError, Settings, SettingsExtra};
@@ -136,21 +136,8 @@ fn extra_of(p: &Policy) -> SettingsExtra {
 }
 
 fn parse_yes_no(what: &str, text: &str) -> Result<bool> {
-    match text {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(KeysError::InvalidArgument(format!(
-            "{what} takes yes or no"
-        ))),
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
+    crate::store::parse_yes_no(text)
+        .ok_or_else(|| KeysError::InvalidArgument(format!("{what} takes yes or no")))
 }
 
 #[cfg(test)]

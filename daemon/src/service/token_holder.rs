@@ -5,26 +5,11 @@
 //! its caller as a refused login does (S7), so these calls guess no better
 //! than Verify.
 
-use super::{store_error, Caller, KeyService, Result};
+use super::{store_error, Caller, Delayed, KeyService};
 use crate::audit::Line;
 use crate::store::KeyRecord;
 use crate::throttle::Source;
 use apikey_proto::{KeysError, Token};
-
-/// An answer, and how long to hold it back (a refusal's delay).
-pub struct HolderAnswer<T> {
-    pub result: Result<T>,
-    pub delay_ms: u64,
-}
-
-impl<T> HolderAnswer<T> {
-    fn now(result: Result<T>) -> Self {
-        HolderAnswer {
-            result,
-            delay_ms: 0,
-        }
-    }
-}
 
 /// Where a key stands, as `InspectToken` says it.
 pub const ACTIVE: &str = "active";
@@ -48,7 +33,7 @@ pub fn key_state(key: &KeyRecord, now: i64) -> &'static str {
 
 impl KeyService {
     /// The id of the key `token` is, and its state.
-    pub fn inspect_token(&self, c: &Caller, token: &[u8]) -> HolderAnswer<(String, &'static str)> {
+    pub fn inspect_token(&self, c: &Caller, token: &[u8]) -> Delayed<(String, &'static str)> {
         let line = holder_line("inspect-token", c);
         let key = match self.holder_key(c, token, &line) {
             Ok(key) => key,
@@ -62,12 +47,12 @@ impl KeyService {
                 .field("state", state)
                 .field("outcome", "ok"),
         );
-        HolderAnswer::now(Ok((key.id, state)))
+        Delayed::now(Ok((key.id, state)))
     }
 
     /// Revokes the key `token` is, whoever owns it: its id, and whether
     /// this call revoked it (false: it was revoked already).
-    pub fn revoke_by_token(&self, c: &Caller, token: &[u8]) -> HolderAnswer<(String, bool)> {
+    pub fn revoke_by_token(&self, c: &Caller, token: &[u8]) -> Delayed<(String, bool)> {
         let line = holder_line("revoke-by-token", c);
         let key = match self.holder_key(c, token, &line) {
             Ok(key) => key,
@@ -79,7 +64,7 @@ impl KeyService {
             .field("reason", LEAKED);
         if key.revoked.is_some() {
             self.audit.log(&line.field("outcome", "already-revoked"));
-            return HolderAnswer::now(Ok((key.id, false)));
+            return Delayed::now(Ok((key.id, false)));
         }
         let revoked = self
             .store
@@ -89,13 +74,13 @@ impl KeyService {
                 let now = ids.contains(&key.id);
                 let outcome = if now { "ok" } else { "already-revoked" };
                 self.audit.log(&line.field("outcome", outcome).warn());
-                HolderAnswer::now(Ok((key.id, now)))
+                Delayed::now(Ok((key.id, now)))
             }
             Err(e) => {
                 let e = store_error(e);
                 self.audit
                     .log(&line.field("outcome", e.short_name()).warn());
-                HolderAnswer::now(Err(e))
+                Delayed::now(Err(e))
             }
         }
     }
@@ -107,7 +92,7 @@ impl KeyService {
         c: &Caller,
         token: &[u8],
         line: &Line,
-    ) -> std::result::Result<KeyRecord, HolderAnswer<T>> {
+    ) -> std::result::Result<KeyRecord, Delayed<T>> {
         let (reason, error) = match Token::parse(token) {
             Ok(t) => match self.store.by_hash(&t.hash()) {
                 Ok(Some(key)) => return Ok(key),
@@ -119,7 +104,7 @@ impl KeyService {
                     let e = store_error(e);
                     self.audit
                         .log(&line.clone().field("outcome", e.short_name()).warn());
-                    return Err(HolderAnswer::now(Err(e)));
+                    return Err(Delayed::now(Err(e)));
                 }
             },
             Err(e) => (
@@ -127,24 +112,17 @@ impl KeyService {
                 KeysError::InvalidArgument(format!("not a key: {e}")),
             ),
         };
-        let decision = self
-            .throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .failure(Source::new(c.uid, HOLDER_SOURCE), self.host.now());
-        if decision.log_line {
-            self.audit.log(
-                &line
-                    .clone()
-                    .field("outcome", "refused")
-                    .field("reason", reason)
-                    .warn(),
-            );
-        }
-        Err(HolderAnswer {
-            result: Err(error),
-            delay_ms: decision.delay_ms,
-        })
+        let refusal = line
+            .clone()
+            .field("outcome", "refused")
+            .field("reason", reason)
+            .warn();
+        Err(self.refuse(
+            Source::new(c.uid, HOLDER_SOURCE),
+            self.host.now(),
+            &refusal,
+            error,
+        ))
     }
 }
 

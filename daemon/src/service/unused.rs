@@ -5,7 +5,7 @@
 //! active key once an hour, and at a key's Verify.
 
 use super::{KeyService, Line};
-use crate::store::{KeyKind, KeyRecord, Policy, RevokeBy};
+use crate::store::{KeyKind, KeyRecord, Policy};
 
 /// The revocation's reason, and a refused login's.
 pub const UNUSED: &str = "unused";
@@ -36,7 +36,10 @@ impl KeyService {
     /// At a Verify. A fleet's lookup does not bring the key's uses from
     /// other hosts, so there only the hourly look decides.
     pub(super) fn went_unused(&self, key: &KeyRecord, policy: &Policy, now: i64) -> bool {
-        !self.store.shared()
+        // Most sites never revoke unused keys: no look at the key's last
+        // use on their logins.
+        policy.revoke_unused_days != 0
+            && !self.store.shared()
             && unused_for_too_long(key, self.last_use(key).map(|u| u.at), policy, now)
     }
 
@@ -81,11 +84,7 @@ impl KeyService {
 
     /// Revokes `ids` as unused (the daemon's own act), one audit line.
     pub(crate) fn revoke_unused_keys(&self, ids: &[String], policy: &Policy) -> Vec<String> {
-        let by = RevokeBy {
-            uid: 0,
-            at: self.host.now(),
-            reason: UNUSED,
-        };
+        let by = self.revoke_by_daemon(UNUSED);
         let line = Line::new("revoke")
             .field("reason", UNUSED)
             .num("unused_days", i64::from(policy.revoke_unused_days));

@@ -223,7 +223,7 @@ pub fn policy_from_settings(
 
 /// The rows [`policy_from_settings`] reads back.
 pub fn policy_settings(policy: &Policy) -> [(&'static str, String); 6] {
-    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let yes_no = |b: bool| yes_no(b).to_string();
     [
         ("allow_user_keys", yes_no(policy.allow_user_keys)),
         ("expiry", policy.expiry.to_string()),
@@ -237,7 +237,16 @@ pub fn policy_settings(policy: &Policy) -> [(&'static str, String); 6] {
     ]
 }
 
-fn parse_yes_no(s: &str) -> Option<bool> {
+/// How a yes/no setting is written.
+pub(crate) fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub(crate) fn parse_yes_no(s: &str) -> Option<bool> {
     match s {
         "yes" => Some(true),
         "no" => Some(false),
@@ -289,8 +298,9 @@ pub type LookupFuture<'a> = std::pin::Pin<
 pub trait Store: Send + Sync {
     /// True when keys are shared with other hosts (fleet mode): owners are
     /// user names, an account missing here is not an account deleted
-    /// everywhere, and key lookups may wait on the network, so they are
-    /// never made on an async worker.
+    /// everywhere, and key lookups may wait on the network, so an async
+    /// worker awaits them ([`by_hash_async`](Self::by_hash_async)) rather
+    /// than calling them.
     fn shared(&self) -> bool {
         false
     }

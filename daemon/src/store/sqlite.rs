@@ -973,6 +973,14 @@ fn execute_insert(s: &mut rusqlite::CachedStatement<'_>, key: &KeyRecord) -> rus
     .map(|_| ())
 }
 
+/// A list stored as its items joined by commas (none of them holds one).
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     key_from_row_at(row, 0)
 }
@@ -1016,18 +1024,9 @@ fn key_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<KeyRecord> {
         created_by_uid: row.get(base + 5)?,
         created_by_loginuid: row.get(base + 6)?,
         name: row.get(base + 7)?,
-        services: services
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        services: split_list(&services),
         hosts: vec![],
-        sources: row
-            .get::<_, String>(base + 21)?
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        sources: split_list(&row.get::<_, String>(base + 21)?),
         made_on: String::new(),
         created: row.get(base + 9)?,
         expires: row.get(base + 10)?,

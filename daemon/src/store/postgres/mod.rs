@@ -552,16 +552,9 @@ impl PgKeys {
     }
 
     pub fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<KeyRecord>> {
-        let row = self
-            .read(|live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await });
-        match row {
-            Ok(row) => {
-                let key = row.map(|r| self.key_from_row(&r, false)).transpose()?;
-                self.remember(key.as_ref());
-                Ok(key)
-            }
-            Err(e) => self.in_grace(e, |g, now, wall| g.by_hash(hash, now, wall)),
-        }
+        self.runtime
+            .block_on(self.find_by_hash(hash, false))
+            .unwrap_or_else(|| Err(StoreError::Failed("a key's owner was not looked up".into())))
     }
 
     /// [`by_hash`](Self::by_hash) for an async worker: the same answer,
@@ -569,6 +562,18 @@ impl PgKeys {
     /// hold (its uid may take an NSS call: `by_hash` on a thread that may
     /// block then).
     pub async fn by_hash_async(&self, hash: &[u8; 32]) -> Option<StoreResult<Option<KeyRecord>>> {
+        self.find_by_hash(hash, true).await
+    }
+
+    /// The key of `hash`, remembered for the grace, or from the grace when
+    /// the database cannot answer. With `quick`, names become uids only
+    /// from what the local files answer, and a name they do not hold gives
+    /// `None` (nothing remembered); otherwise `Some` always.
+    async fn find_by_hash(
+        &self,
+        hash: &[u8; 32],
+        quick: bool,
+    ) -> Option<StoreResult<Option<KeyRecord>>> {
         let row = self
             .read_async(
                 |live| async move { live.client.query_opt(&live.by_hash, &[&&hash[..]]).await },
@@ -578,12 +583,15 @@ impl PgKeys {
             Ok(None) => None,
             Ok(Some(row)) => {
                 let missed = std::cell::Cell::new(false);
-                let quick = |name: &str| {
-                    let uid = self.accounts.quick_uid_of(name);
-                    missed.set(missed.get() || uid.is_none());
-                    uid
+                let uid_of = |name: &str| match quick {
+                    false => self.accounts.uid_of(name),
+                    true => {
+                        let uid = self.accounts.quick_uid_of(name);
+                        missed.set(missed.get() || uid.is_none());
+                        uid
+                    }
                 };
-                let key = self.key_from_row_by(&row, false, &quick);
+                let key = self.key_from_row_by(&row, false, &uid_of);
                 if missed.get() {
                     return None;
                 }
@@ -601,7 +609,7 @@ impl PgKeys {
     pub fn by_id(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, {USE_COLUMNS}{} FROM apikey.keys k {LAST_USE} WHERE k.id = $1",
-            creator_column()
+            later_columns()
         );
         let row = self.read(|live| async move { live.client.query_opt(&sql, &[&id]).await });
         match row {
@@ -648,7 +656,7 @@ impl PgKeys {
             "SELECT {KEY_COLUMNS}, {USE_COLUMNS}{} FROM apikey.keys k {LAST_USE} \
              WHERE k.revoked IS NULL AND ($1::text IS NULL OR k.owner = $1) \
              ORDER BY k.owner, k.created, k.id",
-            creator_column()
+            later_columns()
         );
         let rows = self.read(|live| async move { live.client.query(&sql, &[&owner]).await })?;
         self.keys_from_rows(&rows, true)
@@ -664,7 +672,7 @@ impl PgKeys {
                         WHEN k.expires IS NOT NULL AND k.expires <= $5 THEN $4 \
                         ELSE true END \
              ORDER BY k.seq LIMIT $6",
-            creator_column()
+            later_columns()
         );
         let limit = i64::from(q.limit) + 1;
         let rows = self.read(|live| async move {
@@ -933,14 +941,14 @@ const USE_COLUMNS: &str = "u.at, u.service, u.rhost, u.host";
 pub fn by_hash_sql() -> String {
     format!(
         "SELECT {KEY_COLUMNS}{} FROM apikey.keys k WHERE k.hash = $1",
-        creator_column()
+        later_columns()
     )
 }
 
 /// The columns of later schemas, selected last (and read by name) where
 /// this daemon knows them: the login of a key's maker (schema 2 on), the
 /// networks it may be used from (schema 3 on).
-fn creator_column() -> &'static str {
+fn later_columns() -> &'static str {
     match schema::known() {
         3.. => ", k.created_by_login, k.sources",
         2 => ", k.created_by_login",
