@@ -26,6 +26,10 @@ fn keys_unused_for_the_period_are_revoked_at_login_and_by_the_hourly_look() {
 
     // Each restart (ageing restarts the daemon) runs the look at start.
     world.age_key(&stale_id, 31 * DAY);
+    assert!(
+        !world.keys_of(alice.name()).iter().any(|k| k.id == stale_id),
+        "revoked by the look at start, before any login with it"
+    );
     let verify = |token: &str| {
         world
             .as_root()
