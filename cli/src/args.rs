@@ -56,12 +56,13 @@ const USAGE_REVOKE: &str =
     "apikey revoke ID... | --all [--user USER | --site [--yes]] | --token [--json] < KEYFILE";
 const USAGE_SCAN: &str = "apikey scan [--revoke] [--json] [PATH...]";
 const USAGE_ROTATE: &str = "apikey rotate ID [--json]";
+const USAGE_SHOW: &str = "apikey show ID [--json]";
 const USAGE_BACKUP: &str = "apikey backup FILE";
 const USAGE_SETTINGS: &str =
     "apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
                        [--users-see-own yes|no] [--session-timeout DURATION]
                        [--require-from yes|no] [--revoke-unused never|30d|90d|365d] [--json]";
-const USAGE_STATUS: &str = "apikey status [--json]";
+const USAGE_STATUS: &str = "apikey status [--json | --prometheus]";
 const USAGE_VERIFY: &str = "apikey verify [--user USER] [--service NAME] < KEYFILE";
 const USAGE: &str = "apikey COMMAND [OPTIONS]
        apikey generate [--name TEXT] [--expires never|7d|30d|90d|365d] [--services LIST]
@@ -72,10 +73,11 @@ const USAGE: &str = "apikey COMMAND [OPTIONS]
        apikey revoke ID... | --all [--user USER | --site [--yes]] | --token [--json] < KEYFILE
        apikey scan [--revoke] [--json] [PATH...]
        apikey rotate ID [--json]
+       apikey show ID [--json]
        apikey settings [--allow-user-keys yes|no] [--expires never|7d|30d|90d|365d]
                        [--users-see-own yes|no] [--session-timeout DURATION]
                        [--require-from yes|no] [--revoke-unused never|30d|90d|365d] [--json]
-       apikey status [--json]
+       apikey status [--json | --prometheus]
        apikey verify [--user USER] [--service NAME] < KEYFILE";
 
 #[derive(Parser, Debug)]
@@ -102,6 +104,7 @@ pub enum Cmd {
     List(ListArgs),
     Revoke(RevokeArgs),
     Rotate(RotateArgs),
+    Show(ShowArgs),
     Settings(SettingsArgs),
     Status(StatusArgs),
     Verify(VerifyArgs),
@@ -250,7 +253,9 @@ their owners). Administrators may list every key (--all) or one user's \
 (--user). Keys past their expiry and revoked keys are left out unless \
 --expired or --revoked asks for them (they are deleted after the site's \
 retention). A SERVICES value of * means every service the site allows. Times \
-are relative; --json gives exact UTC timestamps (RFC 3339). The listing \
+are relative; --json gives exact UTC timestamps (RFC 3339). A key that \
+expires within the site's warn_before (7 days by default) is marked \
+\"(soon)\" (--json: expires_soon). The listing \
 comes from the daemon a page at a time and is printed as it comes, in the \
 order the keys were made.")]
 pub struct ListArgs {
@@ -401,6 +406,28 @@ pub struct RotateArgs {
     pub json: bool,
 }
 
+/// Show one key in full, with where it was used from
+#[derive(Args, Debug)]
+#[command(override_usage = USAGE_SHOW, long_about = "\
+Show one key in full: its owner, name, services, the hosts and networks it \
+is limited to, when it was made, when it expires and when it was last used, \
+then its use history: the last 10 distinct (service, remote host) pairs it \
+was used from, newest first, each with its first and last use (and in a \
+fleet the host of the last). Uses reach the history within a minute. Your \
+own keys (unless the site hides them from their owners); administrators, \
+any key. Another user's key is 'no key with id ...' to anyone else. \
+--json gives one object with exact UTC timestamps (RFC 3339) and the \
+history as \"uses\".")]
+pub struct ShowArgs {
+    /// Id of the key, as `apikey list` shows it
+    #[arg(value_name = "ID", value_parser = parse_key_id)]
+    pub id: String,
+
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Write a consistent copy of the key store to a new file (administrators)
 #[derive(Args, Debug)]
 #[command(override_usage = USAGE_BACKUP, long_about = "\
@@ -527,11 +554,25 @@ impl YesNo {
 #[command(override_usage = USAGE_STATUS, long_about = "\
 Show whether the apikey daemon answers and its version, who the caller is \
 to it (user, administrator or not, verifier or not, in a login session or \
-not, acting through su/sudo or not) and the site policy.")]
+not, acting through su/sudo or not), how many of the caller's keys expire \
+within the site's warn_before, and the site policy.
+
+--prometheus prints instead what an operator alerts on, in Prometheus' \
+text exposition format (administrators): verifications since the daemon \
+started by service and outcome (apikey_verifications_total), active, \
+session and soon-expiring keys, throttled sources, whether the store \
+answers, its size and its last successful write. The daemon can also write \
+the same every minute for node_exporter's textfile collector ([metrics] \
+textfile in apikeyd.toml).")]
 pub struct StatusArgs {
     /// Print one JSON object
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
+
+    /// Print the daemon's metrics in Prometheus' text format
+    /// (administrators)
+    #[arg(long)]
+    pub prometheus: bool,
 }
 
 /// Check a key read from standard input (verifiers)

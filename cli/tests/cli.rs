@@ -46,6 +46,8 @@ fn usage_errors_exit_2() {
         &["generate", "--expires", "8d"],
         &["list", "--all", "--user", "bob"],
         &["rotate"],
+        &["show"],
+        &["show", "not-a-key-id"],
         &["settings", "--session-timeout", "soon"],
         &["verify", "apikey_0123456789"],
         &["revoke", "--token", "3fZk9QpLm2Xa"],
@@ -80,6 +82,7 @@ fn unreachable_daemon_exits_69() {
         &["revoke", "--all"],
         &["revoke", "3fZk9QpLm2Xa"],
         &["rotate", "3fZk9QpLm2Xa"],
+        &["show", "3fZk9QpLm2Xa"],
         &["settings"],
         &["settings", "--allow-user-keys", "yes"],
     ] {

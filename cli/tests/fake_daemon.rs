@@ -2,7 +2,7 @@
 //! it sends, what it prints, and its exit statuses. Needs dbus-daemon;
 //! without it the tests say so and pass.
 
-use apikey_proto::{KeyInfo, KeysError, Settings, StatusInfo, Token};
+use apikey_proto::{ExtraDict, KeyInfo, KeysError, Settings, StatusInfo, Token, UseInfo};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
@@ -137,6 +137,28 @@ impl Fake {
         Ok((
             Token::generate().unwrap().as_str().to_string(),
             key(ROTATED_ID, "ci"),
+        ))
+    }
+
+    async fn show_key(&self, id: String) -> Result<(KeyInfo, ExtraDict, Vec<UseInfo>), KeysError> {
+        self.record(format!("ShowKey {id}"));
+        if id == "MISSINGKEY01" {
+            return Err(KeysError::NotFound(format!("no key with id {id}")));
+        }
+        let used = |rhost: &str, first, last| UseInfo {
+            service: "sshd".into(),
+            rhost: rhost.into(),
+            first,
+            last,
+            host: String::new(),
+        };
+        Ok((
+            key(&id, "ci"),
+            ExtraDict::new(),
+            vec![
+                used("10.9.8.7\u{1b}[2J", 1_700_000_100, 1_700_000_200),
+                used("", 1_700_000_050, 1_700_000_050),
+            ],
         ))
     }
 
@@ -467,6 +489,30 @@ fn rotate_prints_the_new_token() {
     assert!(text(&out.stderr).contains(&format!(
         "key {ROTATED_ID} for alice replaces key 3fZk9QpLm2Xa"
     )));
+}
+
+#[test]
+fn show_prints_a_key_and_where_it_was_used_from() {
+    let Some(bus) = Bus::start(true) else { return };
+    let out = bus.run(&["show", "3fZk9QpLm2Xa"], b"");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("ID:         3fZk9QpLm2Xa\n"), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(
+        shown.contains("  sshd     10.9.8.7\\x1b[2J  2023-11-14T22:15:00Z  2023-11-14T22:16:40Z\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("  sshd     (local)"), "{shown}");
+    let out = bus.run(&["show", "3fZk9QpLm2Xa", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "3fZk9QpLm2Xa");
+    assert_eq!(v["uses"][0]["rhost"], "10.9.8.7\u{1b}[2J");
+    assert!(v["uses"][1]["rhost"].is_null());
+    let out = bus.run(&["show", "MISSINGKEY01"], b"");
+    assert_eq!(code(&out), 1);
+    assert_eq!(text(&out.stderr), "apikey: no key with id MISSINGKEY01\n");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

@@ -1,7 +1,9 @@
 // org.apikey.Keys1 on the system bus, through Cockpit's bridge: the
 // daemon sees the web console user's own uid and login session, and makes
 // every permission decision itself.
-import { decodeKey, decodeSettingsWith, decodeStatus, withExtras } from "./model.js";
+import {
+    decodeKey, decodeSettingsWith, decodeStatus, decodeUses, parseExposition, withExtras,
+} from "./model.js";
 
 const NAME = "org.apikey.Keys1";
 const PATH = "/org/apikey/Keys1";
@@ -55,6 +57,19 @@ export class KeysApi {
             after = next;
         } while (after !== "");
         return keys;
+    }
+
+    /// The daemon's metrics (administrators), parsed by metric name.
+    async metrics() {
+        const [text] = await this.call("Metrics", []);
+        return parseExposition(text);
+    }
+
+    /// Where key `id` was used from: its last distinct (service, remote
+    /// host) pairs, newest first (ShowKey).
+    async history(id) {
+        const [, , uses] = await this.call("ShowKey", [id]);
+        return decodeUses(uses);
     }
 
     async revoke(ids) {

@@ -7,7 +7,9 @@ import { KeysApi } from "./api.js";
 import {
     EXPIRY_CHOICES, REVOKE_UNUSED_CHOICES, deleteQuestion, errorMessage, expiryChoices, expiryLabel,
     filterKeys,
-    formatDuration, formatLastUsed, formatScope, formatTime, generateBlocker, keyCount, netrcLine,
+    activitySummary, expiringNote, formatDuration, formatExpires, formatLastUsed, formatRhost, formatScope, formatTime,
+    generateBlocker,
+    keyCount, netrcLine,
     parseNetworks,
 } from "./model.js";
 
@@ -195,6 +197,84 @@ function cell(text, label) {
     return td;
 }
 
+/// The last use, and a button that shows (or hides) below the row where
+/// the key was used from, asked of the daemon when pressed.
+function lastUsedCell(key) {
+    const td = cell(formatLastUsed(key), "Last used");
+    const button = element("button", "pf-v5-c-button pf-m-link pf-m-inline apikey-history-toggle", "History");
+    button.type = "button";
+    button.setAttribute("aria-expanded", "false");
+    button.setAttribute("aria-label", `Where key ${key.id} was used from`);
+    button.addEventListener("click", () => toggleHistory(td.closest("tr"), key, button));
+    td.append(" ", button);
+    return td;
+}
+
+async function toggleHistory(tr, key, button) {
+    const next = tr.nextElementSibling;
+    if (next?.classList.contains("apikey-history")) {
+        next.remove();
+        button.setAttribute("aria-expanded", "false");
+        return;
+    }
+    let uses;
+    try {
+        uses = await state.api.history(key.id);
+    } catch (e) {
+        failed(e);
+        return;
+    }
+    const row = element("tr", "pf-v5-c-table__tr apikey-history");
+    row.dataset.historyOf = key.id;
+    const td = element("td", "pf-v5-c-table__td");
+    td.colSpan = tr.children.length;
+    td.append(historyTable(uses));
+    row.append(td);
+    tr.after(row);
+    button.setAttribute("aria-expanded", "true");
+}
+
+function historyTable(uses) {
+    if (uses.length === 0)
+        return element("p", "apikey-help", "Not used yet.");
+    const fleet = uses.some(u => u.host);
+    const table = element("table", "pf-v5-c-table pf-m-compact apikey-history-table");
+    table.setAttribute("aria-label", "Where the key was used from");
+    const head = element("tr", "pf-v5-c-table__tr");
+    const titles = ["Service", "Remote host", "First used", "Last used"];
+    if (fleet)
+        titles.push("Last on host");
+    for (const title of titles) {
+        const th = element("th", "pf-v5-c-table__th", title);
+        th.scope = "col";
+        head.append(th);
+    }
+    const thead = element("thead", "pf-v5-c-table__thead");
+    thead.append(head);
+    const tbody = element("tbody", "pf-v5-c-table__tbody");
+    for (const u of uses) {
+        const tr = element("tr", "pf-v5-c-table__tr");
+        tr.append(cell(u.service, "Service"), cell(formatRhost(u), "Remote host"),
+                  cell(formatTime(u.first), "First used"), cell(formatTime(u.last), "Last used"));
+        if (fleet)
+            tr.append(cell(u.host, "Last on host"));
+        tbody.append(tr);
+    }
+    table.append(thead, tbody);
+    const box = element("div");
+    box.append(element("p", "apikey-help",
+                       "Where this key was used from: its last distinct services and remote hosts, newest first."),
+               table);
+    return box;
+}
+
+function expiresCell(key) {
+    const td = cell(formatExpires(key), "Expires");
+    if (key.expiresSoon)
+        td.classList.add("apikey-expires-soon");
+    return td;
+}
+
 function ownKeyRow(key) {
     const tr = element("tr", "pf-v5-c-table__tr");
     tr.dataset.id = key.id;
@@ -202,8 +282,8 @@ function ownKeyRow(key) {
               cell(key.id, "ID"),
               cell(formatScope(key), "Services"),
               cell(formatTime(key.created), "Created"),
-              cell(formatTime(key.expires), "Expires"),
-              cell(formatLastUsed(key), "Last used"));
+              expiresCell(key),
+              lastUsedCell(key));
     const action = cell("", "Actions");
     const revoke = element("button", "pf-v5-c-button pf-m-secondary pf-m-danger pf-m-small", "Revoke");
     revoke.type = "button";
@@ -243,6 +323,9 @@ async function refreshOwnKeys() {
     }
     show("own-keys-hidden", false);
     show("revoke-all-own", false);
+    const note = expiringNote(keys);
+    $("own-keys-expiring").textContent = note ?? "";
+    show("own-keys-expiring", note !== null);
     $("own-keys").tBodies[0].replaceChildren(...keys.map(ownKeyRow));
     show("own-keys", keys.length > 0);
     show("own-keys-empty", keys.length === 0);
@@ -280,6 +363,29 @@ async function revokeLeaked(event) {
 }
 
 // --- administrators --------------------------------------------------------
+
+async function refreshActivity() {
+    let samples;
+    try {
+        samples = await state.api.metrics();
+    } catch (e) {
+        // A daemon that predates Metrics: no card, nothing to say.
+        if (e?.name !== "org.freedesktop.DBus.Error.UnknownMethod")
+            failed(e);
+        return;
+    }
+    const pairs = activitySummary(samples);
+    $("activity").replaceChildren(...pairs.map(([label, text]) => {
+        const group = element("div", "pf-v5-c-description-list__group");
+        const term = element("dt", "pf-v5-c-description-list__term");
+        term.append(element("span", "pf-v5-c-description-list__text", label));
+        const desc = element("dd", "pf-v5-c-description-list__description");
+        desc.append(element("div", "pf-v5-c-description-list__text", text));
+        group.append(term, desc);
+        return group;
+    }));
+    show("activity-card", true);
+}
 
 function renderSettings(settings) {
     show("settings-card", true);
@@ -340,8 +446,8 @@ function allKeyRow(key) {
               cell(key.id, "ID"),
               cell(formatScope(key), "Services"),
               cell(formatTime(key.created), "Created"),
-              cell(formatTime(key.expires), "Expires"),
-              cell(formatLastUsed(key), "Last used"));
+              expiresCell(key),
+              lastUsedCell(key));
     return tr;
 }
 
@@ -410,8 +516,10 @@ async function refreshAllKeys() {
 
 async function refreshKeys() {
     await refreshOwnKeys();
-    if (state.status.admin)
+    if (state.status.admin) {
         await refreshAllKeys();
+        await refreshActivity();
+    }
 }
 
 function describeCaller(status) {

@@ -35,6 +35,66 @@ export function decodeKey(t) {
     };
 }
 
+/// ShowKey's history (a(ssxxs)): where a key was used from, newest first.
+export function decodeUses(rows) {
+    return rows.map(u => ({
+        service: u[0],
+        rhost: u[1],
+        first: Number(u[2]),
+        last: Number(u[3]),
+        host: u[4],
+    }));
+}
+
+/// A use's remote host for a table cell; a local login has none.
+export function formatRhost(use) {
+    return use.rhost || "(local)";
+}
+
+/// Metrics's exposition (Prometheus' text format), as samples by metric
+/// name: [{ labels: { name: value }, value: Number }]. Comment lines and
+/// lines it cannot read are passed over.
+export function parseExposition(text) {
+    const samples = {};
+    for (const line of text.split("\n")) {
+        const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+        if (!m)
+            continue;
+        const labels = {};
+        for (const [, name, value] of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+            labels[name] = value.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+        (samples[m[1]] ??= []).push({ labels, value: Number(m[3]) });
+    }
+    return samples;
+}
+
+/// What the administrators' Activity card shows, from parsed metrics:
+/// [label, text] pairs. A gauge the daemon left out (the store cannot be
+/// read) shows as unknown.
+export function activitySummary(samples) {
+    const one = name => samples[name]?.[0]?.value;
+    const logins = outcome => (samples.apikey_verifications_total ?? [])
+            .filter(s => s.labels.outcome === outcome)
+            .reduce((sum, s) => sum + s.value, 0);
+    const known = v => (v === undefined ? "unknown (the key store cannot be read)" : String(v));
+    const started = one("apikey_start_time_seconds");
+    const written = one("apikey_store_last_write_timestamp_seconds");
+    const warn = one("apikey_warn_before_seconds");
+    return [
+        ["Key logins since the daemon started",
+         `${logins("ok")} accepted, ${logins("refused")} refused, ${logins("unavailable")} unavailable` +
+         (started ? ` (since ${formatTime(started)})` : "")],
+        ["Active API keys", known(one("apikey_keys_active"))],
+        ["Active session keys", known(one("apikey_session_keys_active"))],
+        [warn ? `Expiring within ${formatDuration(warn)}` : "Expiring soon",
+         warn ? known(one("apikey_keys_expiring_soon")) : "not counted (warn_before = 0s)"],
+        ["Sources being throttled", known(one("apikey_throttled_sources"))],
+        ["Key store", one("apikey_store_up") === 0
+            ? "FAILING: key logins answer unavailable"
+            : written ? `answering; last written ${formatTime(written)}` : "answering"],
+    ];
+}
+
 /// The site policy: GetSettings's out arguments (bsbt), or Status's last one.
 export function decodeSettings(t) {
     return {
@@ -142,7 +202,27 @@ export function parseNetworks(text) {
 /// { t, v }), onto a decoded key.
 export function withExtras(key, extras) {
     const from = extras?.from;
-    return { ...key, from: from?.t === "as" ? from.v : [] };
+    const soon = extras?.expires_soon;
+    return {
+        ...key,
+        from: from?.t === "as" ? from.v : [],
+        expiresSoon: soon?.t === "b" ? soon.v : false,
+    };
+}
+
+/// A key's expiry for a table cell, marked when the daemon says it is
+/// within the site's `warn_before`.
+export function formatExpires(key) {
+    const when = formatTime(key.expires);
+    return key.expiresSoon ? `${when} (expires soon)` : when;
+}
+
+/// The note above the user's keys when some expire soon; null when none.
+export function expiringNote(keys) {
+    const n = keys.filter(k => k.expiresSoon).length;
+    if (n === 0)
+        return null;
+    return `${keyCount(n)} of yours ${n === 1 ? "expires" : "expire"} soon. Replace ${n === 1 ? "it" : "them"} before then (apikey rotate ID, or generate a new one here) so that scripts keep working.`;
 }
 
 /// The line a user pastes into ~/.netrc. A host name never holds

@@ -1,10 +1,12 @@
 //! The audit trail: one line per key event and authentication attempt, to
-//! syslog (facility authpriv, ident apikeyd), or to stderr where there is
-//! no syslog socket. Every value is escaped and capped (S11); tokens are
-//! never passed in, only key ids.
+//! the journal with its fields where journald's socket exists (see
+//! `journal.rs`), else to syslog (facility authpriv, ident apikeyd), or to
+//! stderr where there is neither. Every value is escaped and capped (S11);
+//! tokens are never passed in, only key ids.
 
 use apikey_proto::services::printable;
 use std::fmt::Write as _;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -18,6 +20,9 @@ use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 pub struct Line {
     text: String,
     warning: bool,
+    event: String,
+    /// Each field as the text has it (escaped, unquoted), for the journal.
+    fields: Vec<(String, String)>,
 }
 
 impl Line {
@@ -25,18 +30,24 @@ impl Line {
         Line {
             text: format!("event={event}"),
             warning: false,
+            event: event.to_string(),
+            fields: Vec::new(),
         }
     }
 
     /// A text field, quoted and escaped.
     pub fn field(mut self, name: &str, value: &str) -> Line {
-        let _ = write!(self.text, " {name}=\"{}\"", printable(value, 64));
+        let value = printable(value, 64);
+        let _ = write!(self.text, " {name}=\"{value}\"");
+        self.fields.push((name.to_string(), value));
         self
     }
 
     /// A numeric field.
     pub fn num(mut self, name: &str, value: impl Into<i64>) -> Line {
-        let _ = write!(self.text, " {name}={}", value.into());
+        let value = value.into();
+        let _ = write!(self.text, " {name}={value}");
+        self.fields.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -52,6 +63,7 @@ impl Line {
 }
 
 enum Sink {
+    Journal(UnixDatagram),
     Syslog(Logger<LoggerBackend, Formatter3164>),
     Stderr,
 }
@@ -76,6 +88,7 @@ enum Message {
 
 struct SinkState {
     socket: PathBuf,
+    journal: Option<PathBuf>,
     sink: Sink,
 }
 
@@ -98,21 +111,26 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Connects to the syslog socket; without one, says so once on stderr
-    /// and writes there instead.
-    pub fn open(socket: &Path) -> Audit {
-        let sink = match connect(socket) {
-            Ok(logger) => Sink::Syslog(logger),
-            Err(e) => {
-                eprintln!(
-                    "apikeyd: no syslog at {} ({e}); audit lines go to stderr",
-                    socket.display()
-                );
-                Sink::Stderr
-            }
+    /// Connects to journald's socket (`journal`) when it is there, else
+    /// to the syslog socket; without either, says so once on stderr and
+    /// writes there instead.
+    pub fn open(socket: &Path, journal: Option<&Path>) -> Audit {
+        let sink = match journal.map(connect_journal) {
+            Some(Ok(j)) => Sink::Journal(j),
+            _ => match connect(socket) {
+                Ok(logger) => Sink::Syslog(logger),
+                Err(e) => {
+                    eprintln!(
+                        "apikeyd: no syslog at {} ({e}); audit lines go to stderr",
+                        socket.display()
+                    );
+                    Sink::Stderr
+                }
+            },
         };
         let mut state = SinkState {
             socket: socket.into(),
+            journal: journal.map(Path::to_path_buf),
             sink,
         };
         let (queue, lines) = sync_channel::<Message>(QUEUE_LINES);
@@ -140,6 +158,7 @@ impl Audit {
                 Audit {
                     writer: Writer::Direct(Mutex::new(SinkState {
                         socket: socket.into(),
+                        journal: None,
                         sink,
                     })),
                     flush_wait: FLUSH_WAIT,
@@ -154,6 +173,7 @@ impl Audit {
         Audit {
             writer: Writer::Direct(Mutex::new(SinkState {
                 socket: PathBuf::new(),
+                journal: None,
                 sink: Sink::Stderr,
             })),
             flush_wait: FLUSH_WAIT,
@@ -289,6 +309,28 @@ fn write_lines(lines: &Receiver<Message>, state: &mut SinkState, queued: &Atomic
 
 impl SinkState {
     fn write(&mut self, line: &Line) {
+        if let Sink::Journal(journal) = &self.sink {
+            let entry = crate::journal::entry(&line.text, line.warning, &line.event, &line.fields);
+            if journal.send(&entry).is_ok() {
+                return;
+            }
+            // journald restarted: reconnect once, else go on with syslog.
+            if let Some(Ok(fresh)) = self.journal.as_deref().map(connect_journal) {
+                if fresh.send(&entry).is_ok() {
+                    self.sink = Sink::Journal(fresh);
+                    return;
+                }
+            }
+            to_stderr(&format!(
+                "lost the journal at {}; audit lines go to syslog",
+                self.journal.as_deref().unwrap_or(Path::new("?")).display()
+            ));
+            self.journal = None;
+            self.sink = match connect(&self.socket) {
+                Ok(logger) => Sink::Syslog(logger),
+                Err(_) => Sink::Stderr,
+            };
+        }
         if let Sink::Syslog(logger) = &mut self.sink {
             if send(logger, line).is_ok() {
                 return;
@@ -304,6 +346,14 @@ impl SinkState {
         }
         to_stderr(line.text());
     }
+}
+
+/// A datagram socket connected to journald's; an error where there is
+/// none (no journald, or a path that is no socket).
+fn connect_journal(path: &Path) -> std::io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.connect(path)?;
+    Ok(socket)
 }
 
 fn connect(socket: &Path) -> Result<Logger<LoggerBackend, Formatter3164>, syslog::Error> {
@@ -361,7 +411,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let audit = Audit::open(&path);
+        let audit = Audit::open(&path, None);
         audit.log(&Line::new("test").field("user", "alice"));
         audit.flush();
         let mut buf = [0u8; 512];
@@ -372,12 +422,74 @@ mod tests {
         assert!(got.ends_with("event=test user=\"alice\""), "{got}");
     }
 
+    /// With journald's socket there, a line is a journal entry with its
+    /// fields, escaped as the text is; a journal socket that is not there
+    /// leaves the lines to syslog; one that goes away mid-way too.
+    #[test]
+    fn lines_go_to_the_journal_with_their_fields_where_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let syslog = dir.path().join("log.sock");
+        let syslog_sock = std::os::unix::net::UnixDatagram::bind(&syslog).unwrap();
+        syslog_sock.set_nonblocking(true).unwrap();
+        let journal = dir.path().join("journal.sock");
+        let journal_sock = std::os::unix::net::UnixDatagram::bind(&journal).unwrap();
+        let audit = Audit::open(&syslog, Some(&journal));
+        audit.log(
+            &Line::new("verify")
+                .num("caller_uid", 0)
+                .field("user", "al\nice\u{1b}[2J")
+                .field("key", "4fQk9xT2mB7a")
+                .field("outcome", "refused")
+                .field("reason", "expired")
+                .warn(),
+        );
+        audit.flush();
+        let mut buf = [0u8; 4096];
+        let n = journal_sock.recv(&mut buf).unwrap();
+        let fields = crate::journal::tests::parse(&buf[..n]);
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                .unwrap_or_else(|| panic!("no {name} in {fields:?}"))
+        };
+        assert_eq!(get("MESSAGE_ID"), crate::journal::message_id("verify"));
+        assert_eq!(get("APIKEY_EVENT"), "verify");
+        assert_eq!(get("APIKEY_USER"), "al\\x0aice\\x1b[2J");
+        assert_eq!(get("APIKEY_KEY_ID"), "4fQk9xT2mB7a");
+        assert_eq!(get("APIKEY_OUTCOME"), "refused");
+        assert_eq!(get("APIKEY_REASON"), "expired");
+        assert_eq!(get("APIKEY_CALLER_UID"), "0");
+        assert_eq!(get("PRIORITY"), "4");
+        assert!(get("MESSAGE").starts_with("event=verify caller_uid=0 user=\"al\\x0aice"));
+        assert!(
+            syslog_sock.recv(&mut buf).is_err(),
+            "nothing went to syslog"
+        );
+
+        // journald gone: the next line goes to syslog, and says so once.
+        drop(journal_sock);
+        std::fs::remove_file(&journal).unwrap();
+        audit.log(&Line::new("verify").field("user", "bob"));
+        audit.flush();
+        let n = syslog_sock.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("event=verify user=\"bob\""));
+
+        // No journal at all: syslog, as before.
+        let audit = Audit::open(&syslog, Some(&dir.path().join("none.sock")));
+        audit.log(&Line::new("verify").field("user", "carol"));
+        audit.flush();
+        let n = syslog_sock.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("event=verify user=\"carol\""));
+    }
+
     #[test]
     fn a_stalled_reader_stalls_no_caller_and_loses_no_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let audit = Audit::open(&path);
+        let audit = Audit::open(&path, None);
         // Nobody reads: the socket's queue fills after a few hundred
         // datagrams and the writer thread waits; callers do not.
         assert!(audit.has_room());

@@ -35,7 +35,7 @@ fn logged_configured(
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_nonblocking(true).unwrap();
     // A stalled syslog is given up on in a fifth of a second, not five.
-    let audit = Audit::open(&path).with_flush_wait(Duration::from_millis(200));
+    let audit = Audit::open(&path, None).with_flush_wait(Duration::from_millis(200));
     let w = crate::service_tests::world_configured(store(dir.path()), audit, cfg);
     Logged { dir, socket, w }
 }
@@ -436,4 +436,65 @@ fn a_token_holders_refusals_name_the_reason() {
             r#"reason="unknown-key""#
         ]
     );
+}
+
+/// A key used within `warn_before` of its expiry: one `key-expiring` line
+/// a day however often it is used, its session told how long it has, the
+/// listing and the owner's status marking it; a key expiring later, and
+/// session keys, are not announced.
+#[test]
+fn keys_close_to_their_expiry_are_announced_once_a_day() {
+    const DAY: i64 = 86_400;
+    let l = logged();
+    let w = &l.w;
+    w.allow_users();
+    let (soon, soon_info) = w.svc.generate(&w.alice(), "ci", "7d", &[], "").unwrap();
+    let (later, later_info) = w.svc.generate(&w.alice(), "", "30d", &[], "").unwrap();
+    l.lines();
+    let status = |w: &World| w.svc.status_with(&w.alice()).unwrap().1;
+    w.advance(3 * DAY + DAY / 2);
+    for _ in 0..3 {
+        assert!(w.verify(soon.as_str(), "alice").is_ok());
+        assert!(w.verify(later.as_str(), "alice").is_ok());
+    }
+    let lines = l.events("key-expiring");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!(r#"user="alice" key="{}" expires="#, soon_info.id))
+            && lines[0].contains(r#"days_left=3 service="sshd" rhost="10.0.0.1""#),
+        "{lines:?}"
+    );
+    assert_eq!(status(w).expiring_soon, Some(1));
+    assert_eq!(status(w).warn_before, 7 * DAY as u64);
+    let (listed, _) = w
+        .svc
+        .list_page_with(&w.alice(), "", false, false, &[], "", 100)
+        .unwrap();
+    let soon_of = |id: &str| {
+        listed
+            .iter()
+            .find(|(k, _)| k.id == id)
+            .unwrap()
+            .1
+            .expires_soon
+    };
+    assert!(soon_of(&soon_info.id));
+    assert!(!soon_of(&later_info.id));
+    // Its login session is told how long it has left.
+    let pam = w.pam_stack(Some(ALICE), Some(42));
+    let (_, left) = w
+        .svc
+        .open_session_with(&pam, "alice", "sshd", "10.0.0.1", "ssh", &soon_info.id, "")
+        .unwrap();
+    assert_eq!(i64::from(left), 7 * DAY - 3 * DAY - DAY / 2);
+    let (_, left) = w
+        .svc
+        .open_session_with(&pam, "alice", "sshd", "10.0.0.1", "ssh", &later_info.id, "")
+        .unwrap();
+    assert_eq!(left, 0);
+    // The next day, one more line.
+    w.advance(DAY);
+    assert!(w.verify(soon.as_str(), "alice").is_ok());
+    assert!(w.verify(soon.as_str(), "alice").is_ok());
+    assert_eq!(l.events("key-expiring").len(), 1);
 }

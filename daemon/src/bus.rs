@@ -10,7 +10,7 @@ use crate::bus_args::{Ids, SettingChanges, Short};
 use crate::caller_binding::{self, Births, Noted, ProcessId};
 use crate::login_calls;
 use crate::service::{Caller, KeyService};
-use apikey_proto::{ExtraDict, GenerateOptions, KeyInfo, KeysError, Settings, StatusInfo};
+use apikey_proto::{ExtraDict, GenerateOptions, KeyInfo, KeysError, Settings, StatusInfo, UseInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -348,6 +348,30 @@ impl Keys1 {
         .await
     }
 
+    #[zbus(out_args("key", "extra", "history"))]
+    async fn show_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        id: Short,
+    ) -> Result<(KeyInfo, ExtraDict, Vec<UseInfo>), KeysError> {
+        self.run(&header, move |s, c| {
+            s.show(c, &id).map(|(info, extra, history)| {
+                let history = history
+                    .into_iter()
+                    .map(|p| UseInfo {
+                        service: p.service,
+                        rhost: p.rhost,
+                        first: p.first,
+                        last: p.last,
+                        host: p.host,
+                    })
+                    .collect();
+                (info, extra.to_dict(), history)
+            })
+        })
+        .await
+    }
+
     // The caller's file to write the copy into, as a descriptor: the
     // daemon cannot, and must not, open paths of the caller's choosing.
     #[zbus(out_args("bytes"))]
@@ -478,6 +502,23 @@ impl Keys1 {
             .await
     }
 
+    #[zbus(out_args("status", "extra"))]
+    async fn status_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(StatusInfo, ExtraDict), KeysError> {
+        self.run(&header, move |s, c| {
+            s.status_with(c).map(|(st, extra)| (st, extra.to_dict()))
+        })
+        .await
+    }
+
+    // The metrics in Prometheus' text format (administrators).
+    #[zbus(out_args("exposition"))]
+    async fn metrics(&self, #[zbus(header)] header: Header<'_>) -> Result<String, KeysError> {
+        self.run(&header, move |s, c| s.metrics(c)).await
+    }
+
     async fn check_key(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -517,6 +558,25 @@ impl Keys1 {
     ) -> Result<String, KeysError> {
         self.run(&header, move |s, c| {
             s.open_session(c, &user, &service, &rhost, &tty, &key_id, &auth)
+        })
+        .await
+    }
+
+    // As OpenSession; its arguments, one each.
+    #[allow(clippy::too_many_arguments)]
+    #[zbus(out_args("handle", "expires_in"))]
+    async fn open_session_with(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        user: Short,
+        service: Short,
+        rhost: Short,
+        tty: Short,
+        key_id: Short,
+        auth: Short,
+    ) -> Result<(String, u32), KeysError> {
+        self.run(&header, move |s, c| {
+            s.open_session_with(c, &user, &service, &rhost, &tty, &key_id, &auth)
         })
         .await
     }

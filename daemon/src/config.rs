@@ -23,12 +23,21 @@ struct RawConfig {
     max_keys_per_user: u32,
     session_key_max_lifetime: String,
     syslog_socket: PathBuf,
+    journal_socket: PathBuf,
     pam_socket: PathBuf,
     min_free_disk_mb: u64,
     retention: String,
+    warn_before: String,
     throttle: RawThrottle,
     verifier_groups: BTreeMap<String, Vec<String>>,
     fleet: Option<RawFleet>,
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    textfile: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +62,9 @@ fn default_offline_grace() -> String {
 /// must not live on for long.
 pub const MAX_OFFLINE_GRACE_SECS: u64 = 15 * 60;
 
+/// The longest `warn_before`: a warning a year ahead is no warning.
+pub const MAX_WARN_BEFORE_SECS: u64 = 365 * 86_400;
+
 fn default_fleet_timeout() -> String {
     "1s".into()
 }
@@ -75,12 +87,15 @@ impl Default for RawConfig {
             max_keys_per_user: 100,
             session_key_max_lifetime: "12h".into(),
             syslog_socket: "/dev/log".into(),
+            journal_socket: crate::journal::DEFAULT_SOCKET.into(),
             pam_socket: DEFAULT_PAM_SOCKET.into(),
             min_free_disk_mb: 64,
             retention: "90d".into(),
+            warn_before: "7d".into(),
             throttle: RawThrottle::default(),
             verifier_groups: BTreeMap::from([("apikey-auth".into(), vec!["nginx*".into()])]),
             fleet: None,
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -114,6 +129,9 @@ pub struct Config {
     pub max_keys_per_user: u32,
     pub session_key_max_lifetime_secs: u64,
     pub syslog_socket: PathBuf,
+    /// journald's native socket: audit lines go there, with their fields,
+    /// when it exists; `None` ("" in the file): syslog only.
+    pub journal_socket: Option<PathBuf>,
     /// Where pam_apikey's login calls are served; `None` (an empty string
     /// in the file) serves them on the bus only.
     pub pam_socket: Option<PathBuf>,
@@ -121,11 +139,17 @@ pub struct Config {
     pub min_free_disk_bytes: u64,
     /// Revoked and expired keys are deleted this long after they ended.
     pub retention_secs: u64,
+    /// A key used this close to its expiry is announced: to the user at
+    /// login, in listings and status, and once a day in the audit log.
+    pub warn_before_secs: u64,
     pub throttle: ThrottleConfig,
     pub verifier_groups: BTreeMap<String, Vec<String>>,
     /// Keys shared by many hosts in PostgreSQL; `None`: this host's own
     /// SQLite store only.
     pub fleet: Option<FleetConfig>,
+    /// node_exporter's textfile collector: the file the metrics are
+    /// written to every minute; `None`: not written.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// `[fleet]`: where the shared store is and how this host appears in it.
@@ -230,8 +254,27 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
     if retention < 86_400 {
         return Err(("retention", "must be at least 1d".into()));
     }
+    let warn_before = parse_duration(&raw.warn_before).map_err(|e| ("warn_before", e))?;
+    if warn_before > MAX_WARN_BEFORE_SECS {
+        return Err(("warn_before", "must be at most 365d".into()));
+    }
     if !raw.database.is_absolute() {
         return Err(("database", "must be an absolute path".into()));
+    }
+    if !raw.journal_socket.as_os_str().is_empty() && !raw.journal_socket.is_absolute() {
+        return Err((
+            "journal_socket",
+            "must be an absolute path, or \"\" to log to syslog only".into(),
+        ));
+    }
+    let textfile = &raw.metrics.textfile;
+    if !textfile.as_os_str().is_empty()
+        && (!textfile.is_absolute() || textfile.extension().is_none_or(|e| e != "prom"))
+    {
+        return Err((
+            "textfile",
+            "must be an absolute path ending in .prom (node_exporter reads *.prom only)".into(),
+        ));
     }
     if !raw.pam_socket.as_os_str().is_empty() && !raw.pam_socket.is_absolute() {
         return Err((
@@ -247,9 +290,11 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         max_keys_per_user: raw.max_keys_per_user,
         session_key_max_lifetime_secs: lifetime,
         syslog_socket: raw.syslog_socket,
+        journal_socket: Some(raw.journal_socket).filter(|p| !p.as_os_str().is_empty()),
         pam_socket: Some(raw.pam_socket).filter(|p| !p.as_os_str().is_empty()),
         min_free_disk_bytes: raw.min_free_disk_mb.saturating_mul(1 << 20),
         retention_secs: retention,
+        warn_before_secs: warn_before,
         throttle: ThrottleConfig {
             free_failures: raw.throttle.free_failures,
             max_delay_ms: max_delay.saturating_mul(1000),
@@ -257,6 +302,7 @@ fn validate(raw: RawConfig) -> Result<Config, (&'static str, String)> {
         },
         verifier_groups: raw.verifier_groups,
         fleet: raw.fleet.map(validate_fleet).transpose()?,
+        metrics_textfile: Some(raw.metrics.textfile).filter(|p| !p.as_os_str().is_empty()),
     })
 }
 
@@ -382,6 +428,48 @@ apikey-auth = ["nginx*"]
             .collect::<Vec<_>>()
             .join("\n");
         assert_eq!(parse(&uncommented).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_journal_is_used_unless_turned_off_and_metrics_are_written_only_if_asked() {
+        let d = Config::default();
+        assert_eq!(
+            d.journal_socket.as_deref(),
+            Some(Path::new("/run/systemd/journal/socket"))
+        );
+        assert_eq!(d.metrics_textfile, None);
+        assert_eq!(parse("journal_socket = \"\"").unwrap().journal_socket, None);
+        let c = parse("[metrics]\ntextfile = \"/var/lib/prometheus/node-exporter/apikey.prom\"")
+            .unwrap();
+        assert_eq!(
+            c.metrics_textfile.as_deref(),
+            Some(Path::new("/var/lib/prometheus/node-exporter/apikey.prom"))
+        );
+        for bad in ["apikey.prom", "/var/lib/x/apikey.txt", "/var/lib/x/apikey"] {
+            let err = parse(&format!("[metrics]\ntextfile = \"{bad}\"")).unwrap_err();
+            assert!(err.reason.contains("textfile"), "{bad}: {err}");
+        }
+        assert!(parse("journal_socket = \"journal.sock\"").is_err());
+        assert!(parse("[metrics]\nport = 9100").is_err());
+    }
+
+    #[test]
+    fn warn_before_is_a_week_unless_set_and_at_most_a_year() {
+        assert_eq!(Config::default().warn_before_secs, 7 * 86_400);
+        assert_eq!(
+            parse("warn_before = \"3d\"").unwrap().warn_before_secs,
+            3 * 86_400
+        );
+        // 0s turns the warnings off.
+        assert_eq!(parse("warn_before = \"0s\"").unwrap().warn_before_secs, 0);
+        assert_eq!(
+            parse("warn_before = \"365d\"").unwrap().warn_before_secs,
+            MAX_WARN_BEFORE_SECS
+        );
+        for bad in ["366d", "7", "a week"] {
+            let err = parse(&format!("warn_before = \"{bad}\"")).unwrap_err();
+            assert!(err.reason.contains("warn_before"), "{bad}: {err}");
+        }
     }
 
     #[test]

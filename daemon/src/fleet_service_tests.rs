@@ -62,6 +62,20 @@ impl Store for Shared {
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
         self.0.record_uses(uses)
     }
+    fn record_use_pairs(&self, pairs: &[crate::store::UsePair]) -> StoreResult<()> {
+        self.0.record_use_pairs(pairs)
+    }
+    fn use_history(&self, key_id: &str) -> StoreResult<Vec<crate::store::UsePair>> {
+        self.0.use_history(key_id)
+    }
+    fn key_counts(
+        &self,
+        now: i64,
+        soon_until: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<crate::store::KeyCounts> {
+        self.0.key_counts(now, soon_until, cap)
+    }
     fn policy(&self) -> StoreResult<Policy> {
         self.0.policy()
     }
@@ -118,7 +132,7 @@ fn counted_world() -> (
         Config::default(),
         store.clone(),
         w.host.clone(),
-        Audit::open(std::path::Path::new("/nonexistent/apikey-test-log")),
+        Audit::open(std::path::Path::new("/nonexistent/apikey-test-log"), None),
     );
     (w, shared, store, token.as_str().to_string(), info.id)
 }

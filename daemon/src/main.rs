@@ -122,13 +122,14 @@ fn main() -> ExitCode {
             }
         },
     };
-    let audit = Audit::open(&cfg.syslog_socket);
+    let audit = Audit::open(&cfg.syslog_socket, cfg.journal_socket.as_deref());
     let svc = Arc::new(KeyService::new(cfg, store, host, audit));
     // Keys of an earlier boot, or of sessions that ended while the daemon
     // was down, die before the first request is answered (S5).
     svc.sweep_session_keys();
     svc.prune_store();
     svc.revoke_unused_if_due();
+    svc.write_metrics_file();
     let code = runtime.block_on(serve(svc.clone(), pam_listener));
     // Calls still running on the blocking pool get a moment to finish;
     // one stuck in NSS must not keep the last-used times and the audit
@@ -137,6 +138,8 @@ fn main() -> ExitCode {
     if let Err(e) = svc.flush_usage() {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
+    // The last counts reach node_exporter's file too.
+    svc.write_metrics_file();
     if let Err(e) = svc.checkpoint_store() {
         eprintln!("apikeyd: could not fold the write-ahead log into the key store: {e}");
     }
@@ -255,6 +258,7 @@ async fn serve(
                     svc.sweep_session_keys();
                     svc.prune_store();
                     svc.revoke_unused_if_due();
+                    svc.write_metrics_file();
                     // What a burst of small allocations left in the heap.
                     // SAFETY: plain call into glibc.
                     unsafe { libc::malloc_trim(0) };

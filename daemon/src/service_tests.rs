@@ -689,6 +689,66 @@ fn last_use_is_buffered_then_written() {
         .is_some());
 }
 
+/// `show`: a key's distinct (service, remote host) pairs, first and last,
+/// from the store and from uses not yet written; to its owner and to
+/// administrators, and to nobody else.
+#[test]
+fn a_keys_use_history_is_shown_to_its_owner_and_administrators() {
+    let w = world();
+    w.allow_users();
+    let (t, info) = w.svc.generate(&w.alice(), "ci", "", &none(), "").unwrap();
+    let login = |service: &str, rhost: &str| {
+        w.svc
+            .verify(&w.root(), t.as_str().as_bytes(), "alice", service, rhost)
+            .result
+            .unwrap();
+    };
+    login("sshd", "10.0.0.1");
+    w.advance(60);
+    login("sshd", "10.0.0.2");
+    w.advance(60);
+    login("sshd", "10.0.0.1");
+    assert_eq!(w.svc.flush_usage().unwrap(), 1);
+    w.advance(60);
+    login("vsftpd", "10.0.0.3");
+    let (shown, _, history) = w.svc.show(&w.alice(), &info.id).unwrap();
+    assert_eq!(shown.id, info.id);
+    let t0 = 1_700_000_000;
+    let seen: Vec<(&str, &str, i64, i64)> = history
+        .iter()
+        .map(|p| (p.service.as_str(), p.rhost.as_str(), p.first, p.last))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("vsftpd", "10.0.0.3", t0 + 180, t0 + 180),
+            ("sshd", "10.0.0.1", t0, t0 + 120),
+            ("sshd", "10.0.0.2", t0 + 60, t0 + 60),
+        ]
+    );
+    assert_eq!(w.svc.show(&w.admin(), &info.id).unwrap().2, history);
+    // Another user learns nothing, not even that the id exists.
+    let bob = w.caller(BOB, Some(BOB), &[BOB]);
+    assert!(matches!(
+        w.svc.show(&bob, &info.id),
+        Err(KeysError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.svc.show(&w.alice(), "nokey0000000"),
+        Err(KeysError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.svc.show(&w.alice(), "not an id"),
+        Err(KeysError::InvalidArgument(_))
+    ));
+    // A site that hides keys from their owners hides this too.
+    w.svc.set_settings(&w.root(), "", "", "no", "").unwrap();
+    assert!(matches!(
+        w.svc.show(&w.alice(), &info.id),
+        Err(KeysError::PolicyForbids(_))
+    ));
+}
+
 #[test]
 fn refusals_are_throttled_valid_keys_never() {
     let w = world();

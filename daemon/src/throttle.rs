@@ -111,6 +111,16 @@ impl Throttle {
         out
     }
 
+    /// Sources whose refusals are delayed now: past their free failures,
+    /// and not quiet long enough to start afresh.
+    pub fn delayed_sources(&self, now: i64) -> usize {
+        let forget = self.cfg.forget_after_secs as i64;
+        self.sources
+            .values()
+            .filter(|s| s.failures > self.cfg.free_failures && now - s.last_failure < forget)
+            .count()
+    }
+
     fn forget_quietest(&mut self) {
         if let Some(oldest) = self
             .sources

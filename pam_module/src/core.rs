@@ -220,8 +220,12 @@ pub fn open_session(pam: &mut dyn Pam, daemon: &mut dyn Daemon) -> Code {
     let auth = session_auth(pam, &key_id);
     let result = daemon.open_session(&user, &service, &rhost, &tty, &key_id, &auth);
     match result {
-        Ok(handle) => {
-            pam.set_data(SESSION_DATA, handle);
+        Ok(opened) => {
+            pam.set_data(SESSION_DATA, opened.handle);
+            if opened.key_expires_in > 0 {
+                let now = apikey_proto::timefmt::now();
+                pam.info(&expiry_warning(&key_id, now, opened.key_expires_in));
+            }
             Code::Success
         }
         Err(e) => {
@@ -232,6 +236,18 @@ pub fn open_session(pam: &mut dyn Pam, daemon: &mut dyn Daemon) -> Code {
             Code::SessionErr
         }
     }
+}
+
+/// What a user who logged in with key `key_id`, `left` seconds before it
+/// expires, is told (the daemon decided it is close enough to say so).
+pub fn expiry_warning(key_id: &str, now: i64, left: u32) -> String {
+    let expires = now.saturating_add(i64::from(left));
+    format!(
+        "apikey: the API key you logged in with ({key_id}) expires {}, at {}. \
+         Replace it before then, e.g. with: apikey rotate {key_id}",
+        apikey_proto::timefmt::relative(now, expires),
+        apikey_proto::timefmt::rfc3339(expires),
+    )
 }
 
 /// How this login was authenticated, for the daemon's S6 record: a key

@@ -2,7 +2,7 @@
 
 use crate::args::Args;
 use crate::core::{self, KEY_ID_ENV};
-use crate::daemon::{Daemon, DaemonError};
+use crate::daemon::{Daemon, DaemonError, OpenedSession};
 use crate::pam::{Code, Level, Pam};
 use apikey_proto::Token;
 use std::cell::RefCell;
@@ -24,6 +24,8 @@ struct FakePam {
     /// libpam refuses pam_set_item(PAM_USER).
     set_user_fails: bool,
     logs: RefCell<Vec<String>>,
+    /// What the user was shown (PAM_TEXT_INFO).
+    shown: Vec<String>,
 }
 
 impl Pam for FakePam {
@@ -70,6 +72,9 @@ impl Pam for FakePam {
     fn log(&self, _level: Level, message: &str) {
         self.logs.borrow_mut().push(message.into());
     }
+    fn info(&mut self, text: &str) {
+        self.shown.push(text.into());
+    }
     fn host_is_sshd(&self) -> bool {
         self.sshd
     }
@@ -87,7 +92,7 @@ struct FakeDaemon {
     calls: Rc<RefCell<Vec<String>>>,
     verify: Result<(String, String), DaemonError>,
     check: Result<(), DaemonError>,
-    open: Result<String, DaemonError>,
+    open: Result<OpenedSession, DaemonError>,
     close: Result<(), DaemonError>,
 }
 
@@ -125,7 +130,7 @@ impl Daemon for FakeDaemon {
         _tty: &str,
         key_id: &str,
         auth: &str,
-    ) -> Result<String, DaemonError> {
+    ) -> Result<OpenedSession, DaemonError> {
         self.calls.borrow_mut().push(format!(
             "open {user} {service} {rhost} {key_id} auth={auth}"
         ));
@@ -156,7 +161,10 @@ fn setup(service: &str, user: &str, password: &[u8]) -> Setup {
             calls: Rc::default(),
             verify: Ok(("alice".into(), "Kid000000001".into())),
             check: Ok(()),
-            open: Ok("handle-1".into()),
+            open: Ok(OpenedSession {
+                handle: "handle-1".into(),
+                key_expires_in: 0,
+            }),
             close: Ok(()),
         },
         args: Args::default(),
@@ -366,6 +374,41 @@ fn sessions_carry_the_key_across_sshd_fork_and_close_only_their_own() {
     let mut other = setup("sshd", "alice", b"");
     assert_eq!(other.run_session(core::close_session), Code::Ignore);
     assert!(other.calls().is_empty());
+    // Nothing to warn of: nothing shown.
+    assert!(s.pam.shown.is_empty());
+}
+
+#[test]
+fn a_login_with_a_key_close_to_its_expiry_is_told_so() {
+    let mut s = setup("sshd", "alice", b"");
+    s.pam.env.insert(KEY_ID_ENV.into(), "Kid000000001".into());
+    s.daemon.open = Ok(OpenedSession {
+        handle: "handle-1".into(),
+        key_expires_in: 3 * 86_400,
+    });
+    assert_eq!(s.run_session(core::open_session), Code::Success);
+    assert_eq!(
+        s.pam.get_data(core::SESSION_DATA).as_deref(),
+        Some("handle-1")
+    );
+    assert_eq!(s.pam.shown.len(), 1, "{:?}", s.pam.shown);
+    let shown = &s.pam.shown[0];
+    assert!(
+        shown.contains("(Kid000000001) expires in 3 days, at 20"),
+        "{shown}"
+    );
+    assert!(shown.contains("apikey rotate Kid000000001"), "{shown}");
+}
+
+#[test]
+fn the_expiry_warning_names_the_key_the_time_left_and_the_time() {
+    let now = 1_765_000_000; // 2025-12-06T05:46:40Z
+    assert_eq!(
+        core::expiry_warning("Kid000000001", now, 2 * 3600),
+        "apikey: the API key you logged in with (Kid000000001) expires in 2 hours, at \
+         2025-12-06T07:46:40Z. Replace it before then, e.g. with: apikey rotate Kid000000001"
+    );
+    assert!(core::expiry_warning("k", now, 7 * 86_400).contains("expires in 7 days"));
 }
 
 #[test]

@@ -54,9 +54,22 @@ pub trait Daemon {
         tty: &str,
         key_id: &str,
         auth: &str,
-    ) -> Result<String, DaemonError>;
+    ) -> Result<OpenedSession, DaemonError>;
     fn close_session(&mut self, handle: &str) -> Result<(), DaemonError>;
 }
+
+/// What OpenSessionWith answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedSession {
+    /// Closes the session (CloseSession).
+    pub handle: String,
+    /// The key this login used expires in this many seconds, within the
+    /// site's `warn_before`; 0 when there is nothing to warn of (or the
+    /// daemon predates OpenSessionWith).
+    pub key_expires_in: u32,
+}
+
+const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 
 /// A connection to apikeyd, over its socket or the bus.
 pub struct DaemonClient {
@@ -168,18 +181,17 @@ impl DaemonClient {
     }
 
     fn call(&mut self, member: &str, args: &[&str]) -> Result<Vec<Value>, DaemonError> {
-        self.client
-            .call(&Call {
-                destination: self.owner.as_deref(),
-                path: OBJECT_PATH,
-                interface: INTERFACE,
-                member,
-                args,
-            })
-            .map_err(|e| match &e {
-                BusError::Error { name, .. } if is_refusal(name) => DaemonError::Refused,
-                _ => unavailable(e),
-            })
+        self.call_raw(member, args).map_err(daemon_error)
+    }
+
+    fn call_raw(&mut self, member: &str, args: &[&str]) -> Result<Vec<Value>, BusError> {
+        self.client.call(&Call {
+            destination: self.owner.as_deref(),
+            path: OBJECT_PATH,
+            interface: INTERFACE,
+            member,
+            args,
+        })
     }
 }
 
@@ -221,16 +233,18 @@ impl Daemon for DaemonClient {
         tty: &str,
         key_id: &str,
         auth: &str,
-    ) -> Result<String, DaemonError> {
-        match self
-            .call("OpenSession", &[user, service, rhost, tty, key_id, auth])?
-            .as_slice()
-        {
-            [Value::Str(handle)] => Ok(handle.clone()),
-            _ => Err(DaemonError::Unavailable(
-                "OpenSession gave an unexpected reply".into(),
-            )),
-        }
+    ) -> Result<OpenedSession, DaemonError> {
+        let args = [user, service, rhost, tty, key_id, auth];
+        let reply = match self.call_raw("OpenSessionWith", &args) {
+            // A daemon older than OpenSessionWith: its session, no warning.
+            Err(BusError::Error { name, .. }) if name == UNKNOWN_METHOD => {
+                self.call("OpenSession", &args)?
+            }
+            other => other.map_err(daemon_error)?,
+        };
+        opened_session(&reply).ok_or_else(|| {
+            DaemonError::Unavailable("OpenSessionWith gave an unexpected reply".into())
+        })
     }
 
     fn close_session(&mut self, handle: &str) -> Result<(), DaemonError> {
@@ -420,7 +434,7 @@ impl Daemon for Link {
         tty: &str,
         key_id: &str,
         auth: &str,
-    ) -> Result<String, DaemonError> {
+    ) -> Result<OpenedSession, DaemonError> {
         self.with(|d| d.open_session(user, service, rhost, tty, key_id, auth))
     }
 
@@ -442,6 +456,21 @@ fn is_refusal(name: &str) -> bool {
         })
 }
 
+/// OpenSessionWith's reply (handle, expires_in), or OpenSession's (handle).
+fn opened_session(reply: &[Value]) -> Option<OpenedSession> {
+    match reply {
+        [Value::Str(handle), Value::U32(left)] => Some(OpenedSession {
+            handle: handle.clone(),
+            key_expires_in: *left,
+        }),
+        [Value::Str(handle)] => Some(OpenedSession {
+            handle: handle.clone(),
+            key_expires_in: 0,
+        }),
+        _ => None,
+    }
+}
+
 fn bus_call(client: &mut Client, member: &str, args: &[&str]) -> Result<Vec<Value>, BusError> {
     client.call(&Call {
         destination: Some("org.freedesktop.DBus"),
@@ -450,6 +479,14 @@ fn bus_call(client: &mut Client, member: &str, args: &[&str]) -> Result<Vec<Valu
         member,
         args,
     })
+}
+
+/// A failed call as the decision code sees it: a refusal, or no answer.
+fn daemon_error(e: BusError) -> DaemonError {
+    match &e {
+        BusError::Error { name, .. } if is_refusal(name) => DaemonError::Refused,
+        _ => unavailable(e),
+    }
 }
 
 fn unavailable(e: BusError) -> DaemonError {

@@ -27,9 +27,21 @@ fn all_well(call: &wire::Message) -> Vec<u8> {
         Some("GetConnectionUnixUser") => return return_u32(call.serial, OWNER_UID),
         Some("Verify") => &["owner", "id"],
         Some("OpenSession") => &["handle-7"],
+        Some("OpenSessionWith") => {
+            let values = [Value::Str("handle-8".into()), Value::U32(3600)];
+            return wire::encode_return_values(call.serial, 1, &values);
+        }
         _ => &[],
     };
     wire::encode_return(call.serial, 1, values)
+}
+
+/// As a daemon that predates OpenSessionWith answers.
+fn older_daemon(call: &wire::Message) -> Vec<u8> {
+    match call.member.as_deref() {
+        Some("OpenSessionWith") => error(call, "org.freedesktop.DBus.Error.UnknownMethod"),
+        _ => all_well(call),
+    }
 }
 
 fn error(call: &wire::Message, name: &str) -> Vec<u8> {
@@ -207,19 +219,44 @@ fn each_call_sends_its_arguments_and_reads_its_answer() {
     assert_eq!(d.check_key("id", "u", "s", "r"), Ok(()));
     assert_eq!(
         d.open_session("u", "s", "r", "pts/1", "id", "key"),
-        Ok("handle-7".into())
+        Ok(OpenedSession {
+            handle: "handle-8".into(),
+            key_expires_in: 3600
+        })
     );
-    assert_eq!(d.close_session("handle-7"), Ok(()));
+    assert_eq!(d.close_session("handle-8"), Ok(()));
     assert_eq!(
         fake.calls(),
         [
             "Verify t,u,s,r",
             "CheckKey id,u,s,r",
-            "OpenSession u,s,r,pts/1,id,key",
-            "CloseSession handle-7"
+            "OpenSessionWith u,s,r,pts/1,id,key",
+            "CloseSession handle-8"
         ]
     );
     assert_eq!(fake.connections(), 1);
+}
+
+/// A daemon without OpenSessionWith still registers the session, through
+/// OpenSession, with nothing to warn of.
+#[test]
+fn an_older_daemon_opens_the_session_without_a_warning() {
+    let (_dir, args, fake) = setup_with(usize::MAX, older_daemon);
+    let mut d = socket_client(&args);
+    assert_eq!(
+        d.open_session("u", "s", "r", "pts/1", "id", "key"),
+        Ok(OpenedSession {
+            handle: "handle-7".into(),
+            key_expires_in: 0
+        })
+    );
+    assert_eq!(
+        fake.calls(),
+        [
+            "OpenSessionWith u,s,r,pts/1,id,key",
+            "OpenSession u,s,r,pts/1,id,key"
+        ]
+    );
 }
 
 /// The daemon's "no" is a refusal; any other error, or an answer of the
@@ -413,11 +450,12 @@ fn the_hooks_of_one_handle_share_one_connection() {
     assert_eq!(link.check_key("id", "u", "s", "r"), Ok(()));
     link.start_hook(&args);
     assert_eq!(
-        link.open_session("u", "s", "r", "", "id", "key"),
-        Ok("handle-7".into())
+        link.open_session("u", "s", "r", "", "id", "key")
+            .map(|o| o.handle),
+        Ok("handle-8".into())
     );
     link.start_hook(&args);
-    assert_eq!(link.close_session("handle-7"), Ok(()));
+    assert_eq!(link.close_session("handle-8"), Ok(()));
     assert_eq!(fake.connections(), 1);
     // Another daemon named by the next hook's line: a new connection.
     let other = Args {

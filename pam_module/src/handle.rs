@@ -151,6 +151,14 @@ impl Pam for RealPam<'_> {
         }
     }
 
+    fn info(&mut self, text: &str) {
+        // A conversation that fails or shows nothing costs the message,
+        // never the login.
+        if let Ok(Some(conv)) = self.handle.get_item::<pam::conv::Conv>() {
+            let _ = conv.send(pam::constants::PAM_TEXT_INFO, text);
+        }
+    }
+
     fn host_is_sshd(&self) -> bool {
         std::fs::read_link("/proc/self/exe")
             .ok()

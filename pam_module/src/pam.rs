@@ -42,6 +42,10 @@ pub trait Pam {
     /// Asks libpam to delay a failure by at least this long.
     fn fail_delay(&mut self, micros: u32);
     fn log(&self, level: Level, message: &str);
+    /// Shows `text` to the user through the application's conversation
+    /// (PAM_TEXT_INFO). sshd shows it after login as it shows pam_motd's;
+    /// applications that show none (vsftpd, nginx) drop it.
+    fn info(&mut self, text: &str);
     /// True inside sshd (sshd, sshd-session or sshd-auth), judged by the
     /// running executable, not the service name (S9).
     fn host_is_sshd(&self) -> bool;

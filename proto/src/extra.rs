@@ -7,7 +7,8 @@
 //! - `made_on` (s): fleet mode, the host the key was made on;
 //! - `hosts` (as): fleet mode, the host names or globs the key works on;
 //! - `last_host` (s): fleet mode, the host of the last use;
-//! - `from` (as): the networks logins with the key may come from.
+//! - `from` (as): the networks logins with the key may come from;
+//! - `expires_soon` (b): the key expires within the site's `warn_before`.
 
 use std::collections::HashMap;
 use zbus::{OwnedVariant as OwnedValue, Variant as Value};
@@ -21,6 +22,7 @@ pub struct KeyExtra {
     pub hosts: Vec<String>,
     pub last_host: String,
     pub from: Vec<String>,
+    pub expires_soon: bool,
 }
 
 fn owned(v: Value<'_>) -> OwnedValue {
@@ -46,6 +48,9 @@ impl KeyExtra {
         if !self.from.is_empty() {
             d.insert("from".into(), owned(Value::from(self.from.clone())));
         }
+        if self.expires_soon {
+            d.insert("expires_soon".into(), owned(Value::from(true)));
+        }
         d
     }
 
@@ -66,6 +71,10 @@ impl KeyExtra {
             hosts: list("hosts"),
             last_host: text("last_host"),
             from: list("from"),
+            expires_soon: d
+                .get("expires_soon")
+                .and_then(|v| bool::try_from(v.clone()).ok())
+                .unwrap_or(false),
         }
     }
 
@@ -84,6 +93,9 @@ impl KeyExtra {
         }
         if !self.from.is_empty() {
             n += entry(self.from.iter().map(|h| h.len() + 8).sum());
+        }
+        if self.expires_soon {
+            n += entry(4);
         }
         n
     }
@@ -209,6 +221,43 @@ impl SettingsExtra {
     }
 }
 
+/// What `StatusWith` tells beyond [`StatusInfo`](crate::StatusInfo),
+/// whose struct signature cannot grow. Entries: `warn_before` (t,
+/// seconds; 0 when warnings are off), `expiring_soon` (u, the caller's
+/// active keys that expire within it; absent while the store cannot be
+/// read), and [`SettingsExtra`]'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusExtra {
+    pub warn_before: u64,
+    pub expiring_soon: Option<u32>,
+    pub settings: SettingsExtra,
+}
+
+impl StatusExtra {
+    pub fn to_dict(&self) -> ExtraDict {
+        let mut d = self.settings.to_dict();
+        d.insert("warn_before".into(), owned(Value::from(self.warn_before)));
+        if let Some(n) = self.expiring_soon {
+            d.insert("expiring_soon".into(), owned(Value::from(n)));
+        }
+        d
+    }
+
+    /// Entries of the wrong type, or absent, are 0, none or the defaults.
+    pub fn from_dict(d: &ExtraDict) -> StatusExtra {
+        StatusExtra {
+            warn_before: d
+                .get("warn_before")
+                .and_then(|v| u64::try_from(v.clone()).ok())
+                .unwrap_or(0),
+            expiring_soon: d
+                .get("expiring_soon")
+                .and_then(|v| u32::try_from(v.clone()).ok()),
+            settings: SettingsExtra::from_dict(d),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,9 +269,10 @@ mod tests {
             hosts: vec!["web-*".into(), "db-1".into()],
             last_host: "web-3".into(),
             from: vec!["10.1.0.0/16".into()],
+            expires_soon: true,
         };
         let d = e.to_dict();
-        assert_eq!(d.len(), 4);
+        assert_eq!(d.len(), 5);
         assert_eq!(KeyExtra::from_dict(&d), e);
         assert!(KeyExtra::default().to_dict().is_empty());
         assert_eq!(KeyExtra::from_dict(&ExtraDict::new()), KeyExtra::default());
@@ -242,8 +292,13 @@ mod tests {
             hosts: vec!["web-*".into(), "db-1".into()],
             last_host: "web-3".into(),
             from: vec!["10.1.0.0/16".into(), "2001:db8::/32".into()],
+            expires_soon: true,
         };
         let cases = [
+            KeyExtra {
+                expires_soon: true,
+                ..KeyExtra::default()
+            },
             KeyExtra::default(),
             KeyExtra {
                 made_on: "adm-1".into(),
@@ -292,6 +347,26 @@ mod tests {
             assert_eq!(revoke_unused_choice(days), choice);
         }
         assert_eq!(revoke_unused_days("7d"), None);
+    }
+
+    #[test]
+    fn status_beyond_the_struct_travels() {
+        let e = StatusExtra {
+            warn_before: 7 * 86_400,
+            expiring_soon: Some(2),
+            settings: SettingsExtra {
+                require_from: true,
+                revoke_unused: "30d".into(),
+            },
+        };
+        assert_eq!(StatusExtra::from_dict(&e.to_dict()), e);
+        assert_eq!(
+            StatusExtra::from_dict(&ExtraDict::new()),
+            StatusExtra::default()
+        );
+        let mut odd = e.to_dict();
+        odd.insert("expiring_soon".into(), owned(Value::from("2")));
+        assert_eq!(StatusExtra::from_dict(&odd).expiring_soon, None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod types;
 pub mod wire;
 
 pub use errors::KeysError;
-pub use extra::{ExtraDict, GenerateOptions, KeyExtra, SettingsExtra};
+pub use extra::{ExtraDict, GenerateOptions, KeyExtra, SettingsExtra, StatusExtra};
 pub use proxy::Keys1Proxy;
 pub use token::{Token, TokenError};
-pub use types::{Expiry, KeyInfo, Settings, StatusInfo};
+pub use types::{Expiry, KeyInfo, Settings, StatusInfo, UseInfo};

@@ -85,6 +85,12 @@ pub trait Keys1 {
     /// refused login is.
     fn revoke_by_token(&self, token: &str) -> Result<(String, bool), KeysError>;
 
+    /// One key (by id) with its extras and its use history: the last
+    /// distinct (service, remote host) pairs it was used from, newest
+    /// first. To whoever may list it; another user's key is NotFound to
+    /// anyone but an administrator.
+    fn show_key(&self, id: &str) -> Result<(KeyInfo, ExtraDict, Vec<crate::UseInfo>), KeysError>;
+
     /// Which key `token` is and whether it works: `active`, `expired` or
     /// `revoked`. Any caller, throttled as RevokeByToken.
     fn inspect_token(&self, token: &str) -> Result<(String, String), KeysError>;
@@ -128,6 +134,14 @@ pub trait Keys1 {
     ) -> Result<(Settings, ExtraDict), KeysError>;
 
     fn status(&self) -> Result<StatusInfo, KeysError>;
+
+    /// Status, and beside it what the `StatusInfo` struct cannot hold
+    /// (see `StatusExtra`).
+    fn status_with(&self) -> Result<(StatusInfo, ExtraDict), KeysError>;
+
+    /// Counters and gauges in Prometheus' text exposition format
+    /// (administrators).
+    fn metrics(&self) -> Result<String, KeysError>;
 
     /// Checks a key for a login. `user` empty accepts any owner (user
     /// mapping); `service` empty (root only) checks validity, not scope.

@@ -6,6 +6,18 @@ use std::fmt;
 use std::str::FromStr;
 use zbus::Type;
 
+/// One (service, remote host) pair of a key's use history (`ShowKey`):
+/// the first and last use from it (Unix seconds), and in a fleet the host
+/// of the last (empty on a single host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct UseInfo {
+    pub service: String,
+    pub rhost: String,
+    pub first: i64,
+    pub last: i64,
+    pub host: String,
+}
+
 /// One key as `List` shows it. Never contains the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct KeyInfo {

@@ -218,6 +218,28 @@ pub fn encode_return(reply_serial: u32, serial: u32, args: &[&str]) -> Vec<u8> {
     finish(h, fields_start, args)
 }
 
+/// Encodes a method return carrying strings and uint32s, in order.
+pub fn encode_return_values(reply_serial: u32, serial: u32, values: &[Value]) -> Vec<u8> {
+    let mut h = header(MSG_METHOD_RETURN, 1, serial);
+    let fields_start = h.buf.len();
+    h.field_u32(FIELD_REPLY_SERIAL, reply_serial);
+    let mut body = Writer { buf: Vec::new() };
+    let mut signature = String::with_capacity(values.len());
+    for v in values {
+        match v {
+            Value::Str(s) => {
+                body.string(s);
+                signature.push('s');
+            }
+            Value::U32(n) => {
+                body.u32(*n);
+                signature.push('u');
+            }
+        }
+    }
+    seal(h, fields_start, Zeroizing::new(body.buf), &signature)
+}
+
 /// Encodes an error reply: its name and a message.
 pub fn encode_error(reply_serial: u32, serial: u32, name: &str, message: &str) -> Vec<u8> {
     let mut h = header(MSG_ERROR, 1, serial);
@@ -237,7 +259,7 @@ fn header(kind: u8, flags: u8, serial: u32) -> Writer {
     h
 }
 
-fn finish(mut h: Writer, fields_start: usize, args: &[&str]) -> Vec<u8> {
+fn finish(h: Writer, fields_start: usize, args: &[&str]) -> Vec<u8> {
     // Exactly the size it needs: a buffer that grew would leave a freed,
     // unwiped copy of a token behind.
     let mut body = Writer {
@@ -247,16 +269,25 @@ fn finish(mut h: Writer, fields_start: usize, args: &[&str]) -> Vec<u8> {
         body.string(a);
     }
     debug_assert_eq!(body.buf.len(), body.buf.capacity());
-    if !args.is_empty() {
-        h.field_str(FIELD_SIGNATURE, "g", &"s".repeat(args.len()));
+    seal(
+        h,
+        fields_start,
+        Zeroizing::new(body.buf),
+        &"s".repeat(args.len()),
+    )
+}
+
+/// The header's signature and lengths, then the body: the message.
+fn seal(mut h: Writer, fields_start: usize, body: Zeroizing<Vec<u8>>, signature: &str) -> Vec<u8> {
+    if !signature.is_empty() {
+        h.field_str(FIELD_SIGNATURE, "g", signature);
     }
     let fields_len = (h.buf.len() - fields_start) as u32;
     h.buf[12..16].copy_from_slice(&fields_len.to_le_bytes());
-    h.buf[4..8].copy_from_slice(&(body.buf.len() as u32).to_le_bytes());
+    h.buf[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
     h.align(8);
     // Room made before the body is copied in, so the header's buffer does
     // not move with a token inside; the temporary copy is wiped.
-    let body = Zeroizing::new(body.buf);
     h.buf.reserve_exact(body.len());
     h.buf.extend_from_slice(&body);
     h.buf
@@ -437,6 +468,27 @@ mod tests {
             Some("org.apikey.Keys1.Error.Refused")
         );
         assert_eq!(e.body, vec![Value::Str("no".into())]);
+    }
+
+    #[test]
+    fn returns_with_numbers_round_trip_aligned() {
+        // A string of odd length first, so the uint32 needs padding.
+        let values = [
+            Value::Str("abc".into()),
+            Value::U32(259_200),
+            Value::Str(String::new()),
+            Value::U32(0),
+        ];
+        let r = decode(&encode_return_values(4, 6, &values)).unwrap();
+        assert_eq!((r.kind, r.reply_serial), (MSG_METHOD_RETURN, Some(4)));
+        assert_eq!(r.signature, "susu");
+        assert_eq!(r.body, values);
+        let strings = [Value::Str("alice".into()), Value::Str("k1".into())];
+        assert_eq!(
+            encode_return_values(9, 3, &strings),
+            encode_return(9, 3, &["alice", "k1"])
+        );
+        assert_eq!(encode_return_values(2, 4, &[]), encode_return(2, 4, &[]));
     }
 
     #[test]

@@ -148,6 +148,11 @@ impl DaemonConfig {
             quote(&syslog_socket.to_string_lossy())
         );
         let _ = writeln!(s, "min_free_disk_mb = {}", self.min_free_disk_mb);
+        // The test reads its daemon's lines from its own syslog socket:
+        // none may go to this machine's journal instead.
+        if !self.extra_toml.contains("journal_socket") {
+            let _ = writeln!(s, "journal_socket = \"\"");
+        }
         if !self.extra_toml.contains("pam_socket") {
             let _ = writeln!(s, "pam_socket = {}", quote(&pam_socket.to_string_lossy()));
         }
@@ -551,6 +556,7 @@ max_keys_per_user = 100
 session_key_max_lifetime = \"12h\"
 syslog_socket = \"/d/l\"
 min_free_disk_mb = 64
+journal_socket = \"\"
 pam_socket = \"/d/pam.sock\"
 
 [throttle]

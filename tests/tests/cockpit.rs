@@ -189,6 +189,97 @@ fn a_user_revokes_her_own_keys_even_when_the_policy_hides_them() {
     assert!(world.keys_of(alice.name()).is_empty());
 }
 
+/// An administrator sees the daemon's activity: logins accepted and
+/// refused since it started, keys, the store; as the metrics count them.
+#[test]
+fn an_administrator_sees_the_key_logins_and_the_store_at_a_glance() {
+    require_cockpit!();
+    let world = World::new();
+    world.allow_user_keys();
+    let alice = TestUser::create("alice");
+    let (key, _) = world.new_key(&alice, &["--name", "ci", "--expires", "7d"]);
+    world.new_key(&alice, &["--name", "other"]);
+    let services = key_only_stack(&world);
+    assert!(logs_in(&world, &services, alice.name(), &key));
+    assert!(logs_in(&world, &services, alice.name(), &key));
+    let unknown = apikey_proto::Token::generate().unwrap();
+    assert!(!logs_in(&world, &services, alice.name(), unknown.as_str()));
+    let admin = CockpitWs::start(world.bus(), None);
+    let seen = browse(&admin.page_url(), "activity", &[]).answer;
+    assert!(
+        seen["Key logins since the daemon started"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 accepted, 1 refused, 0 unavailable"),
+        "{seen}"
+    );
+    assert_eq!(seen["Active API keys"], "2", "{seen}");
+    assert_eq!(seen["Expiring within 7d"], "1", "{seen}");
+    assert!(
+        seen["Key store"].as_str().unwrap().starts_with("answering"),
+        "{seen}"
+    );
+}
+
+/// A key that ends within `warn_before` (7 days) is marked in the user's
+/// list, and counted in a note above it; a key ending later is not.
+#[test]
+fn a_user_sees_which_of_her_keys_expire_soon() {
+    require_cockpit!();
+    let (world, alice, ws) = alices_console(true);
+    let (_, soon) = world.new_key(&alice, &["--name", "weekly", "--expires", "7d"]);
+    let (_, later) = world.new_key(&alice, &["--name", "monthly", "--expires", "30d"]);
+    let seen = browse(&ws.page_url(), "expiring", &[&soon]).answer;
+    assert!(
+        seen["expires"]
+            .as_str()
+            .unwrap()
+            .ends_with("(expires soon)"),
+        "{seen}"
+    );
+    assert_eq!(seen["marked"], true, "{seen}");
+    assert_eq!(seen["soon_cells"], 1, "{seen}");
+    assert!(
+        seen["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 key of yours expires soon."),
+        "{seen}"
+    );
+    let seen = browse(&ws.page_url(), "expiring", &[&later]).answer;
+    assert!(
+        !seen["expires"].as_str().unwrap().contains("soon"),
+        "{seen}"
+    );
+    assert_eq!(seen["marked"], false, "{seen}");
+}
+
+/// Where a key was used from, on demand: each remote host once, newest
+/// first, with the service; hidden again with the same button.
+#[test]
+fn a_user_sees_where_her_key_was_used_from() {
+    require_cockpit!();
+    let (world, alice, ws) = alices_console(true);
+    let (key, id) = world.new_key(&alice, &["--name", "ci"]);
+    let services = key_only_stack(&world);
+    for rhost in ["192.0.2.20", "2001:db8::20", "192.0.2.20"] {
+        assert!(logs_in_from(&world, &services, alice.name(), &key, rhost));
+    }
+    let seen = browse(&ws.page_url(), "history", &[&id]).answer;
+    let rows = seen["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{seen}");
+    let rhosts: Vec<&str> = rows.iter().map(|r| r[1].as_str().unwrap()).collect();
+    // Newest first: 192.0.2.20 was used again after 2001:db8::20.
+    assert_eq!(rhosts, ["192.0.2.20", "2001:db8::20"], "{seen}");
+    assert!(
+        rows.iter()
+            .all(|r| r[0].as_str().unwrap().starts_with("sshd")),
+        "{seen}"
+    );
+    assert_eq!(seen["expanded"], "true", "{seen}");
+    assert_eq!(seen["collapsed"], "false", "{seen}");
+}
+
 #[test]
 fn a_user_makes_a_key_usable_only_from_some_networks() {
     require_cockpit!();
@@ -279,7 +370,14 @@ fn a_user_is_refused_the_administrators_methods_called_from_the_console() {
 
     let seen = browse(&ws.page_url(), "console", &[&bob_id]);
     assert_eq!(seen.answer["admin_visible"], false);
-    for call in ["set_settings", "list_all", "revoke_other", "revoke_site"] {
+    assert_eq!(seen.answer["activity_visible"], false);
+    for call in [
+        "set_settings",
+        "list_all",
+        "revoke_other",
+        "revoke_site",
+        "metrics",
+    ] {
         assert_eq!(
             seen.str(call),
             "org.apikey.Keys1.Error.Denied",

@@ -1,7 +1,7 @@
 //! A rolling upgrade of a fleet: two releases side by side on one
 //! database. The earlier release is this build acting as one that knew
 //! the fleet schema up to version 1 only (APIKEYD_TEST_SCHEMA_KNOWN, read
-//! by debug builds alone); the later one knows versions 2 and 3, which keep
+//! by debug builds alone); the later one knows versions 2 to 4, which keep
 //! the earlier release working.
 
 mod pam_common;
@@ -44,8 +44,8 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
         &["--upgrade-fleet-schema"],
     )
     .unwrap();
-    assert_eq!(said, "the fleet schema is at version 3");
-    assert_eq!(schema(&fleet.cluster), "3/1");
+    assert_eq!(said, "the fleet schema is at version 4");
+    assert_eq!(schema(&fleet.cluster), "4/1");
     login(&fleet.b, &alice, &before).ok();
 
     // Then host-a moves to the later release; host-b stays behind.
@@ -65,6 +65,20 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
     login_from(&fleet.a, &alice, &limited, "10.1.2.3").ok();
     login_from(&fleet.a, &alice, &limited, "192.0.2.1").refused();
     login_from(&fleet.b, &alice, &limited, "10.1.2.3").refused();
+    // Use history (schema 4) is written by the later release alone, at
+    // its next write of last uses (here: when it stops).
+    login(&fleet.b, &alice, &before).ok();
+    fleet.a.daemon_mut().restart();
+    fleet.b.daemon_mut().restart();
+    let writers = fleet
+        .cluster
+        .psql_as(
+            SUPERUSER,
+            "apikey",
+            "SELECT string_agg(DISTINCT host, ',') FROM apikey.key_use_pairs",
+        )
+        .unwrap();
+    assert_eq!(writers, "host-a");
 
     // A release that knows less than the schema needs is refused by it:
     // what the later schema would say to an older daemon after a migration
@@ -81,7 +95,7 @@ fn two_releases_share_one_database_through_a_rolling_upgrade() {
     login(&fleet.b, &alice, &before).fails_with(AUTHINFO_UNAVAIL);
     let log = fleet.b.daemon().stderr_text();
     assert!(
-        log.contains("the fleet schema is at version 3, which needs an apikeyd that knows version 2 or later; this one knows up to 1: upgrade it"),
+        log.contains("the fleet schema is at version 4, which needs an apikeyd that knows version 2 or later; this one knows up to 1: upgrade it"),
         "{log}"
     );
 }

@@ -800,17 +800,33 @@ fn the_packaged_bus_policy_keeps_the_name_for_the_daemon_and_the_session_calls_f
             "string:password".to_string(),
         ]
     };
-    let open = |who: &As, user: &str| {
+    let open_by = |method: &str, who: &As, user: &str| {
         let args = open_args(user);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        dbus_send(who, "OpenSession", &args)
+        dbus_send(who, method, &args)
     };
-    assert_eq!(open(&as_alice, alice.name()), Err(ACCESS_DENIED.into()));
-    assert_eq!(
-        open(&as_daemon_user, alice.name()),
-        Err(ACCESS_DENIED.into())
-    );
-    let handle = open(&as_root, alice.name()).expect("OpenSession by root reaches the daemon");
+    for method in ["OpenSession", "OpenSessionWith"] {
+        assert_eq!(
+            open_by(method, &as_alice, alice.name()),
+            Err(ACCESS_DENIED.into()),
+            "{method}"
+        );
+        assert_eq!(
+            open_by(method, &as_daemon_user, alice.name()),
+            Err(ACCESS_DENIED.into()),
+            "{method}"
+        );
+    }
+    let opened_with = open_by("OpenSessionWith", &as_root, alice.name())
+        .expect("OpenSessionWith by root reaches the daemon");
+    dbus_send(
+        &as_root,
+        "CloseSession",
+        &[&format!("string:{opened_with}")],
+    )
+    .expect("the handle OpenSessionWith gave closes its session");
+    let handle = open_by("OpenSession", &as_root, alice.name())
+        .expect("OpenSession by root reaches the daemon");
     let close = |who: &As| dbus_send(who, "CloseSession", &[&format!("string:{handle}")]);
     assert_eq!(close(&as_alice), Err(ACCESS_DENIED.into()));
     close(&as_root).expect("CloseSession by root reaches the daemon");

@@ -284,6 +284,100 @@ fn an_expired_key_is_refused() {
     );
 }
 
+/// A key three days from its expiry (under `warn_before`, 7 days by
+/// default): the login says so, as sshd shows pam_motd's text, by both
+/// methods; the audit log has one `key-expiring` line for the day; a key
+/// far from its expiry says nothing.
+#[test]
+fn a_login_with_a_key_close_to_its_expiry_is_warned() {
+    require_sshd!();
+    let mut world = World::new();
+    let alice = TestUser::create("alice");
+    let (_pam, sshd) = site(&world);
+    let token = generate(&world, &alice);
+    let id = key_id(&world, &alice);
+
+    // sshd shows the session's PAM messages where it shows the message
+    // of the day: at an interactive login on a terminal (-tt, no
+    // command; `ssh host command` runs quietly).
+    let ssh_tty = |method: &str| {
+        let mut args = vec!["-e".to_string()];
+        args.extend(sshd.ssh_args(method, alice.name(), &[]));
+        let at = args.iter().position(|a| a.ends_with("@127.0.0.1")).unwrap();
+        args.insert(at, "-tt".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        As::user(&alice)
+            .env("SSHPASS", &token)
+            .stdin("id -un; exit\n")
+            .timeout(Duration::from_secs(90))
+            .run("sshpass", &args)
+    };
+    let out = ssh_tty("password");
+    assert_eq!(
+        out.code(),
+        0,
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        sshd.log_text()
+    );
+    assert!(
+        !out.stdout.contains("expires"),
+        "a new key without an expiry: {}",
+        out.stdout
+    );
+
+    // Four days old under a seven-day policy: three days left.
+    world.age_key(&id, 4 * DAY);
+    world
+        .as_root()
+        .apikey(&["settings", "--expires", "7d"])
+        .ok();
+    for method in METHODS {
+        let out = ssh_tty(method);
+        assert_eq!(
+            out.code(),
+            0,
+            "{method}: {}\n{}\n{}",
+            out.stdout,
+            out.stderr,
+            sshd.log_text()
+        );
+        let warning = format!("the API key you logged in with ({id}) expires in 3 days, at ");
+        assert!(
+            out.stdout.contains(&warning) && out.stdout.contains(&format!("apikey rotate {id}")),
+            "{method}: no warning in what the client shows:\n{}\nstderr:\n{}\nsshd log:\n{}",
+            out.stdout,
+            out.stderr,
+            sshd.log_text()
+        );
+        assert!(out.stdout.contains(alice.name()), "{}", out.stdout);
+    }
+    let expiring =
+        |l: &str| l.contains("event=key-expiring ") && l.contains(&format!("key=\"{id}\""));
+    world.log().expect(
+        "the day's key-expiring line",
+        |l| expiring(l) && (l.contains("days_left=2") || l.contains("days_left=3")),
+        LOG_WAIT,
+    );
+    let lines = world.log().lines();
+    assert_eq!(
+        lines.iter().filter(|l| expiring(l)).count(),
+        1,
+        "one line a day, not one a login:\n{}",
+        lines.join("\n")
+    );
+    // `list` marks it, `status` counts it, for its owner.
+    let list = world.as_user(&alice).apikey(&["list"]);
+    list.ok();
+    assert!(list.stdout.contains("in 3 days (soon)"), "{}", list.stdout);
+    let status = world.as_user(&alice).apikey(&["status", "--json"]);
+    status.ok();
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(v["expiring_soon"], 1, "{v}");
+    assert_eq!(v["warn_before"], "7d", "{v}");
+}
+
 #[test]
 fn user_mapping_is_refused_inside_sshd() {
     require_sshd!();

@@ -228,6 +228,8 @@ fn a_store_that_fails_at_runtime_answers_unavailable() {
     );
     let json = world.as_root().apikey(&["status", "--json"]).ok().json();
     assert_ne!(json["store"], "ok", "{json}");
+    // What cannot be counted without the store is not made up.
+    assert!(json.get("expiring_soon").is_none(), "{json}");
     assert_eq!(
         world
             .as_user(&alice)

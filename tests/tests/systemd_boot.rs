@@ -121,6 +121,18 @@ journalctl --no-pager -u apikeyd -o cat | grep "event=verify" | grep "outcome=\"
 	fail "no audit line for the login in the journal"
 if journalctl --no-pager -o cat | grep -qF "$key"; then fail "the token is in the journal"; fi
 
+say "the journal has the login's fields: MESSAGE_ID and APIKEY_* (journald's native protocol)"
+entry=$(journalctl --no-pager -o json MESSAGE_ID=ba76703ea36e42cfb72dec6e9d31965e APIKEY_USER="$user" APIKEY_OUTCOME=ok |
+	tail -n 1 | sed 's/" *: *"/":"/g')
+[ -n "$entry" ] || fail "journalctl MESSAGE_ID=... APIKEY_USER=$user finds nothing"
+for want in "\"APIKEY_KEY_ID\":\"$id\"" '"APIKEY_EVENT":"verify"' '"APIKEY_SERVICE":"sshd' \
+	'"APIKEY_RHOST":"127.0.0.1"' '"SYSLOG_IDENTIFIER":"apikeyd"' '"_SYSTEMD_UNIT":"apikeyd.service"'; do
+	case "$entry" in *"$want"*) ;; *) fail "the entry lacks $want: $entry" ;; esac
+done
+if journalctl --no-pager -o json APIKEY_USER="$user" | grep -qF "${key#apikey?}"; then
+	fail "the token is in a journal field"
+fi
+
 say "the PAM socket: in the daemon's own directory, open to connect to, served"
 [ "$(stat -c '%U %a' /run/apikey)" = "apikeyd 755" ] || fail "/run/apikey is $(stat -c '%U %a' /run/apikey)"
 [ -S /run/apikey/pam.sock ] || fail "no socket at /run/apikey/pam.sock"

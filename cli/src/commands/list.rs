@@ -187,7 +187,7 @@ fn rows(
             });
         }
         row.push(relative(now, k.created));
-        row.push(expires_cell(k, now));
+        row.push(expires_cell(k, e.expires_soon, now));
         row.push(last_used_cell(k, &e.last_host, now));
         rows.push(row);
     }
@@ -196,7 +196,7 @@ fn rows(
 
 /// The rows, aligned to the widths of the first page (which `widths`
 /// keeps), widened where a later page needs it.
-fn render(rows: &[Vec<String>], widths: &mut Option<Vec<usize>>) -> String {
+pub(super) fn render(rows: &[Vec<String>], widths: &mut Option<Vec<usize>>) -> String {
     let Some(columns) = rows.first().map(Vec::len) else {
         return String::new();
     };
@@ -221,7 +221,7 @@ fn render(rows: &[Vec<String>], widths: &mut Option<Vec<usize>>) -> String {
 
 /// `*` for an empty scope: every service the site allows (or every host
 /// of the fleet).
-fn services_cell(services: &[String]) -> String {
+pub(super) fn services_cell(services: &[String]) -> String {
     if services.is_empty() {
         "*".to_string()
     } else {
@@ -233,17 +233,21 @@ fn services_cell(services: &[String]) -> String {
     }
 }
 
-fn expires_cell(k: &KeyInfo, now: i64) -> String {
+/// When the key ends; "(soon)" marks one the daemon says expires within
+/// the site's `warn_before`.
+pub(super) fn expires_cell(k: &KeyInfo, soon: bool, now: i64) -> String {
     if k.revoked != 0 {
         format!("revoked {}", relative(now, k.revoked))
     } else if k.expires != 0 && k.expires <= now {
         format!("expired {}", relative(now, k.expires))
+    } else if soon {
+        format!("{} (soon)", relative(now, k.expires))
     } else {
         relative(now, k.expires)
     }
 }
 
-fn last_used_cell(k: &KeyInfo, host: &str, now: i64) -> String {
+pub(super) fn last_used_cell(k: &KeyInfo, host: &str, now: i64) -> String {
     if k.last_used == 0 {
         return "never".to_string();
     }
@@ -312,10 +316,13 @@ Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes a
     #[test]
     fn expired_and_revoked() {
         let mut k = sample_key();
+        k.expires = NOW + 3 * 86400;
+        assert_eq!(expires_cell(&k, false, NOW), "in 3 days");
+        assert_eq!(expires_cell(&k, true, NOW), "in 3 days (soon)");
         k.expires = NOW - 2 * 86400;
-        assert_eq!(expires_cell(&k, NOW), "expired 2 days ago");
+        assert_eq!(expires_cell(&k, true, NOW), "expired 2 days ago");
         k.revoked = NOW - 3600;
-        assert_eq!(expires_cell(&k, NOW), "revoked 1 hour ago");
+        assert_eq!(expires_cell(&k, true, NOW), "revoked 1 hour ago");
         k.last_used = NOW - 7200;
         k.last_rhost = "host".into();
         assert_eq!(last_used_cell(&k, "", NOW), "2 hours ago (from host)");
@@ -347,6 +354,7 @@ Zz00Zz00Zz00  bob    -       *            3 minutes ago  never       3 minutes a
                     hosts: vec!["web-*".into(), "db-1".into()],
                     last_host: "web-3".into(),
                     from: vec!["10.1.0.0/16".into(), "2001:db8::/32".into()],
+                    expires_soon: false,
                 },
             ),
         ];

@@ -9,6 +9,7 @@ mod rotate;
 mod scan;
 mod session;
 mod settings;
+mod show;
 mod status;
 mod verify;
 
@@ -28,6 +29,7 @@ pub async fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::List(a) => list::run(a).await,
         Cmd::Revoke(a) => revoke::run(a).await,
         Cmd::Rotate(a) => rotate::run(a).await,
+        Cmd::Show(a) => show::run(a).await,
         Cmd::Settings(a) => settings::run(a).await,
         Cmd::Status(a) => status::run(a).await,
         Cmd::Verify(a) => verify::run(a).await,
@@ -89,6 +91,8 @@ pub(crate) struct KeyJson<'a> {
     /// The networks logins with the key may come from; absent: anywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'a [String]>,
+    /// The key expires within the site's `warn_before`.
+    pub expires_soon: bool,
 }
 
 impl<'a> KeyJson<'a> {
@@ -100,6 +104,7 @@ impl<'a> KeyJson<'a> {
             hosts: (!e.made_on.is_empty()).then_some(e.hosts.as_slice()),
             last_host: non_empty(&e.last_host),
             from: (!e.from.is_empty()).then_some(e.from.as_slice()),
+            expires_soon: e.expires_soon,
             ..KeyJson::new(k)
         }
     }
@@ -124,6 +129,7 @@ impl<'a> KeyJson<'a> {
             hosts: None,
             last_host: None,
             from: None,
+            expires_soon: false,
         }
     }
 }

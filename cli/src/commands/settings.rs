@@ -86,10 +86,6 @@ pub(crate) struct SettingsJson {
 }
 
 impl SettingsJson {
-    pub fn new(s: &Settings) -> Self {
-        SettingsJson::with_extra(s, None)
-    }
-
     pub fn with_extra(s: &Settings, extra: Option<&SettingsExtra>) -> Self {
         SettingsJson {
             allow_user_keys: s.allow_user_keys,
@@ -190,7 +186,7 @@ Revoke keys unused for:         90d
 
     #[test]
     fn json_form() {
-        let v = serde_json::to_value(SettingsJson::new(&sample())).unwrap();
+        let v = serde_json::to_value(SettingsJson::with_extra(&sample(), None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({

@@ -122,6 +122,43 @@ const scenarios = {
         };
     },
 
+    // The user's keys, some close to their expiry. args: a key's id.
+    async expiring(page) {
+        const [id] = args;
+        await ready(page);
+        const row = page.locator(`#own-keys tr[data-id="${id}"]`);
+        await row.waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-keys-expiring");
+        const expires = row.locator("td[data-label=Expires]");
+        return {
+            expires: await expires.innerText(),
+            marked: await expires.evaluate(td => td.classList.contains("apikey-expires-soon")),
+            note: await page.locator("#own-keys-expiring").isVisible()
+                ? await page.locator("#own-keys-expiring").innerText() : "",
+            soon_cells: await page.locator("#own-keys td.apikey-expires-soon").count(),
+        };
+    },
+
+    // Where one of the user's keys was used from, shown on demand.
+    // args: its id.
+    async history(page) {
+        const [id] = args;
+        await ready(page);
+        const row = page.locator(`#own-keys tr[data-id="${id}"]`);
+        await row.waitFor({ timeout: STEP_TIMEOUT_MS });
+        const button = row.locator("button.apikey-history-toggle");
+        await button.click();
+        const shown = page.locator(`#own-keys tr[data-history-of="${id}"]`);
+        await shown.waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "user-key-history");
+        const rows = await shown.locator("tbody tr").evaluateAll(
+            trs => trs.map(tr => [...tr.querySelectorAll("td")].map(td => td.textContent)));
+        const expanded = await button.getAttribute("aria-expanded");
+        await button.click();
+        await shown.waitFor({ state: "detached", timeout: STEP_TIMEOUT_MS });
+        return { rows, expanded, collapsed: await button.getAttribute("aria-expanded") };
+    },
+
     // A session key: it lives as long as this web console session.
     async session(page) {
         await ready(page);
@@ -203,7 +240,20 @@ const scenarios = {
             list_all: await consoleCall(page, "List", ["", true, false]),
             revoke_other: await consoleCall(page, "Revoke", [[otherId]]),
             revoke_site: await consoleCall(page, "RevokeSite", []),
+            metrics: await consoleCall(page, "Metrics", []),
+            activity_visible: await page.locator("#activity-card").isVisible(),
         };
+    },
+
+    // An administrator's Activity card: the daemon's metrics, summarised.
+    async activity(page) {
+        await ready(page);
+        const card = page.locator("#activity-card");
+        await card.waitFor({ timeout: STEP_TIMEOUT_MS });
+        await shot(page, "admin-activity");
+        const terms = await card.locator("dt").allInnerTexts();
+        const values = await card.locator("dd").allInnerTexts();
+        return Object.fromEntries(terms.map((t, i) => [t, values[i]]));
     },
 
     // An administrator changes the site settings.

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import {
     decodeKey, decodeStatus, deleteQuestion, errorMessage, expiryChoices, filterKeys,
     formatDuration, formatLastUsed, formatScope, formatServices, formatTime, generateBlocker, netrcLine,
-    decodeSettingsWith, parseNetworks, revokeUnusedLabel, SERVICE_DOWN, withExtras, zoneName,
+    activitySummary, decodeSettingsWith, decodeUses, parseExposition, expiringNote, formatExpires, formatRhost, parseNetworks, revokeUnusedLabel, SERVICE_DOWN, withExtras,
+    zoneName,
 } from "../../src/model.js";
 import { readFileSync } from "node:fs";
 
@@ -132,4 +133,59 @@ test("the settings beyond the struct come with it, defaults when absent", () => 
     assert.equal(old.requireFrom, false);
     assert.equal(old.revokeUnused, "never");
     assert.equal(revokeUnusedLabel("365d"), "365 days");
+});
+
+test("keys the daemon says expire soon are marked, and counted above the user's keys", () => {
+    const soon = withExtras({ services: [], expires: 1765000000 }, { expires_soon: { t: "b", v: true } });
+    const later = withExtras({ services: [], expires: 1795000000 }, {});
+    assert.equal(soon.expiresSoon, true);
+    assert.equal(later.expiresSoon, false);
+    // An entry of another type is taken as absent.
+    assert.equal(withExtras({ services: [] }, { expires_soon: { t: "s", v: "yes" } }).expiresSoon, false);
+    assert.match(formatExpires(soon), /^\d{4}-\d\d-\d\d \d\d:\d\d .+ \(expires soon\)$/);
+    assert.doesNotMatch(formatExpires(later), /soon/);
+    assert.equal(expiringNote([later]), null);
+    assert.match(expiringNote([soon, later]), /^1 key of yours expires soon\. Replace it /);
+    assert.match(expiringNote([soon, soon]), /^2 keys of yours expire soon\. Replace them /);
+});
+
+test("a key's use history decodes from ShowKey's a(ssxxs)", () => {
+    const uses = decodeUses([["sshd", "192.0.2.7", "1765000000", "1765000600", ""], ["vsftpd", "", 1, 2, "web-1"]]);
+    assert.deepEqual(uses[0], { service: "sshd", rhost: "192.0.2.7", first: 1765000000, last: 1765000600, host: "" });
+    assert.equal(formatRhost(uses[0]), "192.0.2.7");
+    assert.equal(formatRhost(uses[1]), "(local)");
+    assert.equal(uses[1].host, "web-1");
+    assert.deepEqual(decodeUses([]), []);
+});
+
+test("the metrics parse by name and labels, and summarise for the Activity card", () => {
+    const text = [
+        "# HELP apikey_verifications_total Key verifications.",
+        "# TYPE apikey_verifications_total counter",
+        'apikey_verifications_total{service="sshd",outcome="ok"} 3',
+        'apikey_verifications_total{service="vsftpd",outcome="ok"} 2',
+        'apikey_verifications_total{service="sshd",outcome="refused"} 1',
+        'apikey_build_info{version="1\\"2"} 1',
+        "apikey_keys_active 7",
+        "apikey_session_keys_active 1",
+        "apikey_keys_expiring_soon 2",
+        "apikey_warn_before_seconds 604800",
+        "apikey_throttled_sources 0",
+        "apikey_store_up 1",
+        "not a sample line",
+    ].join("\n");
+    const samples = parseExposition(text);
+    assert.equal(samples.apikey_verifications_total.length, 3);
+    assert.deepEqual(samples.apikey_verifications_total[0].labels, { service: "sshd", outcome: "ok" });
+    assert.equal(samples.apikey_build_info[0].labels.version, '1"2');
+    const summary = Object.fromEntries(activitySummary(samples));
+    assert.equal(summary["Key logins since the daemon started"], "5 accepted, 1 refused, 0 unavailable");
+    assert.equal(summary["Active API keys"], "7");
+    assert.equal(summary["Expiring within 7d"], "2");
+    assert.equal(summary["Key store"], "answering");
+    // The store failing: its gauges are absent, and it says so.
+    const failing = Object.fromEntries(activitySummary(parseExposition("apikey_store_up 0\napikey_warn_before_seconds 0")));
+    assert.equal(failing["Key store"], "FAILING: key logins answer unavailable");
+    assert.equal(failing["Active API keys"], "unknown (the key store cannot be read)");
+    assert.equal(failing["Expiring soon"], "not counted (warn_before = 0s)");
 });

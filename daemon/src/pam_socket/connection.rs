@@ -91,10 +91,7 @@ pub async fn serve(stream: UnixStream, peer: Peer, svc: Arc<KeyService>, guid: S
         }
         conn.serial = conn.serial.wrapping_add(1).max(1);
         let bytes = Zeroizing::new(match reply {
-            Ok(values) => {
-                let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                wire::encode_return(msg.serial, conn.serial, &values)
-            }
+            Ok(values) => wire::encode_return_values(msg.serial, conn.serial, &values),
             Err((name, message)) => wire::encode_error(msg.serial, conn.serial, &name, &message),
         });
         let deadline = Instant::now() + MESSAGE_TIME;
@@ -212,6 +209,7 @@ pub enum Method {
     Verify,
     CheckKey,
     OpenSession,
+    OpenSessionWith,
     CloseSession,
 }
 
@@ -226,6 +224,7 @@ impl Method {
             (Some(INTERFACE) | None, "Verify") => Method::Verify,
             (Some(INTERFACE) | None, "CheckKey") => Method::CheckKey,
             (Some(INTERFACE) | None, "OpenSession") => Method::OpenSession,
+            (Some(INTERFACE) | None, "OpenSessionWith") => Method::OpenSessionWith,
             (Some(INTERFACE) | None, "CloseSession") => Method::CloseSession,
             _ => {
                 return Err(dbus_error(
@@ -250,7 +249,7 @@ impl Method {
         match self {
             Method::Ping => "",
             Method::Verify | Method::CheckKey => "ssss",
-            Method::OpenSession => "ssssss",
+            Method::OpenSession | Method::OpenSessionWith => "ssssss",
             Method::CloseSession => "s",
         }
     }
@@ -293,7 +292,7 @@ async fn answer(
     svc: &Arc<KeyService>,
     peer: &Peer,
     msg: &mut Message,
-) -> Result<Vec<String>, CallError> {
+) -> Result<Vec<Value>, CallError> {
     let method = Method::of(msg)?;
     let mut args = arguments(method, msg)?;
     let mut arg = |i: usize| std::mem::take(&mut args[i]);
@@ -304,22 +303,27 @@ async fn answer(
             let token = Zeroizing::new(arg(0));
             login_calls::verify(svc, caller, token, arg(1), arg(2), arg(3))
                 .await
-                .map(|(owner, id)| vec![owner, id])
+                .map(|(owner, id)| vec![Value::Str(owner), Value::Str(id)])
                 .map_err(keys_error)
         }
         Method::CheckKey => login_calls::check_key(svc, caller, arg(0), arg(1), arg(2), arg(3))
             .await
             .map(|()| vec![])
             .map_err(keys_error),
-        Method::OpenSession => {
+        Method::OpenSession | Method::OpenSessionWith => {
             let caller = peer.bound().map_err(keys_error)?;
             let a: Vec<String> = (0..6).map(arg).collect();
-            login_calls::blocking(svc, caller, move |s, c| {
-                s.open_session(c, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5])
+            let opened = login_calls::blocking(svc, caller, move |s, c| {
+                s.open_session_with(c, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5])
             })
             .await
-            .map(|handle| vec![handle])
-            .map_err(keys_error)
+            .map_err(keys_error)?;
+            Ok(match (method, opened) {
+                (Method::OpenSessionWith, (handle, expires_in)) => {
+                    vec![Value::Str(handle), Value::U32(expires_in)]
+                }
+                (_, (handle, _)) => vec![Value::Str(handle)],
+            })
         }
         Method::CloseSession => {
             let caller = peer.bound().map_err(keys_error)?;
@@ -365,6 +369,15 @@ mod tests {
             Method::of(&call(INTERFACE, OBJECT_PATH, "CloseSession", &["h"])),
             Ok(Method::CloseSession)
         );
+        let six = ["u", "s", "r", "t", "k", "a"];
+        for (member, method) in [
+            ("OpenSession", Method::OpenSession),
+            ("OpenSessionWith", Method::OpenSessionWith),
+        ] {
+            let open = call(INTERFACE, OBJECT_PATH, member, &six);
+            assert_eq!(Method::of(&open), Ok(method));
+            assert_eq!(*arguments(method, &mut open.clone()).unwrap(), six);
+        }
         for (interface, path, member) in [
             (INTERFACE, OBJECT_PATH, "Generate"),
             (INTERFACE, OBJECT_PATH, "RevokeSite"),

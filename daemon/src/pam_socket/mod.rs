@@ -1,5 +1,5 @@
 //! The PAM socket: pam_apikey's login calls (Verify, CheckKey, OpenSession,
-//! CloseSession and a Ping) as peer-to-peer D-Bus on a Unix socket of the
+//! OpenSessionWith, CloseSession and a Ping) as peer-to-peer D-Bus on a Unix socket of the
 //! daemon's own, so that a login does not wait on the bus broker, and a
 //! broker that restarts or is flooded stops no key login.
 //!

@@ -6,16 +6,20 @@ use crate::audit::{Audit, Line};
 use crate::config::Config;
 use crate::host::{Host, Lookup, ProcIdentity, ShadowState};
 use crate::key_logins::RecentKeyLogins;
+use crate::metrics::Outcome;
 use crate::policy::{self, ListTarget, LoginState, VerifierScope};
 use crate::store::{
-    KeyKind, KeyRecord, KeyUse, Policy, RevokeBy, SessionRecord, Store, StoreError,
+    KeyKind, KeyRecord, KeyUse, Policy, RevokeBy, SessionRecord, Store, StoreError, UsePair,
 };
 use crate::throttle::{Source, Throttle};
 use crate::usage::UsageBuffer;
 
+mod expiring;
+mod exposition;
 mod session_keys;
 mod sessions;
 mod settings;
+mod show;
 pub mod token_holder;
 mod unused;
 use apikey_proto::login_auth;
@@ -121,6 +125,14 @@ pub struct KeyService {
     store_problem: Mutex<String>,
     /// When unused keys were last looked for (`unused.rs`); 0: not yet.
     unused_swept: std::sync::atomic::AtomicI64,
+    /// Keys whose closeness to expiry was logged today (`expiring.rs`).
+    expiry_announced: Mutex<expiring::Announced>,
+    /// What the metrics count since the start (`exposition.rs`).
+    counters: crate::metrics::Counters,
+    /// When the service started (Unix seconds).
+    started: i64,
+    /// The metrics textfile could not be written (said once).
+    metrics_file_failing: std::sync::atomic::AtomicBool,
 }
 
 type Result<T> = std::result::Result<T, KeysError>;
@@ -128,6 +140,7 @@ type Result<T> = std::result::Result<T, KeysError>;
 impl KeyService {
     pub fn new(cfg: Config, store: Arc<dyn Store>, host: Arc<dyn Host>, audit: Audit) -> Self {
         let throttle = Mutex::new(Throttle::new(cfg.throttle.clone()));
+        let started = host.now();
         KeyService {
             cfg,
             store,
@@ -140,6 +153,10 @@ impl KeyService {
             store_failing: Default::default(),
             store_problem: Mutex::new(String::new()),
             unused_swept: Default::default(),
+            expiry_announced: Default::default(),
+            counters: Default::default(),
+            started,
+            metrics_file_failing: Default::default(),
         }
     }
 
@@ -761,6 +778,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn();
             self.audit_outcome(c.uid, &line, Some(&e));
+            self.count_verification(service, Outcome::Invalid);
             return Ok(VerifyAnswer::now(Err(e)));
         }
         let now = self.host.now();
@@ -770,9 +788,11 @@ impl KeyService {
             .field("service", service)
             .field("rhost", rhost);
         match self.verify_inner(mode, a, now)? {
-            Ok(key) => {
+            Ok((key, expires)) => {
                 self.audit
                     .log(&line.field("key", &key.id).field("outcome", "ok"));
+                self.count_verification(service, Outcome::Ok);
+                self.announce_if_expiring(&key, expires, service, rhost, now);
                 // Without a service there is no login to match a session to.
                 if !service.is_empty() {
                     self.key_logins.record(
@@ -797,16 +817,20 @@ impl KeyService {
                     "unavailable",
                     STORE_ERROR,
                 ));
+                self.count_verification(service, Outcome::Unavailable);
                 Ok(VerifyAnswer::now(Err(KeysError::Failed(
                     "the key store cannot be read; keys cannot be checked now".into(),
                 ))))
             }
-            Err((reason, key_id)) => Ok(self.refuse(
-                Source::new(c.uid, rhost),
-                now,
-                &verify_refusal(line, key_id.as_deref(), "refused", reason),
-                KeysError::Refused("the key was not accepted".into()),
-            )),
+            Err((reason, key_id)) => {
+                self.count_verification(service, Outcome::Refused);
+                Ok(self.refuse(
+                    Source::new(c.uid, rhost),
+                    now,
+                    &verify_refusal(line, key_id.as_deref(), "refused", reason),
+                    KeysError::Refused("the key was not accepted".into()),
+                ))
+            }
         }
     }
 
@@ -855,14 +879,9 @@ impl KeyService {
         }
     }
 
-    /// The key record on success; on refusal the reason and, where known,
-    /// the key id, for the log only.
-    fn verify_inner(
-        &self,
-        mode: Mode,
-        a: &Attempt<'_>,
-        now: i64,
-    ) -> Inline<std::result::Result<KeyRecord, (&'static str, Option<String>)>> {
+    /// The key record and its effective expiry on success; on refusal the
+    /// reason and, where known, the key id, for the log only.
+    fn verify_inner(&self, mode: Mode, a: &Attempt<'_>, now: i64) -> Inline<Checked> {
         let (user, service, rhost) = (a.user, a.service, a.rhost);
         if let Ok(leaked) = Token::parse(user.as_bytes()) {
             if mode == Mode::Inline {
@@ -896,9 +915,10 @@ impl KeyService {
             }
         };
         self.note_store_ok();
-        if let Err(r) = self.accept_key(mode, &key, user, service, rhost, now)? {
-            return Ok(Err((r, Some(key.id.clone()))));
-        }
+        let expires = match self.accept_key(mode, &key, user, service, rhost, now)? {
+            Ok(expires) => expires,
+            Err(r) => return Ok(Err((r, Some(key.id.clone())))),
+        };
         self.usage.record(KeyUse {
             key_id: key.id.clone(),
             at: now,
@@ -906,11 +926,12 @@ impl KeyService {
             rhost: rhost.to_string(),
             host: self.host_name().to_string(),
         });
-        Ok(Ok(key))
+        Ok(Ok((key, expires)))
     }
 
     /// Everything a stored key must pass to log `user` in to `service`
     /// from `rhost`: its own state and scope, then its owner's account.
+    /// Accepted, its effective expiry (Unix seconds, 0 for never).
     // The login's facts, one each, as Verify and CheckKey have them.
     #[allow(clippy::too_many_arguments)]
     fn accept_key(
@@ -921,7 +942,7 @@ impl KeyService {
         service: &str,
         rhost: &str,
         now: i64,
-    ) -> Inline<std::result::Result<(), &'static str>> {
+    ) -> Inline<std::result::Result<i64, &'static str>> {
         let policy = match mode {
             // Not while a save holds the policy through its fsync.
             Mode::Inline => self.store.policy_if_at_hand().ok_or(NeedsBlocking)?,
@@ -960,7 +981,9 @@ impl KeyService {
                 return Ok(Err(r));
             }
         }
-        self.check_owner_account(mode, key, now)
+        Ok(self
+            .check_owner_account(mode, key, now)?
+            .map(|()| warned_expiry(key, &policy)))
     }
 
     /// The account step of a key login (pam_apikey's acct_mgmt): the key
@@ -1014,7 +1037,9 @@ impl KeyService {
         let outcome = match self.key_by_id(id) {
             Err(e) => return Ok(Err(e)),
             Ok(None) => Err("unknown-key"),
-            Ok(Some(key)) => self.accept_key(mode, &key, user, service, rhost, now)?,
+            Ok(Some(key)) => self
+                .accept_key(mode, &key, user, service, rhost, now)?
+                .map(|_expires| ()),
         };
         let line = Line::new("account-check")
             .num("caller_uid", c.uid)
@@ -1146,13 +1171,28 @@ impl KeyService {
 
     /// Writes buffered last-used records; called once a minute and at exit.
     pub fn flush_usage(&self) -> std::result::Result<usize, StoreError> {
-        let uses = self.usage.take();
-        let n = uses.len();
+        let taken = self.usage.take();
+        let uses: Vec<KeyUse> = taken.uses.values().cloned().collect();
         if let Err(e) = self.store.record_uses(&uses) {
-            self.usage.restore(uses);
+            self.usage.restore(taken);
             return Err(e);
         }
-        Ok(n)
+        // Oldest first, so that the store's later rows are the newer uses.
+        let pairs: Vec<UsePair> = taken
+            .pairs
+            .values()
+            .flat_map(|p| p.iter().rev())
+            .cloned()
+            .collect();
+        if let Err(e) = self.store.record_use_pairs(&pairs) {
+            // The last uses are written; the history is tried again.
+            self.usage.restore(crate::usage::Pending {
+                uses: Default::default(),
+                pairs: taken.pairs,
+            });
+            return Err(e);
+        }
+        Ok(uses.len())
     }
 
     /// Returns once every audit line logged so far has been written;
@@ -1300,11 +1340,16 @@ impl KeyService {
     /// beyond that, from one look at its last use.
     fn info_and_extra(&self, k: &KeyRecord, policy: &Policy) -> (KeyInfo, KeyExtra) {
         let last = self.last_use(k);
+        let expires_soon = k.revoked.is_none()
+            && self
+                .expires_soon(warned_expiry(k, policy), self.host.now())
+                .is_some();
         let extra = KeyExtra {
             made_on: k.made_on.clone(),
             hosts: k.hosts.clone(),
             last_host: last.as_ref().map(|u| u.host.clone()).unwrap_or_default(),
             from: k.sources.clone(),
+            expires_soon,
         };
         (self.info_with(k, policy, last), extra)
     }
@@ -1537,6 +1582,23 @@ fn encoded_size(k: &KeyInfo) -> usize {
         + 96
 }
 
+/// What Verify's check of a key found: the key and its effective expiry
+/// (Unix seconds, 0 for never), or why it was refused and, where known,
+/// which key it was (for the log only).
+type Checked = std::result::Result<(KeyRecord, i64), (&'static str, Option<String>)>;
+
+/// The expiry a login with `key` may be warned about (Unix seconds, 0 for
+/// none): the effective one of a long-lived key. A session key ends with
+/// its session by design; warning of that would be noise.
+fn warned_expiry(key: &KeyRecord, policy: &Policy) -> i64 {
+    match key.kind {
+        KeyKind::Session => 0,
+        KeyKind::LongLived => {
+            policy::effective_expiry(key.created, key.expires, policy.expiry).unwrap_or(0)
+        }
+    }
+}
+
 /// Why a token that does not parse is refused, as the audit log says it.
 fn token_refusal(e: apikey_proto::TokenError) -> &'static str {
     match e {
@@ -1680,6 +1742,7 @@ mod page_tests {
             hosts: (0..64).map(|i| format!("web-{i}.example.org")).collect(),
             last_host: "web-3".into(),
             from: (0..32).map(|i| format!("2001:db8:{i}::/48")).collect(),
+            expires_soon: true,
         };
         let size = encoded_size_with(&(info.clone(), big.clone()));
         assert_eq!(size, encoded_size(&info) + big.encoded_size());

@@ -18,6 +18,24 @@ impl KeyService {
         key_id: &str,
         auth: &str,
     ) -> Result<String> {
+        self.open_session_with(c, user, service, rhost, tty, key_id, auth)
+            .map(|(handle, _)| handle)
+    }
+
+    /// [`open_session`](Self::open_session) (OpenSessionWith) that also
+    /// answers, for a login made with a key close to its expiry, the
+    /// seconds it has left (0 otherwise), for the module to tell the user.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_session_with(
+        &self,
+        c: &Caller,
+        user: &str,
+        service: &str,
+        rhost: &str,
+        tty: &str,
+        key_id: &str,
+        auth: &str,
+    ) -> Result<(String, u32)> {
         let mut note = OpenNote::default();
         let request = SessionRequest {
             user,
@@ -27,7 +45,9 @@ impl KeyService {
             key_id,
             auth,
         };
-        let outcome = self.open_session_inner(c, &request, &mut note);
+        let outcome = self
+            .open_session_inner(c, &request, &mut note)
+            .map(|handle| (handle, note.key_expires_in));
         let mut line = Line::new("session-open")
             .num("caller_uid", c.uid)
             .num("caller_pid", c.pid)
@@ -54,7 +74,7 @@ impl KeyService {
         line = opt_num(line, "audit_session", proc_id.and_then(|p| p.sessionid));
         line = opt_num(line, "loginuid", proc_id.and_then(|p| p.loginuid));
         line = match &outcome {
-            Ok(handle) => line
+            Ok((handle, _)) => line
                 .field("handle", &handle[..LOGGED_HANDLE_CHARS])
                 .field("outcome", "ok"),
             Err(e) => line.field("outcome", e.short_name()).warn(),
@@ -109,7 +129,8 @@ impl KeyService {
             note.key_from = found.as_ref().map(|_| "recent-verify");
             found
         } else {
-            self.check_session_key(key_id, user, uid)?;
+            let key = self.check_session_key(key_id, user, uid)?;
+            note.key_expires_in = self.login_key_expires_in(&key, now);
             // The hand-over worked; the memory of that login is spent.
             self.key_logins
                 .take(now, user, service, rhost, Some(key_id));
@@ -154,7 +175,7 @@ impl KeyService {
     /// A key the PAM module says it authenticated `user` with must be one
     /// it could have verified: anything else is a bug in the module or a
     /// forgery, and is refused rather than recorded.
-    fn check_session_key(&self, key_id: &str, user: &str, uid: Option<u32>) -> Result<()> {
+    fn check_session_key(&self, key_id: &str, user: &str, uid: Option<u32>) -> Result<KeyRecord> {
         let refuse = |why: &str| {
             Err(KeysError::InvalidArgument(format!(
                 "key {key_id} {why}; a session can only be marked with a key that logged its \
@@ -170,7 +191,17 @@ impl KeyService {
         if key.owner_name != user || uid.is_some_and(|u| u != key.owner_uid) {
             return refuse("belongs to another user");
         }
-        Ok(())
+        Ok(key)
+    }
+
+    /// Seconds `key` has left when within `warn_before`, else 0. A policy
+    /// that cannot be read now costs the warning, not the session.
+    fn login_key_expires_in(&self, key: &KeyRecord, now: i64) -> u32 {
+        let Ok(policy) = self.policy() else {
+            return 0;
+        };
+        self.expires_soon(super::warned_expiry(key, &policy), now)
+            .map_or(0, |left| u32::try_from(left).unwrap_or(u32::MAX))
     }
 
     /// Ends the session `handle` names, for the PAM module's close_session.
@@ -245,6 +276,8 @@ struct OpenNote {
     key_from: Option<&'static str>,
     /// What was recorded as the session's authentication.
     auth: Option<String>,
+    /// See [`KeyService::open_session_with`].
+    key_expires_in: u32,
 }
 
 /// Sessions belong to the PAM stacks of host services, which run as root;

@@ -45,6 +45,8 @@ pub fn all(fresh: Fresh<'_>, stored: AsStored<'_>) {
     revoke_reports_only_what_it_changed(&*fresh());
     replace_is_atomic(&*fresh());
     uses_never_move_backwards(&*fresh());
+    use_history_keeps_the_newest_pairs_merged(&*fresh());
+    keys_are_counted_as_the_metrics_say(&*fresh());
     policy_round_trips_with_defaults(&*fresh());
 }
 
@@ -132,6 +134,74 @@ fn uses_never_move_backwards(s: &dyn Store) {
         (last.at, last.service.as_str(), last.rhost.as_str()),
         (20, "sshd", "10.0.0.1")
     );
+}
+
+fn use_history_keeps_the_newest_pairs_merged(s: &dyn Store) {
+    s.insert(&key("k00000000002", 1000, 0), 9, 0).unwrap();
+    let pair = |rhost: &str, first, last| UsePair {
+        key_id: "k00000000002".into(),
+        service: "sshd".into(),
+        rhost: rhost.into(),
+        first,
+        last,
+        host: String::new(),
+    };
+    s.record_use_pairs(&[pair("10.0.0.1", 5, 9), pair("10.0.0.2", 7, 7)])
+        .unwrap();
+    // The same pair again: its first use stays, its last moves on.
+    s.record_use_pairs(&[pair("10.0.0.1", 20, 30)]).unwrap();
+    let seen = |s: &dyn Store| -> Vec<(String, i64, i64)> {
+        s.use_history("k00000000002")
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.rhost, p.first, p.last))
+            .collect()
+    };
+    assert_eq!(
+        seen(s),
+        vec![("10.0.0.1".into(), 5, 30), ("10.0.0.2".into(), 7, 7)]
+    );
+    // Twenty more pairs: the newest ten are kept.
+    let more: Vec<UsePair> = (0..20)
+        .map(|i| pair(&format!("192.0.2.{i}"), 100 + i, 100 + i))
+        .collect();
+    s.record_use_pairs(&more).unwrap();
+    let kept = seen(s);
+    assert_eq!(kept.len(), USE_HISTORY);
+    assert_eq!(kept[0], ("192.0.2.19".into(), 119, 119));
+    assert_eq!(kept[USE_HISTORY - 1], ("192.0.2.10".into(), 110, 110));
+    // Pairs of a key that is not there are passed over.
+    let mut gone = pair("10.0.0.9", 1, 1);
+    gone.key_id = "gone00000000".into();
+    s.record_use_pairs(&[gone]).unwrap();
+    assert!(s.use_history("gone00000000").unwrap().is_empty());
+}
+
+fn keys_are_counted_as_the_metrics_say(s: &dyn Store) {
+    let now = 1_000_000;
+    let mut soon = key("soon00000001", 1000, now - 10);
+    soon.expires = Some(now + 100);
+    let mut gone = key("gone00000001", 1000, now - 10);
+    gone.expires = Some(now - 1);
+    let old = key("old000000001", 1000, now - 5_000);
+    let revoked = key("revoked00001", 1000, now - 10);
+    for k in [
+        &soon,
+        &gone,
+        &old,
+        &revoked,
+        &key("fresh0000001", 1000, now - 10),
+    ] {
+        s.insert(k, 99, now).unwrap();
+    }
+    s.revoke(std::slice::from_ref(&revoked.id), by(now))
+        .unwrap();
+    let counts = s.key_counts(now, now + 1_000, None).unwrap();
+    assert_eq!((counts.long_lived, counts.expiring_soon), (3, 1));
+    // A policy of 5,000 s caps the old key (made 5,000 s ago: over) and
+    // brings the fresh one within 5,000 s.
+    let capped = s.key_counts(now, now + 5_000, Some(5_000)).unwrap();
+    assert_eq!((capped.long_lived, capped.expiring_soon), (2, 2));
 }
 
 fn policy_round_trips_with_defaults(s: &dyn Store) {

@@ -9,8 +9,8 @@
 
 use super::postgres::PgKeys;
 use super::{
-    KeyKind, KeyRecord, KeyUse, ListQuery, LookupFuture, Policy, Prune, RevokeBy, SessionRecord,
-    SqliteStore, Store, StoreError, StoreResult,
+    KeyCounts, KeyKind, KeyRecord, KeyUse, ListQuery, LookupFuture, Policy, Prune, RevokeBy,
+    SessionRecord, SqliteStore, Store, StoreError, StoreResult, UsePair,
 };
 
 /// Listing positions of local session keys start here, after any
@@ -127,6 +127,41 @@ impl Store for FleetStore {
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()> {
         self.local.record_uses(uses)?;
         self.keys.record_uses(uses)
+    }
+
+    /// As `record_uses`: each store keeps the history of its own keys.
+    fn record_use_pairs(&self, pairs: &[UsePair]) -> StoreResult<()> {
+        self.local.record_use_pairs(pairs)?;
+        self.keys.record_use_pairs(pairs)
+    }
+
+    /// A session key's history is in the local store, any other's in
+    /// the database.
+    fn use_history(&self, key_id: &str) -> StoreResult<Vec<UsePair>> {
+        let local = self.local.use_history(key_id)?;
+        if !local.is_empty() {
+            return Ok(local);
+        }
+        self.keys.use_history(key_id)
+    }
+
+    /// Long-lived keys are the fleet's, session keys this host's own.
+    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts> {
+        let fleet = self.keys.key_counts(now, soon_until, cap)?;
+        let local = self.local.key_counts(now, soon_until, cap)?;
+        Ok(KeyCounts {
+            sessions: local.sessions,
+            ..fleet
+        })
+    }
+
+    /// The local store's files (session keys, sessions).
+    fn size_bytes(&self) -> Option<u64> {
+        self.local.size_bytes()
+    }
+
+    fn last_write(&self) -> Option<i64> {
+        self.local.last_write().max(self.keys.last_write())
     }
 
     fn policy(&self) -> StoreResult<Policy> {

@@ -81,4 +81,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE keys ADD COLUMN sources TEXT NOT NULL DEFAULT '';
     "#,
+    // 7: each key's use history: the (service, remote host) pairs it was
+    // used from, first and last, the newest ten kept (`apikey show`).
+    r#"
+    CREATE TABLE key_use_pairs (
+        key_id TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+        service TEXT NOT NULL,
+        rhost TEXT NOT NULL,
+        first_used INTEGER NOT NULL,
+        last_used INTEGER NOT NULL,
+        PRIMARY KEY (key_id, service, rhost)
+    ) STRICT;
+    "#,
 ];

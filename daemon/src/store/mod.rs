@@ -90,6 +90,35 @@ pub struct KeyUse {
     pub host: String,
 }
 
+/// A (service, remote host) pair a key was used from, with the first and
+/// last time: its use history keeps the newest [`USE_HISTORY`] pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsePair {
+    pub key_id: String,
+    pub service: String,
+    pub rhost: String,
+    pub first: i64,
+    pub last: i64,
+    /// Fleet mode: the host of the last use; empty on a single host.
+    pub host: String,
+}
+
+/// What the metrics count in a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Long-lived keys neither revoked nor past their effective expiry.
+    pub long_lived: u64,
+    /// Session keys neither revoked nor past their expiry.
+    pub sessions: u64,
+    /// Active long-lived keys whose effective expiry is at most
+    /// `soon_until`.
+    pub expiring_soon: u64,
+}
+
+/// Pairs kept per key (GitLab shows a token's last IPs; ten tell where a
+/// key is in use without growing with its traffic).
+pub const USE_HISTORY: usize = 10;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub at: i64,
@@ -329,6 +358,26 @@ pub trait Store: Send + Sync {
     /// Revokes `old_id` and inserts `new` in one transaction.
     fn replace(&self, old_id: &str, new: &KeyRecord, by: RevokeBy<'_>) -> StoreResult<()>;
     fn record_uses(&self, uses: &[KeyUse]) -> StoreResult<()>;
+    /// Adds to each key's use history (first and last times merged with
+    /// what is there), keeping the newest [`USE_HISTORY`] pairs per key;
+    /// pairs of keys that are gone are passed over.
+    fn record_use_pairs(&self, pairs: &[UsePair]) -> StoreResult<()>;
+    /// A key's use history, newest last use first, at most
+    /// [`USE_HISTORY`] pairs.
+    fn use_history(&self, key_id: &str) -> StoreResult<Vec<UsePair>>;
+    /// The metrics' key counts at `now`: a long-lived key's effective
+    /// expiry is the earlier of its own and `cap` seconds after it was
+    /// made (the site's `--expires`, `None` for never).
+    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts>;
+    /// The bytes the store takes on this host's disk, where it has files.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// When a write last succeeded (Unix seconds) since the store was
+    /// opened; `None` before the first.
+    fn last_write(&self) -> Option<i64> {
+        None
+    }
     fn policy(&self) -> StoreResult<Policy>;
     /// The policy if it can be had without waiting (cached, and no save
     /// in progress); `None` otherwise. For threads that must not block.

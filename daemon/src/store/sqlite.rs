@@ -7,8 +7,8 @@
 
 use super::migrations::MIGRATIONS;
 use super::{
-    KeyKind, KeyRecord, KeyUse, ListQuery, Policy, Prune, Revocation, RevokeBy, SessionRecord,
-    Store, StoreError, StoreResult,
+    KeyCounts, KeyKind, KeyRecord, KeyUse, ListQuery, Policy, Prune, Revocation, RevokeBy,
+    SessionRecord, Store, StoreError, StoreResult, UsePair, USE_HISTORY,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use std::fs;
@@ -23,6 +23,10 @@ pub struct SqliteStore {
     /// Key lookups by hash or id only (Verify, CheckKey).
     lookup: Option<Mutex<Connection>>,
     dir: Option<PathBuf>,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
+    /// When a write transaction last committed (Unix seconds; 0: none yet).
+    last_write: std::sync::atomic::AtomicI64,
     /// The policy as last read or saved. Verify needs it for every login,
     /// and only this process writes the store (SPEC), so the settings
     /// table cannot change behind it: a read transaction per login bought
@@ -207,6 +211,8 @@ impl SqliteStore {
             reader: Some(Mutex::new(reader)),
             lookup: Some(Mutex::new(lookup)),
             dir: Some(dir.into()),
+            path: Some(path.into()),
+            last_write: Default::default(),
             policy: Mutex::new(None),
             reserve: Some(reserve),
         })
@@ -221,6 +227,8 @@ impl SqliteStore {
             reader: None,
             lookup: None,
             dir: None,
+            path: None,
+            last_write: Default::default(),
             policy: Mutex::new(None),
             reserve: None,
         }
@@ -250,6 +258,10 @@ impl SqliteStore {
             .map_err(map_err)?;
         let value = f(&tx)?;
         tx.commit().map_err(map_err)?;
+        self.last_write.store(
+            apikey_proto::timefmt::now(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(value)
     }
 
@@ -509,6 +521,66 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_use_pairs(&self, pairs: &[UsePair]) -> StoreResult<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.in_write_tx(|tx| {
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT INTO key_use_pairs (key_id, service, rhost, first_used, last_used) \
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1) \
+                     ON CONFLICT (key_id, service, rhost) DO UPDATE \
+                     SET first_used = min(first_used, excluded.first_used), \
+                         last_used = max(last_used, excluded.last_used)",
+                )
+                .map_err(map_err)?;
+            let mut trim = tx
+                .prepare_cached(
+                    "DELETE FROM key_use_pairs WHERE key_id = ?1 AND rowid NOT IN \
+                     (SELECT rowid FROM key_use_pairs WHERE key_id = ?1 \
+                      ORDER BY last_used DESC, rowid DESC LIMIT ?2)",
+                )
+                .map_err(map_err)?;
+            let mut keys: Vec<&str> = Vec::new();
+            for p in pairs {
+                add.execute(params![p.key_id, p.service, p.rhost, p.first, p.last])
+                    .map_err(map_err)?;
+                keys.push(&p.key_id);
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                trim.execute(params![k, USE_HISTORY as i64])
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn use_history(&self, key_id: &str) -> StoreResult<Vec<UsePair>> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT service, rhost, first_used, last_used FROM key_use_pairs \
+                 WHERE key_id = ?1 ORDER BY last_used DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![key_id, USE_HISTORY as i64], |r| {
+                Ok(UsePair {
+                    key_id: key_id.to_string(),
+                    service: r.get(0)?,
+                    rhost: r.get(1)?,
+                    first: r.get(2)?,
+                    last: r.get(3)?,
+                    host: String::new(),
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
     fn policy(&self) -> StoreResult<Policy> {
         let mut cached = self.cached_policy();
         if let Some(p) = *cached {
@@ -624,6 +696,42 @@ impl Store for SqliteStore {
 
     fn revoke_bound_to(&self, handle: &str, by: RevokeBy<'_>) -> StoreResult<Vec<String>> {
         self.revoke_where("session_handle = ?4", &[&handle], by)
+    }
+
+    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT coalesce(sum(kind = 'long' AND e > ?1), 0), \
+                        coalesce(sum(kind = 'session' AND e > ?1), 0), \
+                        coalesce(sum(kind = 'long' AND e > ?1 AND e <= ?2), 0) \
+                 FROM (SELECT kind, \
+                              min(coalesce(expires, 9223372036854775807), \
+                                  CASE WHEN kind = 'long' AND ?3 IS NOT NULL \
+                                       THEN created + ?3 ELSE 9223372036854775807 END) AS e \
+                       FROM keys WHERE revoked IS NULL)",
+            )
+            .map_err(map_err)?;
+        stmt.query_row(params![now, soon_until, cap], |r| {
+            Ok(KeyCounts {
+                long_lived: r.get::<_, i64>(0)? as u64,
+                sessions: r.get::<_, i64>(1)? as u64,
+                expiring_soon: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .map_err(map_err)
+    }
+
+    fn size_bytes(&self) -> Option<u64> {
+        let path = self.path.as_deref()?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let len = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Some(len(path) + len(Path::new(&wal)))
+    }
+
+    fn last_write(&self) -> Option<i64> {
+        Some(self.last_write.load(std::sync::atomic::Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     fn free_space(&self) -> Option<u64> {

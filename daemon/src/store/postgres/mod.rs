@@ -25,8 +25,8 @@ mod schema;
 mod tls;
 
 use super::{
-    policy_from_settings, policy_settings, KeyKind, KeyRecord, KeyUse, ListQuery, Policy,
-    Revocation, RevokeBy, StoreError, StoreResult,
+    policy_from_settings, policy_settings, KeyCounts, KeyKind, KeyRecord, KeyUse, ListQuery,
+    Policy, Revocation, RevokeBy, StoreError, StoreResult, UsePair, USE_HISTORY,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,6 +142,8 @@ pub struct PgKeys {
     offline_grace: Duration,
     /// The schema and this host's registration were found in order.
     ready: std::sync::atomic::AtomicBool,
+    /// When a write last committed (Unix seconds; 0: none yet).
+    last_write: std::sync::atomic::AtomicI64,
 }
 
 /// One open connection and the statement of the login path.
@@ -204,6 +206,7 @@ impl PgKeys {
             }),
             offline_grace: settings.offline_grace,
             ready: std::sync::atomic::AtomicBool::new(false),
+            last_write: Default::default(),
         })
     }
 
@@ -425,6 +428,10 @@ impl PgKeys {
                 let tx = client.transaction().await.map_err(store_error)?;
                 let value = f(&tx).await?;
                 tx.commit().await.map_err(store_error)?;
+                self.last_write.store(
+                    apikey_proto::timefmt::now(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 Ok(value)
             };
             match tokio::time::timeout(self.timeout, work).await {
@@ -775,6 +782,119 @@ impl PgKeys {
             }
             Ok(())
         })
+    }
+
+    /// This host's part of each key's use history (schema 4 on): its own
+    /// rows, merged with what they hold and trimmed to the newest
+    /// [`USE_HISTORY`] per key.
+    pub fn record_use_pairs(&self, pairs: &[UsePair]) -> StoreResult<()> {
+        if pairs.is_empty() || schema::known() < 4 {
+            return Ok(());
+        }
+        self.write(async |tx| {
+            let add = tx
+                .prepare(
+                    "INSERT INTO apikey.key_use_pairs \
+                     (key_id, host, service, rhost, first_used, last_used) \
+                     SELECT $1, apikey.my_host(), $2, $3, $4, $5 \
+                     WHERE EXISTS (SELECT 1 FROM apikey.keys WHERE id = $1) \
+                     ON CONFLICT (key_id, host, service, rhost) DO UPDATE \
+                     SET first_used = least(apikey.key_use_pairs.first_used, excluded.first_used), \
+                         last_used = greatest(apikey.key_use_pairs.last_used, excluded.last_used)",
+                )
+                .await
+                .map_err(store_error)?;
+            let trim = tx
+                .prepare(
+                    "DELETE FROM apikey.key_use_pairs \
+                     WHERE key_id = $1 AND host = apikey.my_host() \
+                       AND (service, rhost) NOT IN \
+                           (SELECT service, rhost FROM apikey.key_use_pairs \
+                            WHERE key_id = $1 AND host = apikey.my_host() \
+                            ORDER BY last_used DESC LIMIT $2)",
+                )
+                .await
+                .map_err(store_error)?;
+            let mut keys: Vec<&str> = Vec::new();
+            for p in pairs {
+                tx.execute(&add, &[&p.key_id, &p.service, &p.rhost, &p.first, &p.last])
+                    .await
+                    .map_err(store_error)?;
+                keys.push(&p.key_id);
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                tx.execute(&trim, &[&k, &(USE_HISTORY as i64)])
+                    .await
+                    .map_err(store_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The fleet's long-lived keys, active and expiring by `soon_until`,
+    /// as [`Store::key_counts`](crate::store::Store::key_counts) counts
+    /// them (the database holds no session keys).
+    pub fn key_counts(
+        &self,
+        now: i64,
+        soon_until: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<KeyCounts> {
+        let row = self.read(|live| async move {
+            live.client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE e > $1), \
+                            count(*) FILTER (WHERE e > $1 AND e <= $2) \
+                     FROM (SELECT least(coalesce(expires, 9223372036854775807), \
+                                        coalesce(created + $3::bigint, 9223372036854775807)) AS e \
+                           FROM apikey.keys WHERE revoked IS NULL) k",
+                    &[&now, &soon_until, &cap],
+                )
+                .await
+        })?;
+        Ok(KeyCounts {
+            long_lived: row.get::<_, i64>(0) as u64,
+            sessions: 0,
+            expiring_soon: row.get::<_, i64>(1) as u64,
+        })
+    }
+
+    /// When this host last wrote to the database (Unix seconds).
+    pub fn last_write(&self) -> Option<i64> {
+        Some(self.last_write.load(std::sync::atomic::Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// A key's use history over every host: each pair's first use on any
+    /// host, its last, and the host of that last use.
+    pub fn use_history(&self, key_id: &str) -> StoreResult<Vec<UsePair>> {
+        if schema::known() < 4 {
+            return Ok(Vec::new());
+        }
+        let key = key_id.to_string();
+        let rows = self.read(|live| async move {
+            live.client
+                .query(
+                    "SELECT service, rhost, min(first_used), max(last_used), \
+                            (array_agg(host ORDER BY last_used DESC))[1] \
+                     FROM apikey.key_use_pairs WHERE key_id = $1 \
+                     GROUP BY service, rhost ORDER BY 4 DESC, 1, 2 LIMIT $2",
+                    &[&key, &(USE_HISTORY as i64)],
+                )
+                .await
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| UsePair {
+                key_id: key_id.to_string(),
+                service: r.get(0),
+                rhost: r.get(1),
+                first: r.get(2),
+                last: r.get(3),
+                host: r.get(4),
+            })
+            .collect())
     }
 
     pub fn policy(&self) -> StoreResult<Policy> {

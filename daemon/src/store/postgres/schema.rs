@@ -35,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
         compatible_from: 1,
         sql: include_str!("../../../../packaging/fleet/migrations/003-sources.sql"),
     },
+    // Only adds a table that older daemons never touch.
+    Migration {
+        version: 4,
+        compatible_from: 1,
+        sql: include_str!("../../../../packaging/fleet/migrations/004-use-history.sql"),
+    },
 ];
 
 /// The newest version this daemon knows (read once: every query that

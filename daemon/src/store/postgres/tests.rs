@@ -5,7 +5,7 @@
 use super::*;
 use crate::store::contract_tests::{self, by, key};
 use crate::store::fleet::FleetStore;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, UsePair};
 use apikey_test_pg::{fleet_database, Cluster, SUPERUSER};
 use std::path::Path;
 
@@ -104,7 +104,7 @@ fn the_store_contract_holds_on_postgresql() {
             .psql_as(
                 SUPERUSER,
                 "apikey",
-                "TRUNCATE apikey.keys, apikey.key_uses, apikey.settings",
+                "TRUNCATE apikey.keys, apikey.key_uses, apikey.key_use_pairs, apikey.settings",
             )
             .unwrap();
         Box::new(fleet_as(&cluster, ISSUER))
@@ -157,6 +157,32 @@ fn a_key_made_on_one_host_works_on_another_until_either_revokes_it() {
         )
         .unwrap();
     assert_eq!(uses, "host-a|35\nhost-b|40");
+    // The use history merges the hosts' rows: a pair's first use on any
+    // host, its last, and where that last one was.
+    let pair = |rhost: &str, first, last| UsePair {
+        key_id: k.id.clone(),
+        service: "sshd".into(),
+        rhost: rhost.into(),
+        first,
+        last,
+        host: String::new(),
+    };
+    a.record_use_pairs(&[pair("10.0.0.1", 30, 35), pair("10.0.0.3", 33, 33)])
+        .unwrap();
+    b.record_use_pairs(&[pair("10.0.0.1", 25, 40)]).unwrap();
+    let history: Vec<(String, i64, i64, String)> = b
+        .use_history(&k.id)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.rhost, p.first, p.last, p.host))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("10.0.0.1".into(), 25, 40, "host-b".into()),
+            ("10.0.0.3".into(), 33, 33, "host-a".into()),
+        ]
+    );
 }
 
 #[test]
@@ -234,6 +260,11 @@ fn the_database_refuses_an_ordinary_hosts_role_whatever_it_sends() {
             "INSERT INTO apikey.key_uses VALUES ('akey00000001', 'host-a', 9, 'sshd', '')",
             "row-level security",
         ),
+        (
+            "INSERT INTO apikey.key_use_pairs VALUES \
+             ('akey00000001', 'host-a', 'sshd', '192.0.2.66', 1, 9)",
+            "row-level security",
+        ),
     ] {
         let e = cluster.psql_as(b, "apikey", sql).unwrap_err();
         assert!(e.contains(words), "{sql}: {e}");
@@ -269,6 +300,29 @@ fn the_database_refuses_an_ordinary_hosts_role_whatever_it_sends() {
             .psql_as(SUPERUSER, "apikey", "SELECT at FROM apikey.key_uses")
             .unwrap(),
         "7"
+    );
+    // Nor erase another host's history of a key.
+    a.record_use_pairs(&[UsePair {
+        key_id: "akey00000001".into(),
+        service: "sshd".into(),
+        rhost: "10.0.0.1".into(),
+        first: 7,
+        last: 7,
+        host: String::new(),
+    }])
+    .unwrap();
+    cluster
+        .psql_as(b, "apikey", "DELETE FROM apikey.key_use_pairs")
+        .unwrap();
+    assert_eq!(
+        cluster
+            .psql_as(
+                SUPERUSER,
+                "apikey",
+                "SELECT host, rhost FROM apikey.key_use_pairs"
+            )
+            .unwrap(),
+        "host-a|10.0.0.1"
     );
     // What it may do: revoke, as itself.
     cluster
