@@ -129,7 +129,7 @@ fn main() -> ExitCode {
     svc.sweep_session_keys();
     svc.prune_store();
     svc.revoke_unused_if_due();
-    svc.write_metrics_file();
+    say_metrics(&svc);
     let code = runtime.block_on(serve(svc.clone(), pam_listener));
     // Calls still running on the blocking pool get a moment to finish;
     // one stuck in NSS must not keep the last-used times and the audit
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
         eprintln!("apikeyd: could not write last-used times: {e}");
     }
     // The last counts reach node_exporter's file too.
-    svc.write_metrics_file();
+    say_metrics(&svc);
     if let Err(e) = svc.checkpoint_store() {
         eprintln!("apikeyd: could not fold the write-ahead log into the key store: {e}");
     }
@@ -258,7 +258,7 @@ async fn serve(
                     svc.sweep_session_keys();
                     svc.prune_store();
                     svc.revoke_unused_if_due();
-                    svc.write_metrics_file();
+                    say_metrics(&svc);
                     // What a burst of small allocations left in the heap.
                     // SAFETY: plain call into glibc.
                     unsafe { libc::malloc_trim(0) };
@@ -270,6 +270,14 @@ async fn serve(
     // Stop taking calls before the final write of buffered state.
     let _ = conn.release_name(BUS_NAME).await;
     ExitCode::SUCCESS
+}
+
+/// Writes the metrics file, if there is one, and says what its writer
+/// has to say.
+fn say_metrics(svc: &KeyService) {
+    if let Some(news) = svc.write_metrics_file() {
+        eprintln!("apikeyd: {news}");
+    }
 }
 
 /// Connects again after the bus went away, until it answers and the name

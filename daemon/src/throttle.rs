@@ -163,6 +163,29 @@ mod tests {
         assert_eq!(t.failure(Source::new(33, "10.0.0.9"), 100).delay_ms, 0);
     }
 
+    /// Delayed from the first failure past the free ones, until the
+    /// source has been quiet for forget_after exactly.
+    #[test]
+    fn a_source_counts_as_throttled_only_past_its_free_failures_and_while_remembered() {
+        let mut t = throttle();
+        for _ in 0..3 {
+            t.failure(Source::new(0, "h"), 100);
+        }
+        assert_eq!(
+            t.delayed_sources(100),
+            0,
+            "free failures are not throttling"
+        );
+        t.failure(Source::new(0, "h"), 100);
+        assert_eq!(t.delayed_sources(100), 1);
+        assert_eq!(t.delayed_sources(100 + 599), 1);
+        assert_eq!(
+            t.delayed_sources(100 + 600),
+            0,
+            "forgotten after forget_after"
+        );
+    }
+
     #[test]
     fn quiet_sources_start_afresh() {
         let mut t = throttle();

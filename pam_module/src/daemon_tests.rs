@@ -257,6 +257,17 @@ fn an_older_daemon_opens_the_session_without_a_warning() {
             "OpenSession u,s,r,pts/1,id,key"
         ]
     );
+    // Any other answer is OpenSessionWith's own: no second call.
+    fn refusing(call: &wire::Message) -> Vec<u8> {
+        error(call, "org.apikey.Keys1.Error.InvalidArgument")
+    }
+    let (_dir, args, fake) = setup_with(usize::MAX, refusing);
+    let mut d = socket_client(&args);
+    assert_eq!(
+        d.open_session("u", "s", "r", "pts/1", "id", "key"),
+        Err(DaemonError::Refused)
+    );
+    assert_eq!(fake.calls(), ["OpenSessionWith u,s,r,pts/1,id,key"]);
 }
 
 /// The daemon's "no" is a refusal; any other error, or an answer of the

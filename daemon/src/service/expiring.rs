@@ -156,6 +156,29 @@ mod tests {
         assert_eq!(expires_within(i64::MIN, i64::MAX, week), None);
     }
 
+    /// The caller's keys within the window, however many pages they take;
+    /// none is none.
+    #[test]
+    fn status_counts_every_key_of_the_caller_that_expires_soon() {
+        use crate::service_tests::{world, ALICE};
+        let w = world();
+        let now = 1_700_000_000;
+        let soon = |i: usize, expires: i64| {
+            let mut k = crate::store::contract_tests::key(&format!("e{i:011}"), ALICE, now - DAY);
+            k.owner_name = "alice".into();
+            k.expires = Some(expires);
+            k
+        };
+        let count = |w: &crate::service_tests::World| w.svc.status_with(&w.alice()).unwrap().1;
+        w.store.insert_batch(&[soon(0, now + 30 * DAY)]).unwrap();
+        assert_eq!(count(&w).expiring_soon, Some(0));
+        // More than a page (1000) of them, and one that is not.
+        let many: Vec<_> = (1..=1001).map(|i| soon(i, now + 2 * DAY)).collect();
+        w.store.insert_batch(&many).unwrap();
+        assert_eq!(count(&w).expiring_soon, Some(1001));
+        assert_eq!(count(&w).warn_before, 7 * DAY as u64);
+    }
+
     #[test]
     fn a_key_is_announced_once_a_day() {
         let mut a = Announced::default();

@@ -49,28 +49,24 @@ impl KeyService {
         }
     }
 
-    /// Writes the textfile, when one is configured; says once on stderr
-    /// when it cannot, and once when it can again.
-    pub fn write_metrics_file(&self) {
-        let Some(path) = &self.cfg.metrics_textfile else {
-            return;
-        };
+    /// Writes the textfile, when one is configured. Returns what to say
+    /// on stderr: once when it cannot be written, once when it can again,
+    /// and nothing every minute in between.
+    pub fn write_metrics_file(&self) -> Option<String> {
+        let path = self.cfg.metrics_textfile.as_ref()?;
         match write_textfile(path, &render(&self.metrics_snapshot())) {
-            Ok(()) => {
-                if self.metrics_file_failing.swap(false, Ordering::SeqCst) {
-                    eprintln!("apikeyd: writing the metrics to {} again", path.display());
-                }
-            }
-            Err(e) => {
-                if !self.metrics_file_failing.swap(true, Ordering::SeqCst) {
-                    eprintln!(
-                        "apikeyd: cannot write the metrics to {}: {e} (the unit's sandbox \
-                         lets apikeyd write to /var/lib/prometheus/node-exporter only; \
-                         see README.md, \"Metrics\")",
-                        path.display()
-                    );
-                }
-            }
+            Ok(()) => self
+                .metrics_file_failing
+                .swap(false, Ordering::SeqCst)
+                .then(|| format!("writing the metrics to {} again", path.display())),
+            Err(e) => (!self.metrics_file_failing.swap(true, Ordering::SeqCst)).then(|| {
+                format!(
+                    "cannot write the metrics to {}: {e} (the unit's sandbox lets apikeyd \
+                     write to /var/lib/prometheus/node-exporter only; see README.md, \
+                     \"The journal and metrics\")",
+                    path.display()
+                )
+            }),
         }
     }
 }
@@ -179,7 +175,9 @@ mod tests {
     #[test]
     fn the_textfile_holds_the_exposition() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("apikey.prom");
+        let prom = dir.path().join("prom");
+        std::fs::create_dir(&prom).unwrap();
+        let path = prom.join("apikey.prom");
         let cfg = crate::config::Config {
             metrics_textfile: Some(path.clone()),
             ..crate::config::Config::default()
@@ -189,15 +187,22 @@ mod tests {
             crate::audit::Audit::stderr(),
             cfg,
         );
-        w.svc.write_metrics_file();
+        assert_eq!(w.svc.write_metrics_file(), None, "nothing to say");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, w.svc.metrics(&w.root()).unwrap());
         assert!(sample(&text, "apikey_store_size_bytes").is_some_and(|v| v != "0"));
-        std::fs::remove_dir_all(dir.path()).unwrap();
-        w.svc.write_metrics_file();
-        assert!(w
+        // Its directory gone: said the first time, not every minute after.
+        std::fs::remove_dir_all(&prom).unwrap();
+        let said = w.svc.write_metrics_file().expect("said once");
+        assert!(said.starts_with("cannot write the metrics to "), "{said}");
+        assert_eq!(w.svc.write_metrics_file(), None);
+        std::fs::create_dir(&prom).unwrap();
+        let said = w
             .svc
-            .metrics_file_failing
-            .load(std::sync::atomic::Ordering::SeqCst));
+            .write_metrics_file()
+            .expect("said when it works again");
+        assert!(said.starts_with("writing the metrics to "), "{said}");
+        assert_eq!(w.svc.write_metrics_file(), None);
+        assert!(path.exists());
     }
 }
