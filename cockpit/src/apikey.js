@@ -375,16 +375,13 @@ async function refreshActivity() {
         return;
     }
     const pairs = activitySummary(samples);
-    $("activity").replaceChildren(...pairs.map(([label, text]) => {
-        const group = element("div", "pf-v5-c-description-list__group");
-        const term = element("dt", "pf-v5-c-description-list__term");
-        term.append(element("span", "pf-v5-c-description-list__text", label));
-        const desc = element("dd", "pf-v5-c-description-list__description");
-        desc.append(element("div", "pf-v5-c-description-list__text", text));
-        group.append(term, desc);
-        return group;
-    }));
+    $("activity").replaceChildren(...pairs.flatMap(([label, text]) => [element("dt", "", label), element("dd", "", text)]));
     show("activity-card", true);
+}
+
+/// Cockpit's own journal viewer, filtered to the daemon's entries.
+function openAuditLog() {
+    cockpit.jump($("audit-log").dataset.target);
 }
 
 function renderSettings(settings) {
@@ -556,4 +553,5 @@ $("settings-form").addEventListener("submit", saveSettings);
 $("user-filter").addEventListener("input", renderAllKeys);
 $("select-all").addEventListener("change", selectAll);
 $("delete-selected").addEventListener("click", deleteSelected);
+$("audit-log").addEventListener("click", openAuditLog);
 cockpit.transport.wait(start);

@@ -222,7 +222,8 @@ pub fn open_session(pam: &mut dyn Pam, daemon: &mut dyn Daemon) -> Code {
     match result {
         Ok(opened) => {
             pam.set_data(SESSION_DATA, opened.handle);
-            if opened.key_expires_in > 0 {
+            // Only a login this module let in with a key is told of one.
+            if opened.key_expires_in > 0 && !key_id.is_empty() {
                 let now = apikey_proto::timefmt::now();
                 pam.info(&expiry_warning(&key_id, now, opened.key_expires_in));
             }

@@ -400,6 +400,18 @@ fn a_login_with_a_key_close_to_its_expiry_is_told_so() {
     assert!(shown.contains("apikey rotate Kid000000001"), "{shown}");
 }
 
+/// Whatever the daemon answers, a login without a key hears of none.
+#[test]
+fn a_login_without_a_key_is_told_of_no_expiry() {
+    let mut s = setup("sshd", "alice", b"");
+    s.daemon.open = Ok(OpenedSession {
+        handle: "handle-1".into(),
+        key_expires_in: 3 * 86_400,
+    });
+    assert_eq!(s.run_session(core::open_session), Code::Success);
+    assert!(s.pam.shown.is_empty(), "{:?}", s.pam.shown);
+}
+
 #[test]
 fn the_expiry_warning_names_the_key_the_time_left_and_the_time() {
     let now = 1_765_000_000; // 2025-12-06T05:46:40Z

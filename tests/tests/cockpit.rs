@@ -219,6 +219,11 @@ fn an_administrator_sees_the_key_logins_and_the_store_at_a_glance() {
         seen["Key store"].as_str().unwrap().starts_with("answering"),
         "{seen}"
     );
+    // The audit lines themselves: Cockpit's journal viewer, apikeyd's only.
+    assert_eq!(
+        seen["audit_log"], "/system/logs#/?tag=apikeyd&priority=info",
+        "{seen}"
+    );
 }
 
 /// A key that ends within `warn_before` (7 days) is marked in the user's

@@ -253,7 +253,9 @@ const scenarios = {
         await shot(page, "admin-activity");
         const terms = await card.locator("dt").allInnerTexts();
         const values = await card.locator("dd").allInnerTexts();
-        return Object.fromEntries(terms.map((t, i) => [t, values[i]]));
+        const seen = Object.fromEntries(terms.map((t, i) => [t, values[i]]));
+        seen.audit_log = await page.getAttribute("#audit-log", "data-target");
+        return seen;
     },
 
     // An administrator changes the site settings.

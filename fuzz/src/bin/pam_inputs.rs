@@ -9,7 +9,7 @@
 use apikey_fuzz::fields;
 use pam_apikey::args::Args;
 use pam_apikey::core;
-use pam_apikey::daemon::{Daemon, DaemonError};
+use pam_apikey::daemon::{Daemon, DaemonError, OpenedSession};
 use pam_apikey::pam::{Code, Level, Pam};
 use zeroize::Zeroizing;
 
@@ -23,6 +23,8 @@ struct FuzzPam {
     data: Vec<(String, String)>,
     delayed: bool,
     sshd: bool,
+    /// What the user was shown (PAM_TEXT_INFO).
+    shown: Vec<String>,
 }
 
 impl Pam for FuzzPam {
@@ -72,6 +74,9 @@ impl Pam for FuzzPam {
         self.delayed = true;
     }
     fn log(&self, _level: Level, _message: &str) {}
+    fn info(&mut self, text: &str) {
+        self.shown.push(text.into());
+    }
     fn host_is_sshd(&self) -> bool {
         self.sshd
     }
@@ -121,10 +126,21 @@ impl Daemon for FuzzDaemon {
         _: &str,
         key_id: &str,
         auth: &str,
-    ) -> Result<String, DaemonError> {
+    ) -> Result<OpenedSession, DaemonError> {
         assert!(apikey_proto::login_auth::is_valid(auth), "{auth:?}");
         assert!(key_id.is_empty() || auth == apikey_proto::login_auth::KEY);
-        self.answer("handle".into())
+        // Any time left, as the input's first byte says: none, soon, or
+        // as far as a u32 goes.
+        let key_expires_in = match self.0 >> 4 & 3 {
+            0 => 0,
+            1 => 1,
+            2 => 3 * 86_400,
+            _ => u32::MAX,
+        };
+        self.answer(OpenedSession {
+            handle: "handle".into(),
+            key_expires_in,
+        })
     }
     fn close_session(&mut self, _: &str) -> Result<(), DaemonError> {
         self.answer(())
@@ -175,5 +191,15 @@ fn main() {
         let _ = core::acct_mgmt(&mut pam, &args, &mut daemon);
         let _ = core::open_session(&mut pam, &mut daemon);
         let _ = core::close_session(&mut pam, &mut daemon);
+        // The user is told of a key's expiry only after a key login, and
+        // never shown the password, whatever it was.
+        assert!(pam.shown.len() <= 1, "{:?}", pam.shown);
+        if !pam.shown.is_empty() {
+            assert!(code == Code::Success, "{code:?} {:?}", pam.shown);
+        }
+        if key_shaped {
+            let key = String::from_utf8_lossy(f[3]);
+            assert!(pam.shown.iter().all(|s| !s.contains(key.as_ref())));
+        }
     });
 }
