@@ -70,11 +70,12 @@ impl Store for Shared {
     }
     fn key_counts(
         &self,
+        owner: Option<u32>,
         now: i64,
         soon_until: i64,
         cap: Option<i64>,
     ) -> StoreResult<crate::store::KeyCounts> {
-        self.0.key_counts(now, soon_until, cap)
+        self.0.key_counts(owner, now, soon_until, cap)
     }
     fn policy(&self) -> StoreResult<Policy> {
         self.0.policy()

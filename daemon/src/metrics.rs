@@ -45,49 +45,63 @@ pub const NO_SERVICE: &str = "none";
 /// The label of services past [`MAX_SERVICES`], or not service names.
 pub const OTHER_SERVICE: &str = "other";
 
-/// Counters kept since the daemon started.
+/// The outcomes in the order an exposition lists them.
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Ok,
+    Outcome::Refused,
+    Outcome::Unavailable,
+    Outcome::Invalid,
+];
+
+/// Counters kept since the daemon started: per service label, one count
+/// per outcome (indexed as [`OUTCOMES`]). A Verify of a service already
+/// counted costs a lookup and an increment, no allocation.
 #[derive(Default)]
 pub struct Counters {
-    verifications: Mutex<BTreeMap<(String, Outcome), u64>>,
+    verifications: Mutex<BTreeMap<String, [u64; 4]>>,
 }
 
 impl Counters {
     pub fn verified(&self, service: &str, outcome: Outcome) {
         let mut counts = self.verifications.lock().unwrap_or_else(|p| p.into_inner());
-        let label = service_label(service);
-        let known = counts.keys().any(|(s, _)| *s == label);
-        let services = counts
-            .keys()
-            .map(|(s, _)| s)
-            .filter(|s| *s != OTHER_SERVICE)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        let label = match known || services < MAX_SERVICES {
-            true => label,
-            false => OTHER_SERVICE.to_string(),
+        let mut label = service_label(service);
+        if !counts.contains_key(label) {
+            let named = counts.len() - usize::from(counts.contains_key(OTHER_SERVICE));
+            if named >= MAX_SERVICES {
+                label = OTHER_SERVICE;
+            }
+        }
+        let per_outcome = match counts.get_mut(label) {
+            Some(c) => c,
+            None => counts.entry(label.to_string()).or_default(),
         };
-        *counts.entry((label, outcome)).or_default() += 1;
+        per_outcome[outcome as usize] += 1;
     }
 
+    /// Each (service, outcome) counted at least once, in label order.
     pub fn verifications(&self) -> Vec<(String, Outcome, u64)> {
-        self.verifications
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let counts = self.verifications.lock().unwrap_or_else(|p| p.into_inner());
+        counts
             .iter()
-            .map(|((s, o), n)| (s.clone(), *o, *n))
+            .flat_map(|(s, per)| {
+                OUTCOMES
+                    .iter()
+                    .filter(|o| per[**o as usize] > 0)
+                    .map(|o| (s.clone(), *o, per[*o as usize]))
+            })
             .collect()
     }
 }
 
 /// A service's label: its name when it is one (PAM service names are
 /// short words), "none" for none, "other" for anything else.
-pub fn service_label(service: &str) -> String {
+pub fn service_label(service: &str) -> &str {
     if service.is_empty() {
-        return NO_SERVICE.to_string();
-    }
-    match apikey_proto::services::is_valid_service(service) {
-        true => service.to_string(),
-        false => OTHER_SERVICE.to_string(),
+        NO_SERVICE
+    } else if apikey_proto::services::is_valid_service(service) {
+        service
+    } else {
+        OTHER_SERVICE
     }
 }
 

@@ -1,9 +1,10 @@
 //! Last-used times and use history kept in memory and written in batches,
 //! so that a successful Verify never waits for a disk write: each key's
 //! record is written at most once a minute, and everything pending is
-//! written on shutdown. Besides each key's newest use, the buffer keeps
-//! the distinct (service, remote host) pairs it was used from meanwhile
-//! (at most [`USE_HISTORY`] a key, the newest), for its use history.
+//! written on shutdown. The buffer keeps the distinct (service, remote
+//! host) pairs each key was used from meanwhile (at most [`USE_HISTORY`]
+//! a key, the newest first), for its use history; the newest of them is
+//! its last use.
 
 use crate::store::{KeyUse, UsePair, USE_HISTORY};
 use std::collections::HashMap;
@@ -17,17 +18,34 @@ pub struct UsageBuffer {
 /// What a flush takes, and puts back if its write fails.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pending {
-    /// The newest use of each key.
-    pub uses: HashMap<String, KeyUse>,
     /// The pairs each key was used from, newest last use first.
     pub pairs: HashMap<String, Vec<UsePair>>,
 }
 
+/// A key's last use: the newest of its pairs.
+fn last_use(pairs: &[UsePair]) -> Option<KeyUse> {
+    pairs.first().map(|p| KeyUse {
+        key_id: p.key_id.clone(),
+        at: p.last,
+        service: p.service.clone(),
+        rhost: p.rhost.clone(),
+        host: p.host.clone(),
+    })
+}
+
 impl Pending {
+    /// Each key's last use.
+    pub fn last_uses(&self) -> Vec<KeyUse> {
+        self.pairs.values().filter_map(|p| last_use(p)).collect()
+    }
+
     /// Merges `p` in; the pair touched last goes first among pairs last
     /// used in the same second (the sort keeps their order).
     fn add_pair(&mut self, p: UsePair) {
-        let pairs = self.pairs.entry(p.key_id.clone()).or_default();
+        let pairs = match self.pairs.get_mut(&p.key_id) {
+            Some(pairs) => pairs,
+            None => self.pairs.entry(p.key_id.clone()).or_default(),
+        };
         let merged = match pairs
             .iter()
             .position(|q| q.service == p.service && q.rhost == p.rhost)
@@ -51,21 +69,19 @@ impl Pending {
 
 impl UsageBuffer {
     pub fn record(&self, u: KeyUse) {
-        let mut pending = self.lock();
-        pending.add_pair(UsePair {
-            key_id: u.key_id.clone(),
-            service: u.service.clone(),
-            rhost: u.rhost.clone(),
+        self.lock().add_pair(UsePair {
+            key_id: u.key_id,
+            service: u.service,
+            rhost: u.rhost,
             first: u.at,
             last: u.at,
-            host: u.host.clone(),
+            host: u.host,
         });
-        pending.uses.insert(u.key_id.clone(), u);
     }
 
     /// The newest use not yet written, to show fresh data in listings.
     pub fn pending(&self, key_id: &str) -> Option<KeyUse> {
-        self.lock().uses.get(key_id).cloned()
+        last_use(self.lock().pairs.get(key_id)?)
     }
 
     /// The pairs of `key_id` not yet written, newest first.
@@ -77,15 +93,13 @@ impl UsageBuffer {
         std::mem::take(&mut *self.lock())
     }
 
-    /// Puts back what a failed write took: a use unless a newer one
-    /// arrived meanwhile, and every pair (merged with any since).
+    /// Puts back what a failed write took, merged with what arrived
+    /// meanwhile, which stays the newer (first) in a tie of seconds.
     pub fn restore(&self, taken: Pending) {
         let mut pending = self.lock();
-        for (id, u) in taken.uses {
-            pending.uses.entry(id).or_insert(u);
-        }
+        let since = std::mem::replace(&mut *pending, taken);
         // Oldest first: each pair added goes before those of its second.
-        for p in taken.pairs.into_values().flat_map(|p| p.into_iter().rev()) {
+        for p in since.pairs.into_values().flat_map(|p| p.into_iter().rev()) {
             pending.add_pair(p);
         }
     }
@@ -132,7 +146,7 @@ mod tests {
         b.record(u("a", 2));
         b.record(u("b", 1));
         let taken = b.take();
-        let mut uses: Vec<KeyUse> = taken.uses.values().cloned().collect();
+        let mut uses: Vec<KeyUse> = taken.last_uses();
         uses.sort_by(|x, y| x.key_id.cmp(&y.key_id));
         assert_eq!(uses, vec![u("a", 2), u("b", 1)]);
         b.record(u("a", 3));

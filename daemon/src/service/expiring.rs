@@ -4,8 +4,8 @@
 //! log has one `key-expiring` line per key and day it is used, so a
 //! script's owner can be found before the script breaks.
 
-use super::{store_error, warned_expiry, Caller, KeyService, Line, Result, PAGE_MAX};
-use crate::store::{KeyRecord, ListQuery, Policy};
+use super::{settings::extra_of, Caller, KeyService, Line, Result};
+use crate::store::KeyRecord;
 use apikey_proto::timefmt::rfc3339;
 use apikey_proto::{StatusExtra, StatusInfo};
 use std::collections::HashSet;
@@ -54,45 +54,25 @@ impl KeyService {
     /// without the count.
     pub fn status_with(&self, c: &Caller) -> Result<(StatusInfo, StatusExtra)> {
         let status = self.status(c)?;
-        let (_, settings) = self.get_settings_with()?;
         let policy = self.policy()?;
-        let expiring_soon = self.expiring_keys_of(c.uid, &policy, self.host.now()).ok();
+        // Counted by the store, as for the metrics: the caller's active
+        // long-lived keys whose effective expiry is in the window.
+        let now = self.host.now();
+        let warn_before = self.cfg.warn_before_secs;
+        let soon_until = now.saturating_add(i64::try_from(warn_before).unwrap_or(i64::MAX));
+        let expiring_soon = self
+            .store
+            .key_counts(Some(c.uid), now, soon_until, policy.expiry.seconds())
+            .ok()
+            .map(|k| u32::try_from(k.expiring_soon).unwrap_or(u32::MAX));
         Ok((
             status,
             StatusExtra {
-                warn_before: self.cfg.warn_before_secs,
+                warn_before,
                 expiring_soon,
-                settings,
+                settings: extra_of(&policy),
             },
         ))
-    }
-
-    /// The active long-lived keys `uid` owns that expire within
-    /// `warn_before`.
-    fn expiring_keys_of(&self, uid: u32, policy: &Policy, now: i64) -> Result<u32> {
-        let mut q = ListQuery {
-            owner: Some(uid),
-            sessions: false,
-            long_lived: true,
-            expired: false,
-            revoked: false,
-            now,
-            after: 0,
-            limit: PAGE_MAX,
-        };
-        let mut soon = 0u32;
-        loop {
-            let (keys, more) = self.store.list_page(&q).map_err(store_error)?;
-            let n = keys
-                .iter()
-                .filter(|(_, k)| self.expires_soon(warned_expiry(k, policy), now).is_some())
-                .count();
-            soon = soon.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-            match keys.last() {
-                Some((position, _)) if more => q.after = *position,
-                _ => return Ok(soon),
-            }
-        }
     }
 
     /// After a key was accepted for a login: the day's line for a key

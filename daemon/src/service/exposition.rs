@@ -3,7 +3,7 @@
 //! node_exporter's textfile collector (`[metrics] textfile`).
 
 use super::{Caller, KeyService, Result};
-use crate::metrics::{render, write_textfile, Outcome, Snapshot};
+use crate::metrics::{render, write_textfile, Snapshot};
 use apikey_proto::KeysError;
 use std::sync::atomic::Ordering;
 
@@ -19,17 +19,13 @@ impl KeyService {
         Ok(render(&self.metrics_snapshot()))
     }
 
-    pub(super) fn count_verification(&self, service: &str, outcome: Outcome) {
-        self.counters.verified(service, outcome);
-    }
-
     fn metrics_snapshot(&self) -> Snapshot {
         let now = self.host.now();
         let warn_before = self.cfg.warn_before_secs;
         let keys = self.store.policy().ok().and_then(|p| {
             let cap = p.expiry.seconds();
             let soon_until = now.saturating_add(warn_before as i64);
-            self.store.key_counts(now, soon_until, cap).ok()
+            self.store.key_counts(None, now, soon_until, cap).ok()
         });
         let throttled = self
             .throttle

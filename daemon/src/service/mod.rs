@@ -778,7 +778,7 @@ impl KeyService {
                 .field("outcome", e.short_name())
                 .warn();
             self.audit_outcome(c.uid, &line, Some(&e));
-            self.count_verification(service, Outcome::Invalid);
+            self.counters.verified(service, Outcome::Invalid);
             return Ok(VerifyAnswer::now(Err(e)));
         }
         let now = self.host.now();
@@ -791,7 +791,7 @@ impl KeyService {
             Ok((key, expires)) => {
                 self.audit
                     .log(&line.field("key", &key.id).field("outcome", "ok"));
-                self.count_verification(service, Outcome::Ok);
+                self.counters.verified(service, Outcome::Ok);
                 self.announce_if_expiring(&key, expires, service, rhost, now);
                 // Without a service there is no login to match a session to.
                 if !service.is_empty() {
@@ -817,13 +817,13 @@ impl KeyService {
                     "unavailable",
                     STORE_ERROR,
                 ));
-                self.count_verification(service, Outcome::Unavailable);
+                self.counters.verified(service, Outcome::Unavailable);
                 Ok(VerifyAnswer::now(Err(KeysError::Failed(
                     "the key store cannot be read; keys cannot be checked now".into(),
                 ))))
             }
             Err((reason, key_id)) => {
-                self.count_verification(service, Outcome::Refused);
+                self.counters.verified(service, Outcome::Refused);
                 Ok(self.refuse(
                     Source::new(c.uid, rhost),
                     now,
@@ -1172,11 +1172,7 @@ impl KeyService {
     /// Writes buffered last-used records; called once a minute and at exit.
     pub fn flush_usage(&self) -> std::result::Result<usize, StoreError> {
         let taken = self.usage.take();
-        let uses: Vec<KeyUse> = taken.uses.values().cloned().collect();
-        if let Err(e) = self.store.record_uses(&uses) {
-            self.usage.restore(taken);
-            return Err(e);
-        }
+        let uses = taken.last_uses();
         // Oldest first, so that the store's later rows are the newer uses.
         let pairs: Vec<UsePair> = taken
             .pairs
@@ -1184,12 +1180,14 @@ impl KeyService {
             .flat_map(|p| p.iter().rev())
             .cloned()
             .collect();
-        if let Err(e) = self.store.record_use_pairs(&pairs) {
-            // The last uses are written; the history is tried again.
-            self.usage.restore(crate::usage::Pending {
-                uses: Default::default(),
-                pairs: taken.pairs,
-            });
+        // A failed write puts everything back: last uses written already
+        // are written again, which changes nothing (they never go back).
+        let written = self
+            .store
+            .record_uses(&uses)
+            .and_then(|()| self.store.record_use_pairs(&pairs));
+        if let Err(e) = written {
+            self.usage.restore(taken);
             return Err(e);
         }
         Ok(uses.len())

@@ -128,7 +128,7 @@ pub(super) fn settings_of(p: &Policy) -> Settings {
     }
 }
 
-fn extra_of(p: &Policy) -> SettingsExtra {
+pub(super) fn extra_of(p: &Policy) -> SettingsExtra {
     SettingsExtra {
         require_from: p.require_from,
         revoke_unused: revoke_unused_choice(p.revoke_unused_days),

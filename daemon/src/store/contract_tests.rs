@@ -196,12 +196,19 @@ fn keys_are_counted_as_the_metrics_say(s: &dyn Store) {
     }
     s.revoke(std::slice::from_ref(&revoked.id), by(now))
         .unwrap();
-    let counts = s.key_counts(now, now + 1_000, None).unwrap();
+    let counts = s.key_counts(None, now, now + 1_000, None).unwrap();
     assert_eq!((counts.long_lived, counts.expiring_soon), (3, 1));
     // A policy of 5,000 s caps the old key (made 5,000 s ago: over) and
     // brings the fresh one within 5,000 s.
-    let capped = s.key_counts(now, now + 5_000, Some(5_000)).unwrap();
+    let capped = s.key_counts(None, now, now + 5_000, Some(5_000)).unwrap();
     assert_eq!((capped.long_lived, capped.expiring_soon), (2, 2));
+    // One owner's: all of these are user1000's, none user1001's.
+    assert_eq!(
+        s.key_counts(Some(1000), now, now + 1_000, None).unwrap(),
+        counts
+    );
+    let none = s.key_counts(Some(1001), now, now + 1_000, None).unwrap();
+    assert_eq!((none.long_lived, none.expiring_soon), (0, 0));
 }
 
 fn policy_round_trips_with_defaults(s: &dyn Store) {

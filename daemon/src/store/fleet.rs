@@ -146,9 +146,15 @@ impl Store for FleetStore {
     }
 
     /// Long-lived keys are the fleet's, session keys this host's own.
-    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts> {
-        let fleet = self.keys.key_counts(now, soon_until, cap)?;
-        let local = self.local.key_counts(now, soon_until, cap)?;
+    fn key_counts(
+        &self,
+        owner: Option<u32>,
+        now: i64,
+        soon_until: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<KeyCounts> {
+        let fleet = self.keys.key_counts(owner, now, soon_until, cap)?;
+        let local = self.local.key_counts(owner, now, soon_until, cap)?;
         Ok(KeyCounts {
             sessions: local.sessions,
             ..fleet

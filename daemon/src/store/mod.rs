@@ -365,10 +365,17 @@ pub trait Store: Send + Sync {
     /// A key's use history, newest last use first, at most
     /// [`USE_HISTORY`] pairs.
     fn use_history(&self, key_id: &str) -> StoreResult<Vec<UsePair>>;
-    /// The metrics' key counts at `now`: a long-lived key's effective
-    /// expiry is the earlier of its own and `cap` seconds after it was
-    /// made (the site's `--expires`, `None` for never).
-    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts>;
+    /// The keys of `owner` (or everyone's) counted at `now`, for the
+    /// metrics and a caller's status: a long-lived key's effective expiry
+    /// is the earlier of its own and `cap` seconds after it was made (the
+    /// site's `--expires`, `None` for never).
+    fn key_counts(
+        &self,
+        owner: Option<u32>,
+        now: i64,
+        soon_until: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<KeyCounts>;
     /// The bytes the store takes on this host's disk, where it has files.
     fn size_bytes(&self) -> Option<u64> {
         None

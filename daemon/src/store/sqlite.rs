@@ -698,7 +698,13 @@ impl Store for SqliteStore {
         self.revoke_where("session_handle = ?4", &[&handle], by)
     }
 
-    fn key_counts(&self, now: i64, soon_until: i64, cap: Option<i64>) -> StoreResult<KeyCounts> {
+    fn key_counts(
+        &self,
+        owner: Option<u32>,
+        now: i64,
+        soon_until: i64,
+        cap: Option<i64>,
+    ) -> StoreResult<KeyCounts> {
         let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
@@ -709,10 +715,10 @@ impl Store for SqliteStore {
                               min(coalesce(expires, 9223372036854775807), \
                                   CASE WHEN kind = 'long' AND ?3 IS NOT NULL \
                                        THEN created + ?3 ELSE 9223372036854775807 END) AS e \
-                       FROM keys WHERE revoked IS NULL)",
+                       FROM keys WHERE revoked IS NULL AND (?4 IS NULL OR owner_uid = ?4))",
             )
             .map_err(map_err)?;
-        stmt.query_row(params![now, soon_until, cap], |r| {
+        stmt.query_row(params![now, soon_until, cap, owner], |r| {
             Ok(KeyCounts {
                 long_lived: r.get::<_, i64>(0)? as u64,
                 sessions: r.get::<_, i64>(1)? as u64,

@@ -838,10 +838,12 @@ impl PgKeys {
     /// them (the database holds no session keys).
     pub fn key_counts(
         &self,
+        owner: Option<u32>,
         now: i64,
         soon_until: i64,
         cap: Option<i64>,
     ) -> StoreResult<KeyCounts> {
+        let owner = owner.map(|uid| self.owner_name(uid)).transpose()?;
         let row = self.read(|live| async move {
             live.client
                 .query_one(
@@ -849,8 +851,9 @@ impl PgKeys {
                             count(*) FILTER (WHERE e > $1 AND e <= $2) \
                      FROM (SELECT least(coalesce(expires, 9223372036854775807), \
                                         coalesce(created + $3::bigint, 9223372036854775807)) AS e \
-                           FROM apikey.keys WHERE revoked IS NULL) k",
-                    &[&now, &soon_until, &cap],
+                           FROM apikey.keys \
+                           WHERE revoked IS NULL AND ($4::text IS NULL OR owner = $4)) k",
+                    &[&now, &soon_until, &cap, &owner],
                 )
                 .await
         })?;
