@@ -21,6 +21,7 @@
 pub mod conninfo;
 mod grace;
 pub mod import;
+mod readers;
 mod schema;
 mod tls;
 
@@ -131,10 +132,11 @@ pub struct PgKeys {
     tls: tls::Connector,
     timeout: Duration,
     host: String,
-    /// Lookups' connections, taken in turn; tokio-postgres pipelines the
-    /// queries of each, and several let the server use more than one core.
+    /// Lookups' connections, the quietest taken (see `readers`);
+    /// tokio-postgres pipelines the queries of each, and several let the
+    /// server use more than one core.
     live: Vec<tokio::sync::Mutex<Option<Arc<Live>>>>,
-    next_live: std::sync::atomic::AtomicUsize,
+    loads: readers::Loads,
     /// Held by one write for its whole transaction.
     writer: tokio::sync::Mutex<Option<Client>>,
     accounts: Arc<dyn Accounts>,
@@ -195,7 +197,7 @@ impl PgKeys {
             live: (0..READERS)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
-            next_live: std::sync::atomic::AtomicUsize::new(0),
+            loads: readers::Loads::new(READERS),
             writer: tokio::sync::Mutex::new(None),
             accounts,
             heard: Arc::new(Heard {
@@ -391,18 +393,15 @@ impl PgKeys {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let turn = self
-            .next_live
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % READERS;
+        let turn = self.loads.take();
         let work = async {
-            let live = self.live(turn).await?;
+            let live = self.live(turn.index).await?;
             f(live).await.map_err(store_error)
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => {
-                *self.live[turn].lock().await = None;
+                *self.live[turn.index].lock().await = None;
                 Err(self.late())
             }
         }
