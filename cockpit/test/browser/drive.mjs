@@ -254,7 +254,15 @@ const scenarios = {
         const terms = await card.locator("dt").allInnerTexts();
         const values = await card.locator("dd").allInnerTexts();
         const seen = Object.fromEntries(terms.map((t, i) => [t, values[i]]));
-        seen.audit_log = await page.getAttribute("#audit-log", "data-target");
+        // Where the button takes the shell: cockpit.jump's argument, as
+        // the page alone (outside the shell) has nowhere to go.
+        await page.evaluate(() => {
+            window.jumpedTo = [];
+            cockpit.jump = (path) => window.jumpedTo.push(path);
+        });
+        await page.click("#audit-log");
+        const jumped = await page.evaluate(() => window.jumpedTo);
+        seen.audit_log = jumped.length === 1 ? jumped[0] : JSON.stringify(jumped);
         return seen;
     },
 

@@ -5,7 +5,7 @@
 //! script's owner can be found before the script breaks.
 
 use super::{settings::extra_of, Caller, KeyService, Line, Result};
-use crate::store::KeyRecord;
+use crate::store::{KeyCounts, KeyRecord, Policy, StoreResult};
 use apikey_proto::timefmt::rfc3339;
 use apikey_proto::{StatusExtra, StatusInfo};
 use std::collections::HashSet;
@@ -48,6 +48,21 @@ impl KeyService {
         expires_within(expires, now, self.cfg.warn_before_secs)
     }
 
+    /// The keys of `owner` (everyone's for `None`) counted by the store,
+    /// for the metrics and a caller's status: expiring soon means an
+    /// effective expiry (the policy's cap applied) within `warn_before`.
+    pub(super) fn key_counts(
+        &self,
+        owner: Option<u32>,
+        policy: &Policy,
+        now: i64,
+    ) -> StoreResult<KeyCounts> {
+        let warn_before = i64::try_from(self.cfg.warn_before_secs).unwrap_or(i64::MAX);
+        let soon_until = now.saturating_add(warn_before);
+        self.store
+            .key_counts(owner, now, soon_until, policy.expiry.seconds())
+    }
+
     /// `Status`, with the caller's keys that expire soon and what the
     /// settings struct cannot hold (StatusWith). Like Status, it answers
     /// while the store fails (that is when it is most needed): then
@@ -55,20 +70,14 @@ impl KeyService {
     pub fn status_with(&self, c: &Caller) -> Result<(StatusInfo, StatusExtra)> {
         let status = self.status(c)?;
         let policy = self.policy()?;
-        // Counted by the store, as for the metrics: the caller's active
-        // long-lived keys whose effective expiry is in the window.
-        let now = self.host.now();
-        let warn_before = self.cfg.warn_before_secs;
-        let soon_until = now.saturating_add(i64::try_from(warn_before).unwrap_or(i64::MAX));
         let expiring_soon = self
-            .store
-            .key_counts(Some(c.uid), now, soon_until, policy.expiry.seconds())
+            .key_counts(Some(c.uid), &policy, self.host.now())
             .ok()
             .map(|k| u32::try_from(k.expiring_soon).unwrap_or(u32::MAX));
         Ok((
             status,
             StatusExtra {
-                warn_before,
+                warn_before: self.cfg.warn_before_secs,
                 expiring_soon,
                 settings: extra_of(&policy),
             },

@@ -22,11 +22,11 @@ impl KeyService {
     fn metrics_snapshot(&self) -> Snapshot {
         let now = self.host.now();
         let warn_before = self.cfg.warn_before_secs;
-        let keys = self.store.policy().ok().and_then(|p| {
-            let cap = p.expiry.seconds();
-            let soon_until = now.saturating_add(warn_before as i64);
-            self.store.key_counts(None, now, soon_until, cap).ok()
-        });
+        let keys = self
+            .store
+            .policy()
+            .ok()
+            .and_then(|p| self.key_counts(None, &p, now).ok());
         let throttled = self
             .throttle
             .lock()

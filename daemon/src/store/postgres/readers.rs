@@ -36,12 +36,7 @@ impl Loads {
     /// lookups arriving together may both take it: tokio-postgres
     /// pipelines them, so that costs a little latency, never an answer.
     pub fn take(&self) -> Turn<'_> {
-        let now: Vec<usize> = self
-            .in_flight
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect();
-        let index = quietest(&now);
+        let index = quietest(self.in_flight.iter().map(|n| n.load(Ordering::Relaxed)));
         self.in_flight[index].fetch_add(1, Ordering::Relaxed);
         Turn { loads: self, index }
     }
@@ -54,11 +49,12 @@ impl Drop for Turn<'_> {
 }
 
 /// The index of the smallest load, the first of equals; 0 for none.
-pub fn quietest(loads: &[usize]) -> usize {
+/// Takes the loads as they are read, so a lookup allocates nothing.
+pub fn quietest(loads: impl IntoIterator<Item = usize>) -> usize {
     loads
-        .iter()
+        .into_iter()
         .enumerate()
-        .min_by_key(|&(i, n)| (*n, i))
+        .min_by_key(|&(i, n)| (n, i))
         .map_or(0, |(i, _)| i)
 }
 
@@ -68,12 +64,12 @@ mod tests {
 
     #[test]
     fn the_first_of_the_quietest_connections_is_taken() {
-        assert_eq!(quietest(&[0, 0, 0, 0]), 0);
-        assert_eq!(quietest(&[1, 0, 0, 0]), 1);
-        assert_eq!(quietest(&[1, 1, 0, 0]), 2);
-        assert_eq!(quietest(&[2, 1, 1, 3]), 1);
-        assert_eq!(quietest(&[3, 2, 1, 0]), 3);
-        assert_eq!(quietest(&[]), 0);
+        assert_eq!(quietest([0, 0, 0, 0]), 0);
+        assert_eq!(quietest([1, 0, 0, 0]), 1);
+        assert_eq!(quietest([1, 1, 0, 0]), 2);
+        assert_eq!(quietest([2, 1, 1, 3]), 1);
+        assert_eq!(quietest([3, 2, 1, 0]), 3);
+        assert_eq!(quietest([]), 0);
     }
 
     #[test]
